@@ -1,0 +1,3 @@
+from pileablate.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""The `pileablate` command line: a thin Typer app over the package.
+
+Each command lives in `pileablate/commands/<name>.py` and imports its heavy dependencies (torch,
+pyarrow) inside the function, so `pileablate --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from pileablate import __version__
+from pileablate.commands import ablate, export, generate, mods, prepare, report, train
+from pileablate.errors import UserError
+
+app = typer.Typer(
+    name="pileablate",
+    help="Which modern Transformer modifications actually help, on real data, under an equal budget?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+app.command("prepare", help="Stream a corpus (The Pile, the offline sample, files, URLs) into memory-mapped token files.")(prepare.prepare)
+app.command("mods", help="List the modifications: name, what each changes, what it cannot combine with.")(mods.mods)
+app.command("train", help="Train one model (baseline plus --mods) under a time/token/step budget; resumable.")(train.train)
+app.command(
+    "ablate",
+    help="Run the grid (baseline, each modification alone, all together) over seeds with equal budgets.",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)(ablate.ablate)
+app.command("report", help="Loss tables (terminal, Markdown, CSV) and plots from run directories.")(report.report)
+app.command("generate", help="Sample text from a trained run, with a KV cache and optional speculative decoding.")(generate.generate)
+app.command("export", help="Export a trained run as a Hugging Face transformers checkpoint.")(export.export)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pileablate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+) -> None:
+    """Which modern Transformer modifications actually help, on real data, under an equal budget?"""
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="pileablate")
+    except UserError as err:
+        if debug:
+            raise
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)

@@ -1,0 +1,1 @@
+"""Data: sources -> documents -> tokens -> memory-mapped Arrow token store."""

@@ -1,0 +1,1 @@
+"""Model: one GPT whose parts are switched by named modifications (see registry.py)."""
