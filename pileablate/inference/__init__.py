@@ -1,0 +1,1 @@
+"""Inference: sampling rules, the decoding loop (with or without a KV cache), speculative decoding."""
