@@ -1,7 +1,40 @@
-"""`pileablate report` (placeholder until its issue lands; replaced by the real command)."""
+"""`pileablate report`: tables (terminal, Markdown, CSV) and plots from run directories."""
 
-from pileablate.errors import UserError
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
 
 
-def report() -> None:
-    raise UserError("'pileablate report' is not built yet")
+def report(
+    runs_dirs: Optional[List[Path]] = typer.Argument(
+        None, metavar="[RUNS_DIR]...",
+        help="Folders of runs (or single run folders) to report on. Default: runs/.",
+        show_default=False,
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Where report.md, summary.csv, runs.csv and plots/ go. Default: the first RUNS_DIR.",
+        show_default=False,
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Mix runs made on different data or tokenizers in one table (the report says so)."
+    ),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots (PNG and SVG)."),
+) -> None:
+    """Loss tables and plots from run directories.
+
+    Prints one row per configuration (seeds pooled: mean ± std) to stdout and writes report.md,
+    summary.csv (per configuration), runs.csv (per run) and plots/*.png|svg. Differences to the
+    baseline are marked significant only when they beat seed-to-seed noise (Welch's t-test, 5%).
+    """
+    from pileablate.report.build import build_report, write_report
+    from pileablate.report.console import print_files, stdout_console
+
+    paths = list(runs_dirs) if runs_dirs else [Path("runs")]
+    result = build_report(paths, force=force)
+    out_dir = out if out is not None else paths[0]
+    files = write_report(result, out_dir, plots=plots)
+    stdout_console().print(result.table())
+    print_files(result, files)

@@ -1,0 +1,113 @@
+"""Flags a reader must see before trusting a number: over-fitting, impossible losses, failed guards,
+incomplete runs, unequal budgets.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from pileablate.report.fmt import format_count, format_seconds
+from pileablate.report.runs import Run
+from pileablate.report.stats import mean
+
+# No text corpus compresses anywhere near this: the best language models reach ~0.5-0.7 bits per byte
+# on The Pile and around 0.3 on its most repetitive (code) parts at billions of parameters. A run
+# below it has almost certainly seen the tokens it predicts (the lab's 0.086 nats/token leak is
+# ~0.03 bits per byte with a GPT-2 tokenizer).
+MIN_PLAUSIBLE_BITS_PER_BYTE = 0.3
+
+# Train loss this far below validation loss (nats/token, and relative) means the model is fitting
+# its training windows rather than the language; noisy final batches stay well inside both margins.
+OVERFIT_GAP_NATS = 0.1
+OVERFIT_GAP_RELATIVE = 0.05
+
+_GUARD_OK = {"ok", "passed", "pass", "true", "skipped", "n/a", "none"}
+
+
+def train_loss_tail(run: Run, fraction: float = 0.1, minimum: int = 5) -> Optional[float]:
+    """Mean train loss over the last 10% of logged steps: one batch's loss is too noisy to compare."""
+    _, losses = run.series("train_loss")
+    if not losses:
+        value = run.summary.get("final_train_loss")
+        return None if value is None else float(value)
+    n = max(minimum, int(len(losses) * fraction))
+    return mean(losses[-n:])
+
+
+def bits_per_byte(run: Run, loss_nats: Optional[float]) -> Optional[float]:
+    bpt = run.val_bytes_per_token
+    if loss_nats is None or not bpt:
+        return None
+    return loss_nats / math.log(2) / bpt
+
+
+def run_flags(run: Run) -> list[str]:
+    """Every warning about one run, each a short phrase for the table and report."""
+    flags: list[str] = []
+    status = run.status
+    reason = run.summary.get("stop_reason")
+    if status == "failed":
+        flags.append(f"failed ({reason or 'unknown reason'})")
+    elif status in ("running", "stopped", "unknown") and reason not in ("time_limit", "max_tokens", "max_steps"):
+        flags.append(f"incomplete: {status}" + (f" ({reason})" if reason else ""))
+
+    for guard, value in (run.summary.get("guards") or {}).items():
+        if value is True or value is None or str(value).lower() in _GUARD_OK:
+            continue
+        flags.append(f"guard {guard} failed: {value}")
+
+    for flag in run.summary.get("flags") or []:
+        if flag not in flags:
+            flags.append(str(flag))
+
+    val = run.summary.get("final_val_loss")
+    train = train_loss_tail(run)
+    if val is not None and train is not None:
+        gap = float(val) - train
+        if gap > OVERFIT_GAP_NATS and gap > OVERFIT_GAP_RELATIVE * float(val):
+            epochs = run.summary.get("epochs")
+            at = f" after {float(epochs):.1f} epochs" if epochs is not None else ""
+            flags.append(f"over-fitting: train {train:.3f} < val {float(val):.3f}{at}")
+
+    lowest = [
+        bpb
+        for bpb in (
+            run.summary.get("val_bits_per_byte"),
+            bits_per_byte(run, run.summary.get("best_val_loss")),
+            bits_per_byte(run, train),
+        )
+        if bpb is not None and math.isfinite(float(bpb))
+    ]
+    if lowest and min(lowest) < MIN_PLAUSIBLE_BITS_PER_BYTE:
+        flags.append(
+            f"loss below what the data allows: {min(lowest):.3f} bits/byte < {MIN_PLAUSIBLE_BITS_PER_BYTE}"
+            " (leak of future tokens?)"
+        )
+    for key in ("final_train_loss", "final_val_loss"):
+        value = run.summary.get(key)
+        if value is not None and not math.isfinite(float(value)):
+            flags.append(f"non-finite {key.replace('_', ' ')}")
+    return flags
+
+
+def describe_budget(budget: dict) -> str:
+    parts = []
+    if budget.get("time_limit_s") is not None:
+        parts.append(f"time {format_seconds(float(budget['time_limit_s']))}")
+    if budget.get("max_tokens") is not None:
+        parts.append(f"{format_count(int(budget['max_tokens']))} tokens")
+    if budget.get("max_steps") is not None:
+        parts.append(f"{int(budget['max_steps'])} steps")
+    return " or ".join(parts) if parts else "none recorded"
+
+
+def budget_flags(runs: list[Run]) -> list[str]:
+    """One line per distinct budget when runs were not given the same budget (else nothing)."""
+    budgets: dict[str, list[str]] = {}
+    for run in runs:
+        budgets.setdefault(describe_budget(run.budget), []).append(run.name)
+    if len(budgets) < 2:
+        return []
+    return ["unequal budgets: " + "; ".join(f"{b}: {', '.join(names)}" for b, names in budgets.items())]
+

@@ -1,0 +1,28 @@
+"""Where a report goes on the terminal: the table on stdout (a result), file paths and flags on stderr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def stdout_console():
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        # Piped into a file, a 16-column table at rich's default 80 columns is unreadable.
+        console = Console(width=220)
+    return console
+
+
+def print_files(report, files: dict[str, Path]) -> None:
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    for warning in report.warnings + [f"mixed data (--force): {n}" for n in report.notes]:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    err.print(f"report: {files['report.md']}", highlight=False)
+    err.print(f"tables: {files['summary.csv']} (per configuration), {files['runs.csv']} (per run)", highlight=False)
+    plots = [p for name, p in files.items() if p.suffix == ".png"]
+    if plots:
+        err.print(f"plots:  {plots[0].parent}/ ({', '.join(p.stem for p in plots)}; .png and .svg)", highlight=False)

@@ -1,0 +1,249 @@
+"""Report figures. Each builder returns a matplotlib `Figure` (no pyplot, no global state, Agg
+canvas), so tests count its curves and `save_figure` writes it as PNG and SVG.
+
+Colours follow the configuration (seeds of one configuration share a colour); raw train loss is
+drawn faint and its smoothed curve bold; validation loss is dashed with markers.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+from pileablate.report.aggregate import Configuration
+from pileablate.report.fmt import format_count
+from pileablate.report.runs import Run
+from pileablate.report.stats import smooth
+
+RAW_ALPHA = 0.25
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _colors(configs: list[Configuration]) -> dict[str, tuple]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(configs) <= 10 else "tab20"]
+    return {c.name: cmap(i % cmap.N) for i, c in enumerate(configs)}
+
+
+def _run_color(configs: list[Configuration]) -> dict[str, tuple]:
+    colors = _colors(configs)
+    return {run.name: colors[c.name] for c in configs for run in c.runs}
+
+
+def _time_unit(seconds: float) -> tuple[str, float]:
+    if seconds < 180:
+        return "s", 1.0
+    if seconds < 3 * 3600:
+        return "min", 60.0
+    return "h", 3600.0
+
+
+def _tight_ylim(ax, values: list[float], lowest: Optional[float] = None) -> None:
+    """Leave out the first steps' loss (about ln(vocab)) so the part where runs differ is readable."""
+    finite = sorted(v for v in values if math.isfinite(v))
+    if not finite:
+        return
+    lo = finite[0] if lowest is None else min(lowest, finite[0])
+    hi = finite[min(len(finite) - 1, int(0.97 * (len(finite) - 1)))]
+    if hi <= lo:
+        return
+    pad = 0.05 * (hi - lo)
+    ax.set_ylim(lo - pad, hi + pad)
+
+
+def _count_ticks(ax) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_count(v)))
+
+
+def _draw_run(ax, run: Run, color, x: str, scale: float = 1.0, label: Optional[str] = None) -> list[float]:
+    """Raw train (faint), smoothed train (bold), validation (dashed): up to three curves."""
+    shown: list[float] = []
+    xs, ys = run.series("train_loss", x)
+    if xs:
+        xs = [v / scale for v in xs]
+        ax.plot(xs, ys, color=color, alpha=RAW_ALPHA, linewidth=0.8)
+        smoothed = smooth(ys)
+        ax.plot(xs, smoothed, color=color, linewidth=2.0, label=label)
+        # The tail of the smoothed curve sets the y-range: raw spikes should not.
+        shown.extend(smoothed[len(smoothed) // 10:])
+    vx, vy = run.series("val_loss", x)
+    if vx:
+        ax.plot([v / scale for v in vx], vy, color=color, linestyle="--", marker="o", markersize=3,
+                linewidth=1.2)
+        shown.extend(vy[len(vy) // 10:])
+    return shown
+
+
+def _style_legend(ax, configs: list[Configuration], colors: dict[str, tuple]) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[c.name], linewidth=2.0, label=c.name) for c in configs]
+    handles += [
+        Line2D([], [], color="black", alpha=RAW_ALPHA, linewidth=0.8, label="train (raw)"),
+        Line2D([], [], color="black", linewidth=2.0, label="train (smoothed)"),
+        Line2D([], [], color="black", linestyle="--", marker="o", markersize=3, label="validation"),
+    ]
+    ax.legend(handles=handles, fontsize="small", ncols=2 if len(handles) > 8 else 1, loc="upper right")
+
+
+def loss_vs_tokens_figure(configs: list[Configuration], loss_unit: str = "nats/token"):
+    """All runs' train and validation loss against tokens seen, on one axes."""
+    fig = _figure(9, 5.5)
+    ax = fig.add_subplot()
+    colors = _run_color(configs)
+    shown: list[float] = []
+    for config in configs:
+        for run in config.runs:
+            shown += _draw_run(ax, run, colors[run.name], "tokens")
+    ax.set_xlabel("tokens seen")
+    _count_ticks(ax)
+    ax.set_ylabel(f"loss ({loss_unit})")
+    ax.set_title("Loss against tokens (all runs)")
+    ax.grid(alpha=0.3)
+    _tight_ylim(ax, shown)
+    _style_legend(ax, configs, _colors(configs))
+    return fig
+
+
+def loss_vs_time_figure(configs: list[Configuration], loss_unit: str = "nats/token"):
+    """All runs' train and validation loss against wall-clock time."""
+    fig = _figure(9, 5.5)
+    ax = fig.add_subplot()
+    colors = _run_color(configs)
+    longest = max((r.series("train_loss", "elapsed_s")[0] or [0.0])[-1] for c in configs for r in c.runs)
+    unit, scale = _time_unit(longest)
+    shown: list[float] = []
+    for config in configs:
+        for run in config.runs:
+            shown += _draw_run(ax, run, colors[run.name], "elapsed_s", scale)
+    ax.set_xlabel(f"wall-clock time ({unit})")
+    ax.set_ylabel(f"loss ({loss_unit})")
+    ax.set_title("Loss against wall-clock time (all runs)")
+    ax.grid(alpha=0.3)
+    _tight_ylim(ax, shown)
+    _style_legend(ax, configs, _colors(configs))
+    return fig
+
+
+def runs_grid_figure(configs: list[Configuration], loss_unit: str = "nats/token"):
+    """One panel per run (shared axes) with its raw, smoothed and validation curves."""
+    runs = [r for c in configs for r in c.runs]
+    cols = min(4, len(runs))
+    rows = math.ceil(len(runs) / cols)
+    fig = _figure(3.2 * cols, 2.6 * rows + 0.4)
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    colors = _run_color(configs)
+    shown: list[float] = []
+    for i, run in enumerate(runs):
+        ax = axes[i // cols][i % cols]
+        shown += _draw_run(ax, run, colors[run.name], "tokens")
+        ax.set_title(run.name, fontsize="medium")
+        ax.grid(alpha=0.3)
+    for j in range(len(runs), rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    for col in range(cols):
+        # The lowest visible panel of each column carries the x labels (the last row may be short).
+        last = max(i for i in range(len(runs)) if i % cols == col)
+        ax = axes[last // cols][col]
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.set_xlabel("tokens seen")
+        _count_ticks(ax)
+    for row in axes:
+        row[0].set_ylabel(f"loss ({loss_unit})")
+    _tight_ylim(axes[0][0], shown)
+    fig.suptitle("Each run: train (faint raw, bold smoothed) and validation (dashed)")
+    return fig
+
+
+def final_val_bar_figure(configs: list[Configuration], key: str = "final_val_loss", label: str = "final validation loss (nats/token)"):
+    """One bar per configuration: mean over seeds, error bar one standard deviation, seeds as dots."""
+    fig = _figure(max(6.0, 1.1 * len(configs) + 2), 4.8)
+    ax = fig.add_subplot()
+    colors = _colors(configs)
+    names = [c.name for c in configs]
+    means = [c.mean(key) for c in configs]
+    stds = [c.std(key) or 0.0 for c in configs]
+    heights = [m if m is not None else 0.0 for m in means]
+    ax.bar(range(len(configs)), heights, yerr=stds, capsize=4,
+           color=[colors[n] for n in names], edgecolor="black", linewidth=0.6)
+    for i, c in enumerate(configs):
+        values = c.values(key)
+        if len(values) > 1:
+            ax.scatter([i] * len(values), values, color="black", s=10, zorder=3)
+        if c.delta is not None and means[i] is not None:
+            ax.annotate(f"{c.delta.delta:+.3f}{c.delta.marker}", (i, means[i] + stds[i]),
+                        textcoords="offset points", xytext=(0, 4), ha="center", fontsize="small")
+    base = next((c for c in configs if c.is_baseline), None)
+    if base is not None and base.mean(key) is not None:
+        ax.axhline(base.mean(key), color="gray", linestyle=":", linewidth=1, label="baseline")
+        ax.legend(fontsize="small", loc="lower right")
+    ax.set_xticks(range(len(configs)), names, rotation=30, ha="right")
+    ax.set_ylabel(label)
+    ax.set_xlabel("configuration (error bars: ±1 std over seeds; Δ vs baseline above)")
+    ax.set_title("Final validation loss per configuration")
+    present = [m for m in means if m is not None]
+    if present:
+        lo = min(m - s for m, s in zip(heights, stds) if m) if any(heights) else 0.0
+        hi = max(m + s for m, s in zip(heights, stds))
+        # A loss axis from zero hides the differences this chart exists to show.
+        ax.set_ylim(max(0.0, lo - 0.6 * (hi - lo + 1e-3)), hi + 0.25 * (hi - lo + 1e-3))
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def lr_schedule_figure(configs: list[Configuration]):
+    """Learning rate against tokens: one curve per configuration (its seeds share the schedule)."""
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    colors = _colors(configs)
+    for config in configs:
+        run = config.runs[0]
+        xs, lrs = run.series("lr", "tokens")
+        if xs:
+            ax.plot(xs, lrs, color=colors[config.name], linewidth=1.8, label=config.name)
+    ax.set_xlabel("tokens seen")
+    _count_ticks(ax)
+    ax.set_ylabel("learning rate")
+    ax.set_title("Learning-rate schedules")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize="small")
+    return fig
+
+
+def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "svg"):
+        path = out_dir / f"{stem}.{ext}"
+        fig.savefig(path, dpi=120 if ext == "png" else None)
+        paths.append(path)
+    return paths
+
+
+def build_figures(configs: list[Configuration], delta_key: str = "final_val_loss") -> dict:
+    """name -> Figure, every figure of the report."""
+    if delta_key == "val_bits_per_byte":
+        bar = final_val_bar_figure(configs, "val_bits_per_byte", "final validation bits per byte")
+    else:
+        bar = final_val_bar_figure(configs)
+    return {
+        "loss_vs_tokens": loss_vs_tokens_figure(configs),
+        "loss_vs_time": loss_vs_time_figure(configs),
+        "runs_grid": runs_grid_figure(configs),
+        "final_val_loss": bar,
+        "lr_schedule": lr_schedule_figure(configs),
+    }

@@ -1,0 +1,182 @@
+"""Load run directories (config.json, metrics.jsonl, summary.json; see docs/DESIGN.md "Runs").
+
+A path given to `report` is either one run (it holds `config.json` or `summary.json`) or a folder of
+runs (its subfolders that do). Nothing here needs torch: a report opens on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+from pileablate.errors import UserError
+
+_SEED_SUFFIX = re.compile(r"-s\d+$")
+
+
+@dataclass
+class Run:
+    """One run directory, read once."""
+
+    path: Path
+    config: dict
+    summary: dict
+    metrics: list[dict] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.summary.get("name") or self.config.get("name") or self.path.name)
+
+    @property
+    def mods(self) -> tuple[str, ...]:
+        mods = self.summary.get("mods", self.config.get("mods", []))
+        if isinstance(mods, str):
+            mods = [m for m in mods.split(",") if m]
+        return tuple(mods)
+
+    @property
+    def seed(self) -> Optional[int]:
+        seed = self.summary.get("seed", self.config.get("seed"))
+        return None if seed is None else int(seed)
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status") or "unknown")
+
+    @property
+    def configuration(self) -> str:
+        """What seeds of the same experiment share: the run name without its `-sN` seed suffix."""
+        return _SEED_SUFFIX.sub("", self.name)
+
+    @property
+    def data(self) -> dict:
+        return self.config.get("data") or {}
+
+    @property
+    def fingerprint(self) -> Optional[str]:
+        return self.data.get("fingerprint")
+
+    @property
+    def tokenizer_id(self) -> Optional[str]:
+        tok = self.data.get("tokenizer") or {}
+        return tok.get("sha256") or tok.get("name")
+
+    @property
+    def tokenizer_name(self) -> str:
+        tok = self.data.get("tokenizer") or {}
+        return str(tok.get("name") or tok.get("spec") or "?")
+
+    @property
+    def budget(self) -> dict:
+        """The budget the run was given (None for a limit not set)."""
+        budget = self.summary.get("budget")
+        if not budget:
+            train = self.config.get("train") or {}
+            budget = {k: train.get(k) for k in ("time_limit_s", "max_tokens", "max_steps")}
+        return {k: budget.get(k) for k in ("time_limit_s", "max_tokens", "max_steps")}
+
+    @property
+    def val_bytes_per_token(self) -> Optional[float]:
+        value = self.data.get("val_bytes_per_token")
+        return float(value) if value else None
+
+    def series(self, key: str, x: str = "tokens") -> tuple[list[float], list[float]]:
+        """(x, y) over the logged steps that carry `key` (val_loss only on evaluation steps)."""
+        xs, ys = [], []
+        for row in self.metrics:
+            if row.get(key) is None or row.get(x) is None:
+                continue
+            xs.append(float(row[x]))
+            ys.append(float(row[key]))
+        return xs, ys
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"cannot read {path}: {err}; delete or repair that run directory") from None
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    """metrics.jsonl, tolerating a torn last line (a run killed mid-write is still reportable)."""
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open() as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() or (path / "summary.json").is_file()
+
+
+def load_run(path: Path) -> Run:
+    path = Path(path)
+    config = _read_json(path / "config.json") if (path / "config.json").is_file() else {}
+    summary = _read_json(path / "summary.json") if (path / "summary.json").is_file() else {}
+    return Run(path=path, config=config, summary=summary, metrics=_read_metrics(path / "metrics.jsonl"))
+
+
+def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
+    """Each path is one run or a folder of runs; the result keeps the given order, then name order."""
+    found: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_dir():
+            raise UserError(f"{path} is not a directory; give a runs folder (default runs/) or a run folder")
+        if is_run_dir(path):
+            candidates = [path]
+        else:
+            candidates = sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
+        for run_dir in candidates:
+            if run_dir.resolve() not in {p.resolve() for p in found}:
+                found.append(run_dir)
+    return found
+
+
+def load_runs(paths: Iterable[Path]) -> list[Run]:
+    paths = [Path(p) for p in paths]
+    run_dirs = find_run_dirs(paths)
+    if not run_dirs:
+        where = ", ".join(str(p) for p in paths)
+        raise UserError(f"no runs in {where}; train some with 'pileablate ablate' or 'pileablate train'")
+    return [load_run(p) for p in run_dirs]
+
+
+def check_same_data(runs: list[Run], force: bool) -> list[str]:
+    """Runs on different data or tokenizers do not share a table unless forced.
+
+    Returns the notes the report prints when forced (empty when all runs share data and tokenizer).
+    """
+    fingerprints = sorted({r.fingerprint or "unknown" for r in runs})
+    tokenizers = sorted({r.tokenizer_name for r in runs})
+    tokenizer_ids = {r.tokenizer_id or "unknown" for r in runs}
+    notes = []
+    if len(fingerprints) > 1:
+        groups = "; ".join(
+            f"{fp[:12]}: {', '.join(r.name for r in runs if (r.fingerprint or 'unknown') == fp)}"
+            for fp in fingerprints
+        )
+        notes.append(f"runs were made on {len(fingerprints)} different data sets ({groups})")
+    if len(tokenizer_ids) > 1:
+        notes.append(
+            f"runs use different tokenizers ({', '.join(tokenizers)}): losses per token do not compare; "
+            "differences are taken on validation bits per byte"
+        )
+    if notes and not force:
+        raise UserError(
+            notes[0] + "; report them separately (one runs folder each) or pass --force to mix them"
+        )
+    return notes
