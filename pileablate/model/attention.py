@@ -1,0 +1,160 @@
+"""Causal self-attention: multi-head / grouped-query (one module) and multi-head latent attention.
+
+Every variant attends with `F.scaled_dot_product_attention(is_causal=True)` (flash kernels where
+available) or, with `kernel="math"`, the explicit softmax(q k^T / sqrt(d) + mask) v reference. Each
+owns its KV-cache layout (`new_cache`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pileablate.model.norms import make_norm
+from pileablate.model.rope import apply_rotary
+
+Rotary = Optional[tuple[torch.Tensor, torch.Tensor]]
+
+_SDPA_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
+
+
+def _causal_mask(t: int, s: int, device) -> Optional[torch.Tensor]:
+    """Boolean (t, s) mask for t new queries after s - t cached keys; None when is_causal suffices."""
+    if t == s or t == 1:
+        return None
+    offset = s - t
+    return torch.arange(s, device=device)[None, :] <= (offset + torch.arange(t, device=device)[:, None])
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: str, dropout_p: float) -> torch.Tensor:
+    """Causal attention of q (B, H, T, D) over k (B, Hkv, S, D), v (B, Hkv, S, Dv), S >= T.
+
+    The T queries are the last T positions of the S keys. Query head h reads kv head
+    h // (H // Hkv) (repeat_interleave layout, as Hugging Face Llama and SDPA's enable_gqa).
+    """
+    t, s = q.shape[-2], k.shape[-2]
+    groups = q.shape[1] // k.shape[1]
+    mask = _causal_mask(t, s, q.device)
+    if kernel == "math" or (groups > 1 and not _SDPA_GQA):
+        if groups > 1:
+            k = k.repeat_interleave(groups, dim=1)
+            v = v.repeat_interleave(groups, dim=1)
+    if kernel == "math":
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+        if t > 1:
+            allowed = mask if mask is not None else torch.ones(t, s, dtype=torch.bool, device=q.device).tril(s - t)
+            att = att.masked_fill(~allowed, float("-inf"))
+        att = F.softmax(att, dim=-1)
+        if dropout_p > 0:
+            att = F.dropout(att, p=dropout_p)
+        return att @ v
+    extra = {"enable_gqa": True} if groups > 1 and k.shape[1] != q.shape[1] else {}
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=mask is None and t > 1, **extra
+    )
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head attention (Vaswani et al. 2017); with n_kv_head < n_head grouped-query attention
+    (Ainslie et al. 2023; n_kv_head = 1 is multi-query attention, Shazeer 2019).
+
+    c_attn projects to [q (n_head*hd) | k (kv*hd) | v (kv*hd)]; with kv = n_head this is GPT-2's c_attn.
+    """
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.n_head, self.n_kv, self.head_dim = config.n_head, config.kv_heads, config.head_dim
+        self.c_attn = nn.Linear(config.d_model, (self.n_head + 2 * self.n_kv) * self.head_dim, bias=config.bias)
+        self.c_proj = nn.Linear(self.n_head * self.head_dim, config.d_model, bias=config.bias)
+        self.kernel = config.kernel
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def new_cache(self, batch_size: int, max_len: int, device, dtype) -> dict[str, torch.Tensor]:
+        shape = (batch_size, self.n_kv, max_len, self.head_dim)
+        return {"k": torch.zeros(shape, device=device, dtype=dtype), "v": torch.zeros(shape, device=device, dtype=dtype)}
+
+    def forward(self, x: torch.Tensor, rotary: Rotary = None, cache: Optional[dict] = None, start: int = 0) -> torch.Tensor:
+        b, t, _ = x.shape
+        hd = self.head_dim
+        q, k, v = self.c_attn(x).split([self.n_head * hd, self.n_kv * hd, self.n_kv * hd], dim=-1)
+        q = q.view(b, t, self.n_head, hd).transpose(1, 2)
+        k = k.view(b, t, self.n_kv, hd).transpose(1, 2)
+        v = v.view(b, t, self.n_kv, hd).transpose(1, 2)
+        if rotary is not None:
+            q = apply_rotary(q, *rotary)
+            k = apply_rotary(k, *rotary)
+        if cache is not None:
+            end = start + t
+            cache["k"][:, :, start:end] = k
+            cache["v"][:, :, start:end] = v
+            k = cache["k"][:, :, :end].to(q.dtype)
+            v = cache["v"][:, :, :end].to(q.dtype)
+        y = attend(q, k, v, self.kernel, self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(b, t, self.n_head * hd)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class LatentAttention(nn.Module):
+    """Multi-head latent attention (DeepSeek-V2, DeepSeek-AI 2024, section 2.1).
+
+    Keys and values are up-projected from a low-rank latent c = norm(W_dkv x) of width kv_latent_dim,
+    which is all the KV cache keeps. RoPE cannot be applied to the up-projected keys without
+    un-compressing the cache, so with `rope` on a separate rotary query part (per head) and rotary key
+    part (one, shared by all heads, computed from x) are concatenated to the content parts.
+    Attention stays token-to-token and causal; this is not the Perceiver-style latent array.
+    """
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.n_head, self.head_dim = config.n_head, config.head_dim
+        self.latent = config.latent_dim
+        self.rope_dim = config.rope_dim if config.position == "rope" else 0
+        h, hd, r = self.n_head, self.head_dim, self.rope_dim
+        self.q_proj = nn.Linear(config.d_model, h * (hd + r), bias=config.bias)
+        self.kv_down = nn.Linear(config.d_model, self.latent + r, bias=config.bias)  # [latent | rotary key]
+        self.kv_norm = make_norm(config, self.latent)
+        self.kv_up = nn.Linear(self.latent, h * 2 * hd, bias=config.bias)  # per head [k content | v]
+        self.c_proj = nn.Linear(h * hd, config.d_model, bias=config.bias)
+        self.kernel = config.kernel
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def new_cache(self, batch_size: int, max_len: int, device, dtype) -> dict[str, torch.Tensor]:
+        cache = {"latent": torch.zeros(batch_size, max_len, self.latent, device=device, dtype=dtype)}
+        if self.rope_dim:
+            cache["k_rope"] = torch.zeros(batch_size, 1, max_len, self.rope_dim, device=device, dtype=dtype)
+        return cache
+
+    def forward(self, x: torch.Tensor, rotary: Rotary = None, cache: Optional[dict] = None, start: int = 0) -> torch.Tensor:
+        b, t, _ = x.shape
+        h, hd, r = self.n_head, self.head_dim, self.rope_dim
+        q = self.q_proj(x).view(b, t, h, hd + r).transpose(1, 2)
+        c, k_rope = self.kv_down(x).split([self.latent, r], dim=-1)
+        c = self.kv_norm(c)
+        k_rope = k_rope.view(b, t, 1, r).transpose(1, 2)
+        if r:
+            q_nope, q_rope = q.split([hd, r], dim=-1)
+            q = torch.cat((q_nope, apply_rotary(q_rope, *rotary)), dim=-1)
+            k_rope = apply_rotary(k_rope, *rotary)
+        if cache is not None:
+            end = start + t
+            cache["latent"][:, start:end] = c
+            c = cache["latent"][:, :end].to(q.dtype)
+            if r:
+                cache["k_rope"][:, :, start:end] = k_rope
+                k_rope = cache["k_rope"][:, :, :end].to(q.dtype)
+        s = c.shape[1]
+        k_nope, v = self.kv_up(c).view(b, s, h, 2 * hd).transpose(1, 2).split([hd, hd], dim=-1)
+        k = torch.cat((k_nope, k_rope.expand(b, h, s, r)), dim=-1) if r else k_nope
+        y = attend(q, k, v, self.kernel, self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(b, t, h * hd)
+        return self.resid_dropout(self.c_proj(y))
+
+
+def make_attention(config) -> nn.Module:
+    return LatentAttention(config) if config.attention == "mla" else CausalSelfAttention(config)

@@ -1,0 +1,218 @@
+"""ModelConfig: every architecture choice as one typed, JSON-serialisable dataclass, plus presets.
+
+A config is the baseline (GPT-2) unless a field says otherwise; modifications (registry.py) are
+nothing but named sets of field changes. Fields left `None` follow a documented default rule (see the
+`help` of each), computed by the properties below, so `ModelConfig(**asdict(cfg))` rebuilds exactly
+the same model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional, Sequence, Union
+
+from pileablate.errors import UserError
+
+VOCAB_MULTIPLE = 64  # embedding rows padded up to a multiple of 64: faster matmuls (nanoGPT's 50304)
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of one GPT. The defaults are GPT-2 (nanoGPT's model.py)."""
+
+    vocab_size: int = field(default=50304, metadata=_help("Embedding rows (tokenizer vocab padded up to a multiple of 64)."))
+    data_vocab_size: Optional[int] = field(
+        default=None, metadata=_help("Real tokenizer vocab (ids the data can hold); the initial loss is compared with ln of this. None: vocab_size.")
+    )
+    n_layer: int = field(default=12, metadata=_help("Transformer blocks."))
+    n_head: int = field(default=12, metadata=_help("Attention (query) heads per block."))
+    d_model: int = field(default=768, metadata=_help("Residual stream width."))
+    seq_len: int = field(default=1024, metadata=_help("Context length (positions) the model is trained on."))
+    bias: bool = field(default=True, metadata=_help("Biases in every Linear layer and LayerNorm (GPT-2: yes)."))
+    dropout: float = field(default=0.0, metadata=_help("Dropout on embeddings, attention weights and residual branches."))
+    init_std: float = field(default=0.02, metadata=_help("Std of the normal weight init (GPT-2: 0.02)."))
+
+    norm: str = field(default="layernorm", metadata=_help("'layernorm' or 'rmsnorm'."))
+    norm_eps: float = field(default=1e-5, metadata=_help("Epsilon of every normalisation layer."))
+    norm_position: str = field(default="pre", metadata=_help("'pre' (GPT-2) or 'post' (original Transformer) LayerNorm."))
+
+    position: str = field(default="learned", metadata=_help("'learned' absolute positions (wpe) or 'rope' rotary embeddings."))
+    rope_theta: float = field(default=10000.0, metadata=_help("RoPE base (Llama: 10000)."))
+
+    mlp: str = field(default="gelu", metadata=_help("'gelu' (4x, tanh GELU as GPT-2) or 'swiglu'."))
+    mlp_hidden: Optional[int] = field(
+        default=None, metadata=_help("MLP hidden width. None: 4*d_model for gelu; for swiglu 8/3*d_model rounded so params match gelu within 1%.")
+    )
+
+    attention: str = field(default="mha", metadata=_help("'mha' (multi-head), 'gqa' (grouped-query) or 'mla' (multi-head latent)."))
+    kernel: str = field(default="sdpa", metadata=_help("'sdpa' (F.scaled_dot_product_attention, flash when available) or 'math' (explicit reference)."))
+    n_kv_head: Optional[int] = field(default=None, metadata=_help("gqa: key/value heads; must divide n_head. None: n_head//4 (at least 1). 1 = MQA."))
+    kv_latent_dim: Optional[int] = field(default=None, metadata=_help("mla: width of the key/value latent. None: max(d_model//4, head_dim)."))
+    mla_rope_dim: Optional[int] = field(default=None, metadata=_help("mla with rope: width of the decoupled rotary query/key part. None: head_dim//2."))
+
+    moe: bool = field(default=False, metadata=_help("Replace each MLP with a mixture of experts."))
+    n_experts: int = field(default=8, metadata=_help("moe: experts per layer."))
+    top_k: int = field(default=2, metadata=_help("moe: experts each token is routed to."))
+    moe_aux_weight: float = field(default=0.01, metadata=_help("moe: weight of the Switch load-balancing loss."))
+
+    mtp: bool = field(default=False, metadata=_help("Multi-token prediction heads as an auxiliary loss."))
+    mtp_depth: int = field(default=2, metadata=_help("mtp: tokens predicted per position (t+1..t+k); k-1 extra heads."))
+    mtp_weight: float = field(default=0.3, metadata=_help("mtp: weight of the mean extra-head loss in aux_loss."))
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> UserError:
+            return UserError(msg)
+
+        choices = {"norm": ("layernorm", "rmsnorm"), "norm_position": ("pre", "post"), "position": ("learned", "rope"),
+                   "mlp": ("gelu", "swiglu"), "attention": ("mha", "gqa", "mla"), "kernel": ("sdpa", "math")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise bad(f"model {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        for name in ("vocab_size", "n_layer", "n_head", "d_model", "seq_len"):
+            if int(getattr(self, name)) < 1:
+                raise bad(f"model {name} must be at least 1 (got {getattr(self, name)})")
+        if self.d_model % self.n_head:
+            raise bad(f"d_model {self.d_model} is not divisible by n_head {self.n_head}; pick sizes where it is")
+        if self.position == "rope" and self.head_dim % 2:
+            raise bad(f"rope needs an even head dimension (d_model/n_head = {self.head_dim}); change d_model or n_head")
+        if self.attention == "gqa":
+            kv = self.kv_heads
+            if kv < 1 or self.n_head % kv:
+                raise bad(f"--kv-heads {kv} must divide n_head {self.n_head} (e.g. {_divisors(self.n_head)})")
+        if self.attention == "mla":
+            if self.latent_dim < 1:
+                raise bad(f"--kv-latent-dim must be at least 1 (got {self.latent_dim})")
+            if self.position == "rope" and (self.rope_dim < 2 or self.rope_dim % 2):
+                raise bad(f"mla's rotary part must be even and at least 2 (got {self.rope_dim})")
+        if self.moe:
+            if self.n_experts < 1:
+                raise bad(f"--experts must be at least 1 (got {self.n_experts})")
+            if not 1 <= self.top_k <= self.n_experts:
+                raise bad(f"--top-k {self.top_k} must be between 1 and --experts {self.n_experts}")
+        if self.mtp and self.mtp_depth < 2:
+            raise bad(f"--mtp-depth {self.mtp_depth} must be at least 2 (tokens t+1..t+k; 2 adds one head for t+2)")
+        if self.data_vocab_size is not None and not 1 <= self.data_vocab_size <= self.vocab_size:
+            raise bad(f"data_vocab_size {self.data_vocab_size} must be between 1 and vocab_size {self.vocab_size}")
+
+    # Derived sizes (the "None means default rule" fields resolved).
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads actually used: n_head except for gqa."""
+        if self.attention != "gqa":
+            return self.n_head
+        return self.n_kv_head if self.n_kv_head is not None else max(1, self.n_head // 4)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.kv_latent_dim if self.kv_latent_dim is not None else max(self.d_model // 4, self.head_dim)
+
+    @property
+    def rope_dim(self) -> int:
+        """mla's decoupled rotary width (DeepSeek-V2: half the head dim)."""
+        return self.mla_rope_dim if self.mla_rope_dim is not None else max(2, (self.head_dim // 2) // 2 * 2)
+
+    @property
+    def ffn_hidden(self) -> int:
+        """Dense MLP hidden width."""
+        if self.mlp_hidden is not None:
+            return self.mlp_hidden
+        return 4 * self.d_model if self.mlp == "gelu" else swiglu_hidden(self.d_model, self.bias)
+
+    @property
+    def expert_hidden(self) -> int:
+        """moe: each expert is the dense MLP shrunk by top_k, so active params per token match dense."""
+        return max(1, self.ffn_hidden // self.top_k)
+
+    @property
+    def real_vocab_size(self) -> int:
+        return self.data_vocab_size if self.data_vocab_size is not None else self.vocab_size
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+
+
+def mlp_params(d_model: int, hidden: int, kind: str, bias: bool) -> int:
+    """Parameters of one MLP (no norm)."""
+    if kind == "gelu":
+        return 2 * d_model * hidden + ((hidden + d_model) if bias else 0)
+    return 3 * d_model * hidden + ((2 * hidden + d_model) if bias else 0)
+
+
+def swiglu_hidden(d_model: int, bias: bool = True) -> int:
+    """SwiGLU hidden width: 8/3*d_model (Shazeer 2020, as in Llama) rounded to a multiple of 64.
+
+    Three matrices at 8/3*d cost what two at 4*d do. Rounding to 64 can miss the GELU MLP's parameter
+    count by more than 1% at small widths (d=64: 192 is +12%), so the multiple is halved (64, 32, ... 1)
+    until the count is within 1%. d_model 192 and 768 give exactly 8/3*d; 1024 gives 2752 (+0.8%).
+    """
+    target = mlp_params(d_model, 4 * d_model, "gelu", bias)
+    exact = 8 * d_model / 3
+    for multiple in (64, 32, 16, 8, 4, 2, 1):
+        hidden = max(multiple, multiple * round(exact / multiple))
+        if abs(mlp_params(d_model, hidden, "swiglu", bias) - target) <= 0.01 * target:
+            return hidden
+    return max(1, round(exact))
+
+
+# name -> (n_layer, n_head, d_model, seq_len)
+PRESETS: dict[str, dict[str, int]] = {
+    "nano": dict(n_layer=2, n_head=2, d_model=64, seq_len=64),  # tests: trains on a CPU in seconds
+    "micro": dict(n_layer=4, n_head=4, d_model=128, seq_len=128),  # CPU demos
+    "mini": dict(n_layer=6, n_head=6, d_model=192, seq_len=256),  # minGPT's gpt-mini
+    "small": dict(n_layer=12, n_head=12, d_model=768, seq_len=1024),  # GPT-2 124M
+    "medium": dict(n_layer=24, n_head=16, d_model=1024, seq_len=1024),  # GPT-2 350M
+}
+
+# CLI option name -> ModelConfig field
+OVERRIDES = {
+    "n_layer": "n_layer",
+    "n_head": "n_head",
+    "d_model": "d_model",
+    "seq_len": "seq_len",
+    "kv_heads": "n_kv_head",
+    "kv_latent_dim": "kv_latent_dim",
+    "experts": "n_experts",
+    "top_k": "top_k",
+    "mtp_depth": "mtp_depth",
+}
+
+
+def pad_vocab(vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
+    return int(math.ceil(vocab_size / multiple) * multiple)
+
+
+def build_model_config(preset: str, mods: Union[str, Sequence[str]], vocab_size: int, **overrides: Any) -> ModelConfig:
+    """The config for `preset` + `mods` on data whose tokenizer has `vocab_size` ids.
+
+    Overrides that are None are ignored. Accepted: the CLI names in OVERRIDES (kv_heads, experts, ...)
+    and any ModelConfig field name (e.g. kernel="math", dropout=0.1).
+    """
+    from pileablate.model.registry import model_changes, resolve_mods
+
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if int(vocab_size) < 1:
+        raise UserError(f"vocab size must be at least 1 (got {vocab_size})")
+    values: dict[str, Any] = dict(PRESETS[preset])
+    values.update(model_changes(resolve_mods(mods)))
+    field_names = {f.name for f in fields(ModelConfig)}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        name = OVERRIDES.get(key, key)
+        if name not in field_names or name in ("vocab_size", "data_vocab_size"):
+            raise UserError(f"unknown model option {key!r}; valid: {', '.join(sorted(set(OVERRIDES) | field_names - {'vocab_size', 'data_vocab_size'}))}")
+        values[name] = value
+    values["vocab_size"] = pad_vocab(int(vocab_size))
+    values["data_vocab_size"] = int(vocab_size)
+    return ModelConfig(**values)

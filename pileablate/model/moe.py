@@ -1,0 +1,55 @@
+"""Mixture-of-experts MLP: top-k token routing (Shazeer et al. 2017) with the Switch Transformer
+load-balancing loss (Fedus et al. 2021).
+
+Routing is dropless (no expert capacity): a capacity limit drops tokens depending on which other
+tokens in the batch, later positions included, chose the same expert, which would leak the future into
+earlier positions' outputs. Each expert is the dense MLP type in force (GELU or SwiGLU) with its hidden
+width divided by top_k, so the parameters a token activates match the dense MLP.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pileablate.model.mlp import make_mlp
+
+
+class MoE(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.n_experts, self.top_k = config.n_experts, config.top_k
+        self.router = nn.Linear(config.d_model, self.n_experts, bias=False)
+        self.experts = nn.ModuleList(make_mlp(config, config.expert_hidden) for _ in range(self.n_experts))
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For tokens x (N, D): (weights (N, k) summing to 1 per token, expert ids (N, k), probs (N, E)).
+
+        The weights are a softmax over the chosen experts' logits (Mixtral); probs, the softmax over all
+        experts, feed the balance loss.
+        """
+        logits = self.router(x).float()
+        top_logits, experts = logits.topk(self.top_k, dim=-1)
+        return F.softmax(top_logits, dim=-1), experts, F.softmax(logits, dim=-1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output like x, balance loss). The loss is E * sum_e f_e * P_e: f_e the share of routing
+        slots given to expert e, P_e its mean router probability; 1.0 when perfectly balanced."""
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        weights, experts, probs = self.route(flat)
+        out = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            token, slot = (experts == e).nonzero(as_tuple=True)
+            if token.numel() == 0:
+                continue
+            out.index_add_(0, token, expert(flat[token]) * weights[token, slot, None].to(flat.dtype))
+        share = F.one_hot(experts, self.n_experts).sum(dim=(0, 1)).float() / experts.numel()
+        balance = self.n_experts * (share * probs.mean(dim=0)).sum()
+        return out.view(shape), balance
+
+    def inactive_params(self) -> int:
+        """Parameters a token does not use: the experts it is not routed to."""
+        per_expert = sum(p.numel() for p in self.experts[0].parameters())
+        return (self.n_experts - self.top_k) * per_expert

@@ -1,0 +1,48 @@
+"""Rotary position embeddings (Su et al. 2021, RoFormer) in Llama's "rotate half" layout.
+
+A vector's first and second halves form the (real, imaginary) pairs: pair i rotates by
+position * theta^(-2i/dim). Queries and keys rotated this way give attention scores that depend only
+on the offset between positions. The layout matches Hugging Face Llama, so exported weights need no
+permutation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Rotary(nn.Module):
+    def __init__(self, dim: int, max_len: int, theta: float = 10000.0) -> None:
+        super().__init__()
+        self.dim = dim
+        inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+        # Not persistent: derived from the config, so checkpoints hold weights only.
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        cos, sin = self._table(torch.arange(max_len, dtype=torch.float32))
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def _table(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = torch.outer(positions.float(), self.inv_freq.to(positions.device))
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos(), emb.sin()
+
+    def forward(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin), each (length, dim) fp32, for positions start .. start+length-1."""
+        end = start + length
+        if end <= self.cos.shape[0]:
+            return self.cos[start:end], self.sin[start:end]
+        return self._table(torch.arange(start, end, device=self.inv_freq.device, dtype=torch.float32))
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (..., T, dim) by positions whose (cos, sin) are (T, dim)."""
+    cos = cos.to(x.dtype)
+    sin = sin.to(x.dtype)
+    return x * cos + rotate_half(x) * sin
