@@ -1,0 +1,223 @@
+"""`TrainConfig`: every option of one training run, typed, with the docs the CLI shows as help.
+
+The field docs (`metadata["help"]`) are the `pileablate train --help` text, so the manual and the code
+cannot drift apart. Options left as `None` take a per-preset default (see `PRESET_DEFAULTS`), resolved
+by `resolve_defaults` once the model size is known.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+from pileablate.errors import UserError
+
+# Learning rate and batch per preset. Small models tolerate (and need) larger rates: 1e-3 is what
+# minGPT/nanoGPT use for models up to ~10M parameters, 6e-4 is GPT-2 small's rate (GPT-3 paper,
+# table 2.1), 3e-4 GPT-2 medium's. The batch sizes keep a step a few thousand tokens on small presets
+# (many steps on a CPU) and ~16k-32k tokens on GPU presets.
+PRESET_DEFAULTS: dict[str, dict] = {
+    "nano": {"lr": 1e-3, "batch_size": 8},
+    "micro": {"lr": 1e-3, "batch_size": 16},
+    "mini": {"lr": 1e-3, "batch_size": 32},
+    "small": {"lr": 6e-4, "batch_size": 16},
+    "medium": {"lr": 3e-4, "batch_size": 16},
+}
+FALLBACK_DEFAULTS = {"lr": 6e-4, "batch_size": 16}
+
+# Without any budget a run trains on this many tokens per (active) parameter: the compute-optimal
+# ratio of Hoffmann et al. 2022 ("Chinchilla"), so a default run is neither toy-short nor wasteful.
+DEFAULT_TOKENS_PER_PARAM = 20
+
+# Warmup (linear, from 0) lasts `warmup_steps` optimizer steps, or WARMUP_MAX_FRACTION of the budget
+# if that ends sooner, so a 300-step run is not spent warming up for 1000 steps.
+DEFAULT_WARMUP_STEPS = 1000
+WARMUP_MAX_FRACTION = 0.1
+
+
+def _opt(default, help: str, **extra):
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Field docs double as `pileablate train --help`."""
+
+    data_dir: Path = _opt(Path("data"), "Prepared token store (from 'pileablate prepare').")
+    runs_dir: Path = _opt(Path("runs"), "Where run directories are written.")
+    name: Optional[str] = _opt(None, "Run name (directory under --runs-dir). Default: the modifications and seed, e.g. 'rope+swiglu-s0'.")
+    mods: tuple[str, ...] = _opt((), "Modifications on top of the baseline: comma list, 'all', or 'baseline' (see 'pileablate mods').")
+    preset: str = _opt("micro", "Model size preset: nano, micro, mini, small, medium.")
+    seed: int = _opt(0, "Seed for initialisation and the training data order (identical batches across --mods).")
+    # Model overrides (None: the preset's value).
+    n_layer: Optional[int] = _opt(None, "Override the preset's number of layers.")
+    n_head: Optional[int] = _opt(None, "Override the preset's number of attention heads.")
+    d_model: Optional[int] = _opt(None, "Override the preset's model width.")
+    seq_len: Optional[int] = _opt(None, "Override the preset's context length (tokens per window).")
+    kv_heads: Optional[int] = _opt(None, "Key/value heads for 'gqa' (default n_head/4; 1 = multi-query).")
+    kv_latent_dim: Optional[int] = _opt(None, "Latent width of keys/values for 'mla'.")
+    experts: Optional[int] = _opt(None, "Number of experts for 'moe'.")
+    top_k: Optional[int] = _opt(None, "Experts per token for 'moe'.")
+    mtp_depth: Optional[int] = _opt(None, "Tokens predicted ahead for 'mtp' (2 = t+1 and t+2).")
+    # Optimisation.
+    lr: Optional[float] = _opt(None, "Peak learning rate. Default per preset: 1e-3 nano/micro/mini, 6e-4 small, 3e-4 medium.")
+    min_lr: Optional[float] = _opt(None, "Final learning rate of the 'cosine' schedule. Default lr/10.")
+    weight_decay: float = _opt(0.1, "AdamW weight decay, applied to weight matrices only (not biases, norms).")
+    beta1: float = _opt(0.9, "AdamW beta1.")
+    beta2: float = _opt(0.95, "AdamW beta2 (0.95 as in GPT-3: steadier for large-batch LM training).")
+    grad_clip: float = _opt(1.0, "Clip the global gradient norm to this value (0 = off).")
+    batch_size: Optional[int] = _opt(None, "Windows per micro-batch per process. Default per preset (8 nano, 16 micro, 32 mini, 16 small/medium).")
+    grad_accum: int = _opt(1, "Micro-batches per optimizer step. Global batch = batch-size x grad-accum x processes.")
+    warmup_steps: Optional[int] = _opt(None, f"Warmup steps for 'warmup'/'cosine'. Default {DEFAULT_WARMUP_STEPS}, capped at {WARMUP_MAX_FRACTION:.0%} of the budget.")
+    # Budget: the first reached ends the run.
+    time_limit_s: Optional[float] = _opt(None, "Training-time budget, e.g. 30s, 90m, 1h30m (evaluation and checkpoints not counted).")
+    max_tokens: Optional[int] = _opt(None, f"Token budget, e.g. 5M, 1.5B. Without any budget: {DEFAULT_TOKENS_PER_PARAM} tokens per active parameter.")
+    max_steps: Optional[int] = _opt(None, "Optimizer-step budget.")
+    # Evaluation, logging, checkpoints.
+    eval_every: int = _opt(100, "Evaluate on the validation windows every N steps (and at the end).")
+    eval_tokens: int = _opt(131072, "Validation tokens per evaluation: fixed windows of the held-out split, the same for every run.")
+    log_every: int = _opt(10, "Write a metrics.jsonl row every N steps.")
+    checkpoint_every: str = _opt("10m", "Checkpoint every N steps (e.g. 500) or every duration (e.g. 10m); also at the end and on Ctrl-C.")
+    # Hardware.
+    device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu).")
+    precision: str = _opt("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on CUDA if supported, else fp16 with loss scaling; fp32 on CPU/MPS).")
+    compile: bool = _opt(False, "torch.compile the model (faster on GPU after a warm-up compile).")
+    resume: bool = _opt(False, "Continue the existing run of this name (re-running the same command also resumes).")
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.runs_dir = Path(self.runs_dir)
+        if isinstance(self.mods, str):
+            self.mods = tuple(m for m in (s.strip() for s in self.mods.split(",")) if m)
+        else:
+            self.mods = tuple(self.mods)
+
+    def to_json(self) -> dict:
+        """`asdict` with paths as strings and tuples as lists (the form stored in config.json)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if k == "mods" else v) for k, v in data.items() if k in known})
+
+
+def field_help(name: str) -> str:
+    """The documentation of one TrainConfig field (used as CLI help)."""
+    for f in fields(TrainConfig):
+        if f.name == name:
+            return f.metadata["help"]
+    raise KeyError(name)
+
+
+def field_default(name: str):
+    for f in fields(TrainConfig):
+        if f.name == name:
+            return f.default if f.default is not MISSING else None
+    raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing budget strings.
+
+_DURATION = re.compile(r"^(?:(?P<d>\d+(?:\.\d+)?)d)?(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str, option: str = "--time-limit") -> float:
+    """'30s', '90m', '1h', '1h30m', '2d', or plain seconds ('45') -> seconds."""
+    raw = str(text).strip().lower()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        match = _DURATION.match(raw)
+        if not raw or not match or not any(match.groupdict().values()):
+            raise UserError(f"{option} {text!r}: not a duration; use e.g. 30s, 90m, 1h or 1h30m") from None
+        seconds = sum(float(v) * _UNITS[k] for k, v in match.groupdict().items() if v)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UserError(f"{option} {text!r}: must be a positive duration, e.g. 30s, 90m, 1h")
+    return seconds
+
+
+_COUNT = re.compile(r"^(\d+(?:\.\d+)?)([kmbt]?)$")
+_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
+
+
+def parse_count(text: str, option: str) -> int:
+    """'2000', '500k', '5M', '1.5B' -> int (positive)."""
+    match = _COUNT.match(str(text).strip().lower().replace("_", ""))
+    if not match:
+        raise UserError(f"{option} {text!r}: not a count; use e.g. 20000, 500k, 5M or 1.5B")
+    value = int(round(float(match.group(1)) * _SCALE[match.group(2)]))
+    if value <= 0:
+        raise UserError(f"{option} {text!r}: must be positive")
+    return value
+
+
+def parse_checkpoint_every(text: str) -> tuple[Optional[int], Optional[float]]:
+    """'500' -> (500 steps, None); '10m' -> (None, 600.0 seconds)."""
+    raw = str(text).strip().lower()
+    if raw.isdigit():
+        steps = int(raw)
+        if steps <= 0:
+            raise UserError(f"--checkpoint-every {text!r}: must be positive (steps, or a duration like 10m)")
+        return steps, None
+    return None, parse_duration(raw, "--checkpoint-every")
+
+
+CHOICES = {
+    "device": ("auto", "cpu", "cuda", "mps"),
+    "precision": ("auto", "bf16", "fp16", "fp32"),
+}
+
+
+def validate(cfg: TrainConfig) -> None:
+    """One-line errors for values that cannot work, before anything is built."""
+    if not (cfg.device in CHOICES["device"] or re.fullmatch(r"cuda:\d+", cfg.device)):
+        raise UserError(f"--device {cfg.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    if cfg.precision not in CHOICES["precision"]:
+        raise UserError(f"--precision {cfg.precision!r}: use auto, bf16, fp16 or fp32")
+    positive = {"batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "eval_every": cfg.eval_every,
+                "eval_tokens": cfg.eval_tokens, "log_every": cfg.log_every, "max_steps": cfg.max_steps,
+                "max_tokens": cfg.max_tokens, "time_limit_s": cfg.time_limit_s, "lr": cfg.lr}
+    for name, value in positive.items():
+        if value is not None and value <= 0:
+            raise UserError(f"{option_name(name)} must be positive (got {value})")
+    if cfg.min_lr is not None and cfg.min_lr < 0:
+        raise UserError("--min-lr must be >= 0")
+    if cfg.warmup_steps is not None and cfg.warmup_steps < 0:
+        raise UserError("--warmup-steps must be >= 0")
+    if cfg.grad_clip < 0 or cfg.weight_decay < 0:
+        raise UserError("--grad-clip and --weight-decay must be >= 0")
+    if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
+        raise UserError("--beta1 and --beta2 must be in [0, 1)")
+    if cfg.name is not None and (not cfg.name or "/" in cfg.name or cfg.name in (".", "..")):
+        raise UserError(f"--name {cfg.name!r}: use a plain directory name")
+    parse_checkpoint_every(cfg.checkpoint_every)
+
+
+def option_name(field_name: str) -> str:
+    """The CLI option of a TrainConfig field: time_limit_s -> --time-limit, batch_size -> --batch-size."""
+    return "--" + field_name.removesuffix("_s").replace("_", "-") if field_name == "time_limit_s" else "--" + field_name.replace("_", "-")
+
+
+def preset_defaults(preset: str) -> dict:
+    return PRESET_DEFAULTS.get(preset, FALLBACK_DEFAULTS)
+
+
+def default_run_name(mods: tuple[str, ...], seed: int, all_mods: tuple[str, ...] = ()) -> str:
+    """'baseline-s0', 'rope+swiglu-s1', 'all-s0' (when mods are exactly the seed study's five)."""
+    if not mods:
+        label = "baseline"
+    elif all_mods and set(mods) == set(all_mods):
+        label = "all"
+    else:
+        label = "+".join(mods)
+    return f"{label}-s{seed}"

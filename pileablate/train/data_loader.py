@@ -1,0 +1,112 @@
+"""Training and validation windows taken from the memory-mapped token store.
+
+Training: every optimizer step draws `global_windows` random windows of `seq_len + 1` tokens (inputs
+and their next-token targets) from the train split's token stream, from a generator seeded by
+(seed, step) alone. So:
+- the data order depends only on --seed and the data: runs that differ in modifications see the same
+  batches, step for step;
+- the data position is just the step number: resuming at step s continues exactly;
+- processes of a distributed run each take a disjoint slice of the same global set of windows, so the
+  global batch is the one a single process with the whole batch would see.
+Windows may cross document boundaries (documents end with end-of-text, as in GPT-2/nanoGPT). Only the
+windows are read from the memory map; the split is never loaded.
+
+Validation: `eval_tokens // seq_len` windows spread evenly over the held-out split, a function of the
+data and seq_len only: the same set for every run on the same data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pileablate.data.store import TokenSplit
+from pileablate.errors import UserError
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """How one optimizer step's windows are split: micro-steps x processes x windows per micro-batch."""
+
+    batch_size: int  # windows per micro-batch per process
+    grad_accum: int
+    world_size: int = 1
+    rank: int = 0
+
+    @property
+    def global_windows(self) -> int:
+        return self.batch_size * self.grad_accum * self.world_size
+
+    def slice_for(self, micro_step: int) -> slice:
+        """This process's windows of micro-step `micro_step` within the step's global windows."""
+        start = (micro_step * self.world_size + self.rank) * self.batch_size
+        return slice(start, start + self.batch_size)
+
+
+class TrainWindows:
+    """Random training windows, addressed by (step, micro-step): stateless, hence exactly resumable."""
+
+    def __init__(self, split: TokenSplit, seq_len: int, layout: BatchLayout, seed: int):
+        if split.num_tokens < seq_len + 2:
+            raise UserError(f"the train split has {split.num_tokens} tokens, fewer than one window of "
+                            f"{seq_len + 1}; prepare more data or lower --seq-len")
+        self.split = split
+        self.seq_len = seq_len
+        self.layout = layout
+        self.seed = seed
+
+    def starts(self, step: int) -> np.ndarray:
+        """Start offsets of all the step's global windows (identical on every process)."""
+        rng = np.random.default_rng([self.seed, step])
+        return rng.integers(0, self.split.num_tokens - self.seq_len, size=self.layout.global_windows)
+
+    def micro_batch(self, step: int, micro_step: int, starts: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) int64 tensors of shape (batch_size, seq_len) for this process."""
+        if starts is None:
+            starts = self.starts(step)
+        mine = starts[self.layout.slice_for(micro_step)]
+        rows = np.stack([self.split.window(int(s), self.seq_len + 1) for s in mine]).astype(np.int64)
+        data = torch.from_numpy(rows)
+        return data[:, :-1], data[:, 1:]
+
+    def epochs(self, tokens: int) -> float:
+        """Passes over the training split that `tokens` training tokens amount to."""
+        return tokens / self.split.num_tokens
+
+
+def val_window_starts(num_tokens: int, seq_len: int, eval_tokens: int) -> np.ndarray:
+    """Evenly spread, non-overlapping window starts over the val split (deterministic)."""
+    available = (num_tokens - 1) // seq_len
+    if available < 1:
+        raise UserError(f"the val split has {num_tokens} tokens, fewer than one window of {seq_len + 1}; "
+                        "prepare more validation data or lower --seq-len")
+    count = max(1, min(eval_tokens // seq_len, available))
+    # Spread `count` windows over the `available` non-overlapping slots, evenly.
+    slots = np.floor(np.arange(count) * (available / count)).astype(np.int64)
+    return slots * seq_len
+
+
+class ValWindows:
+    """The fixed validation windows, materialised once (eval_tokens is small)."""
+
+    def __init__(self, split: TokenSplit, seq_len: int, eval_tokens: int):
+        self.starts = val_window_starts(split.num_tokens, seq_len, eval_tokens)
+        rows = np.stack([split.window(int(s), seq_len + 1) for s in self.starts]).astype(np.int64)
+        self.data = torch.from_numpy(rows)
+
+    @property
+    def num_windows(self) -> int:
+        return len(self.starts)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.data.shape[0] * (self.data.shape[1] - 1))
+
+    def batches(self, batch_size: int, rank: int = 0, world_size: int = 1):
+        """(inputs, targets) batches of this process's share of the windows (round-robin by rank)."""
+        mine = self.data[rank::world_size]
+        for i in range(0, mine.shape[0], batch_size):
+            chunk = mine[i : i + batch_size]
+            yield chunk[:, :-1], chunk[:, 1:]

@@ -1,0 +1,39 @@
+"""Reading a finished (or checkpointed) run back: the model with its latest weights, its config, its tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pileablate.errors import UserError
+
+
+def load_run(run_dir, device: str = "cpu"):
+    """(GPT in eval mode with the latest checkpoint's weights, config.json dict, Tokenizer).
+
+    UserError when the directory is not a run or has no checkpoint yet.
+    """
+    from pileablate.data.tokenizer import load_tokenizer
+    from pileablate.model.config import ModelConfig
+    from pileablate.model.gpt import GPT
+    from pileablate.train.checkpoint import checkpoint_path, load_checkpoint
+    from pileablate.train.run_files import read_json
+
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.json); pass a directory made by 'pileablate train'")
+    ckpt = checkpoint_path(run_dir)
+    if not ckpt.is_file():
+        raise UserError(f"run {run_dir} has no checkpoint yet; train it first ('pileablate train' with its options)")
+    config = read_json(config_file)
+    model = GPT(ModelConfig(**config["model"]))
+    state = load_checkpoint(ckpt, map_location=device)
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    expected = config["data"]["tokenizer"]
+    tokenizer = load_tokenizer(expected["spec"])
+    # A ranks *file* can be edited after training; named encodings and `bytes` are fixed definitions.
+    if Path(expected["spec"]).is_file() and expected.get("sha256") and tokenizer.sha256 != expected["sha256"]:
+        raise UserError(f"tokenizer {expected['spec']} has changed since run {run_dir.name} was trained "
+                        f"(sha256 {tokenizer.sha256[:12]} != {expected['sha256'][:12]}); restore the original file")
+    return model, config, tokenizer
