@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,3 +23,82 @@ def bytes_store(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bytes_store")
     prepare_for_tests(out, train_tokens=400_000, val_tokens=40_000)
     return out
+
+
+class LocalServer:
+    """An HTTP server on 127.0.0.1 serving `routes` {path: bytes}; 404 for anything else.
+
+    `throttle[path] = (block_bytes, pause_s)` sends that file slowly (to interrupt a run mid-way).
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[str, bytes] = {}
+        self.throttle: dict[str, tuple[int, float]] = {}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                server.requests.append(self.path)
+                body = server.routes.get(self.path)
+                if body is None:
+                    self.send_error(404, "Not Found")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                block, pause = server.throttle.get(self.path, (len(body) or 1, 0.0))
+                try:
+                    for i in range(0, len(body), block):
+                        self.wfile.write(body[i : i + block])
+                        if pause:
+                            self.wfile.flush()
+                            time.sleep(pause)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def http_server():
+    server = LocalServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/train/00.jsonl.zst"
+
+
+def jsonl(records) -> bytes:
+    """Records (dicts, or raw bytes lines) as JSON lines."""
+    lines = [r if isinstance(r, bytes) else json.dumps(r).encode() for r in records]
+    return b"\n".join(lines) + b"\n"
+
+
+def zstd_frames(data: bytes, frames: int = 3) -> bytes:
+    """`data` compressed as several concatenated zstd frames (as pigz/zstd -T and the Pile produce)."""
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor(level=3)
+    step = max(1, len(data) // frames + 1)
+    return b"".join(compressor.compress(data[i : i + step]) for i in range(0, len(data), step))

@@ -17,6 +17,8 @@ and returns any window `[i, i+n)` without reading the rest of the split into mem
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,24 +40,120 @@ def dtype_for_vocab(vocab_size: int) -> str:
     return "uint16" if vocab_size <= 2**16 else "uint32"
 
 
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+class PartWriter:
+    """Streams documents into one part file; `commit()` makes it appear atomically.
+
+    Documents are buffered only up to `batch_tokens` and then written as one Arrow record batch to
+    `<name>.tmp`, so a part of any size costs a bounded amount of memory. `commit()` closes the IPC
+    file, fsyncs it and renames it into place: a reader (or a resumed `prepare`) sees either the
+    whole part or nothing.
+    """
+
+    def __init__(self, path: Path, dtype: str, batch_tokens: int = 1 << 20):
+        self.path = Path(path)
+        self.dtype = dtype
+        self.np_dtype = np.uint16 if dtype == "uint16" else np.uint32
+        self.batch_tokens = batch_tokens
+        self.rows = 0
+        self.tokens = 0
+        self._docs: list[np.ndarray] = []
+        self._buffered = 0
+        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._sink = None
+        self._writer = None
+
+    def add(self, document: np.ndarray) -> None:
+        """Append one document (its tokens, end-of-text included)."""
+        doc = np.asarray(document, dtype=self.np_dtype)
+        self._docs.append(doc)
+        self._buffered += len(doc)
+        self.rows += 1
+        self.tokens += len(doc)
+        if self._buffered >= self.batch_tokens:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._docs:
+            return
+        lengths = np.fromiter((len(d) for d in self._docs), dtype=np.int64, count=len(self._docs))
+        offsets = np.zeros(len(self._docs) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = np.concatenate(self._docs)
+        # One batch stays far below 2**31 tokens (batch_tokens plus one document), so int32 offsets.
+        if offsets[-1] >= 2**31:
+            raise ValueError("a record batch of 2**31 tokens or more; lower batch_tokens")
+        column = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
+        batch = pa.record_batch([column], names=[TOKENS_COLUMN])
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._sink = pa.OSFile(str(self._tmp), "wb")
+            self._writer = pa.ipc.new_file(self._sink, pa.schema([(TOKENS_COLUMN, arrow_token_type(self.dtype))]))
+        self._writer.write_batch(batch)
+        self._docs = []
+        self._buffered = 0
+
+    def commit(self) -> dict:
+        """Finish the file and move it into place. Returns {file, rows, tokens, sha256} (file = name)."""
+        self._flush()
+        if self._writer is None:  # no documents: still a valid (empty) part
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._sink = pa.OSFile(str(self._tmp), "wb")
+            self._writer = pa.ipc.new_file(self._sink, pa.schema([(TOKENS_COLUMN, arrow_token_type(self.dtype))]))
+        self._writer.close()
+        self._sink.close()
+        fd = os.open(self._tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self._tmp, self.path)
+        self._writer = self._sink = None
+        return {"file": self.path.name, "rows": self.rows, "tokens": self.tokens, "sha256": _sha256_file(self.path)}
+
+    def abort(self) -> None:
+        """Drop what was written since the last commit (the temporary file)."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+                self._sink.close()
+            except Exception:
+                pass
+        self._writer = self._sink = None
+        self._docs = []
+        self._tmp.unlink(missing_ok=True)
+
+
 def write_part(path: Path, documents: Sequence[np.ndarray] | Iterable[Sequence[int]], dtype: str) -> tuple[int, int]:
     """Write one part file atomically (temporary name, then rename). Returns (rows, tokens)."""
-    np_dtype = np.uint16 if dtype == "uint16" else np.uint32
-    docs = [np.asarray(d, dtype=np_dtype) for d in documents]
-    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
-    offsets = np.zeros(len(docs) + 1, dtype=np.int32 if lengths.sum() < 2**31 else np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    values = np.concatenate(docs) if docs else np.zeros(0, dtype=np_dtype)
-    list_cls = pa.ListArray if offsets.dtype == np.int32 else pa.LargeListArray
-    column = list_cls.from_arrays(pa.array(offsets), pa.array(values))
-    table = pa.table({TOKENS_COLUMN: column})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with pa.OSFile(str(tmp), "wb") as sink:
-        with pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-    os.replace(tmp, path)
-    return len(docs), int(lengths.sum())
+    writer = PartWriter(Path(path), dtype)
+    for doc in documents:
+        writer.add(np.asarray(doc))
+    info = writer.commit()
+    return info["rows"], info["tokens"]
+
+
+def split_part_files(directory: Path) -> list[Path]:
+    """The part files of a split in stream order: the manifest's list when there is one, else by name.
+
+    Going by the manifest ignores stray files (a part left by a run that was later overwritten).
+    """
+    directory = Path(directory)
+    manifest = directory.parent / "manifest.json"
+    if manifest.is_file():
+        try:
+            entry = json.loads(manifest.read_text())["splits"][directory.name]
+            return [directory.parent / p["file"] for p in entry["parts"]]
+        except (ValueError, KeyError, TypeError):
+            pass
+    return sorted(directory.glob(PART_GLOB))
 
 
 @dataclass
@@ -70,7 +168,7 @@ class TokenSplit:
 
     def __init__(self, directory: Path | str):
         self.directory = Path(directory)
-        self.parts = sorted(self.directory.glob(PART_GLOB))
+        self.parts = split_part_files(self.directory)
         self._chunks: list[_Chunk] = []
         self._starts: list[int] = []
         total = 0
