@@ -1,7 +1,26 @@
-"""`pileablate export` (placeholder until its issue lands; replaced by the real command)."""
+"""`pileablate export`: write a trained run as a Hugging Face transformers checkpoint."""
 
-from pileablate.errors import UserError
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
 
 
-def export() -> None:
-    raise UserError("'pileablate export' is not built yet")
+def export(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="Run folder to export (holds config.json and ckpt/latest.pt).", show_default=False),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write (config.json, model.safetensors, ...).", show_default=False),
+    fmt: str = typer.Option("hf", "--format", "-f", help="Output format: 'hf' (transformers GPT-2 or Llama)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an earlier export in --out."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Load the export back and check its logits equal the run's."),
+) -> None:
+    """Export a run's latest checkpoint as a Hugging Face transformers model.
+
+    The baseline becomes GPT2LMHeadModel; rope,rmsnorm,swiglu (optionally with gqa; trainer-only
+    warmup/cosine do not matter) becomes LlamaForCausalLM. Any other modification (mla, moe, mtp,
+    postnorm, or rope/rmsnorm/swiglu on their own) has no Hugging Face equivalent and is refused by name.
+    Needs the optional packages: pip install 'pileablate[hf]'.
+    """
+    from pileablate.export.run import export_run
+
+    export_run(run_dir, out, fmt, force=force, verify=verify)

@@ -36,6 +36,7 @@ class DecodeStats:
     accepted: int = 0
     window_shifts: int = 0
     cache_bytes: int = 0
+    cache_bytes_per_token: float = 0.0
     stopped_at_eot: bool = False
 
     @property
@@ -63,8 +64,9 @@ class ModelContext:
     and cache.length < len(tokens) - start, so every forward has at least one new token to feed.
     """
 
-    def __init__(self, model: torch.nn.Module, use_cache: bool, stats: DecodeStats) -> None:
+    def __init__(self, model: torch.nn.Module, use_cache: bool, stats: DecodeStats, is_target: bool = True) -> None:
         self.model = model
+        self.is_target = is_target
         self.seq_len = model_seq_len(model)
         self.keep = max(1, self.seq_len // 2)
         self.device = model_device(model)
@@ -82,7 +84,8 @@ class ModelContext:
         """Ensure the context plus `extra` more tokens fits seq_len, jumping the window if not."""
         if num_tokens - self.start + extra > self.seq_len:
             self.start = num_tokens - self.keep
-            self.stats.window_shifts += 1
+            if self.is_target:
+                self.stats.window_shifts += 1
             if self.cache is not None:
                 self.cache.truncate(0)
 
@@ -106,6 +109,8 @@ class ModelContext:
         idx = torch.tensor([feed], dtype=torch.long, device=self.device)
         out = self.model(idx, kv_cache=self.cache) if self.cache is not None else self.model(idx)
         self.stats.forward_passes += 1
+        if self.is_target:
+            self.stats.target_forward_passes += 1
         return out.logits[0, -rows:]
 
     def rollback(self, num_tokens: int) -> None:
@@ -116,6 +121,7 @@ class ModelContext:
                 self.cache.truncate(valid)
 
     def nbytes(self) -> int:
+        """Bytes the cache holds (allocated for seq_len tokens)."""
         return self.cache.nbytes() if self.cache is not None else 0
 
 
@@ -157,10 +163,12 @@ def decode(
     try:
         target = ModelContext(model, use_cache, stats)
         target.begin(len(tokens))
+        stats.cache_bytes = target.nbytes()
+        stats.cache_bytes_per_token = stats.cache_bytes / target.seq_len
         if draft is None:
             steps = _plain(target, tokens, max_new_tokens, sampling, vocab_size, generator, stats)
         else:
-            helper = ModelContext(draft, use_cache, stats)
+            helper = ModelContext(draft, use_cache, stats, is_target=False)
             if draft_tokens < 1:
                 raise UserError(f"--draft-tokens must be >= 1, got {draft_tokens}")
             if draft_tokens > helper.keep:
@@ -178,7 +186,6 @@ def decode(
                 break
             stats.new_tokens += 1
             stats.elapsed_s = time.perf_counter() - start_time
-            stats.cache_bytes = max(stats.cache_bytes, target.nbytes())
             yield token
     finally:
         stats.elapsed_s = time.perf_counter() - start_time
@@ -198,7 +205,6 @@ def _plain(
     for _ in range(max_new_tokens):
         target.make_room(len(tokens), 0)
         probs = probabilities(target.logits(tokens)[-1], sampling, vocab_size)
-        stats.target_forward_passes += 1
         token = int(sample(probs, generator))
         tokens.append(token)
         yield token
@@ -230,7 +236,6 @@ def _speculative(
                 proposed.append(int(sample(q, generator)))
                 draft_probs.append(q)
         p = probabilities(target.logits(tokens, proposed), sampling, vocab_size)
-        stats.target_forward_passes += 1
         q_all = torch.stack(draft_probs) if draft_probs else p[:0]
         drafts = torch.tensor(proposed, dtype=torch.long, device=p.device)
         accepted, next_token = accept_drafts(p, q_all, drafts, generator)

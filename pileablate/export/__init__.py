@@ -1,0 +1,1 @@
+"""Export of trained runs to other frameworks (Hugging Face transformers: hf.py)."""
