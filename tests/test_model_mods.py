@@ -342,3 +342,27 @@ def test_postnorm_normalises_after_the_residual_add():
     assert isinstance(model.transformer.ln_f, torch.nn.Identity)
     # every block output is normalised: per-position mean 0, variance 1 (LayerNorm gain 1, bias 0)
     assert out.mean(-1).abs().max() < 1e-5
+
+
+def test_moe_every_expert_gets_a_gradient_even_without_tokens():
+    """DistributedDataParallel fails on parameters that take no part in a step."""
+    torch.manual_seed(0)
+    model = GPT(tiny("moe", experts=8, top_k=1))
+    moe = model.transformer.h[0].mlp
+    with torch.no_grad():
+        moe.router.weight.zero_()
+        moe.router.weight[0].fill_(1.0)  # with positive inputs every token picks expert 0
+    x = torch.rand(1, 4, 32) + 0.1
+    out, balance = moe(x)
+    (out.sum() + balance).backward()
+    assert all(p.grad is not None for p in moe.parameters())
+    assert moe.experts[0].c_fc.weight.grad.abs().sum() > 0
+    assert moe.experts[5].c_fc.weight.grad.abs().sum() == 0
+
+
+def test_rope_tables_stay_fp32_exact_past_the_trained_context_after_a_bf16_cast():
+    rot = Rotary(16, max_len=8).to(torch.bfloat16)
+    cos, sin = rot(1000, 2)
+    fresh_cos, _ = Rotary(16, max_len=1002)(1000, 2)
+    assert cos.dtype == torch.float32
+    torch.testing.assert_close(cos, fresh_cos)

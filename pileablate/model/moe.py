@@ -41,9 +41,9 @@ class MoE(nn.Module):
         weights, experts, probs = self.route(flat)
         out = torch.zeros_like(flat)
         for e, expert in enumerate(self.experts):
+            # An expert with no tokens still runs (on zero rows) so every parameter gets a gradient,
+            # as DistributedDataParallel requires.
             token, slot = (experts == e).nonzero(as_tuple=True)
-            if token.numel() == 0:
-                continue
             out.index_add_(0, token, expert(flat[token]) * weights[token, slot, None].to(flat.dtype))
         share = F.one_hot(experts, self.n_experts).sum(dim=(0, 1)).float() / experts.numel()
         balance = self.n_experts * (share * probs.mean(dim=0)).sum()

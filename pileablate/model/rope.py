@@ -15,25 +15,28 @@ from torch import nn
 class Rotary(nn.Module):
     def __init__(self, dim: int, max_len: int, theta: float = 10000.0) -> None:
         super().__init__()
-        self.dim = dim
-        inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+        self.dim, self.theta = dim, theta
         # Not persistent: derived from the config, so checkpoints hold weights only.
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
         cos, sin = self._table(torch.arange(max_len, dtype=torch.float32))
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
 
+    def _inv_freq(self, device=None) -> torch.Tensor:
+        return 1.0 / (self.theta ** (torch.arange(0, self.dim, 2, dtype=torch.int64, device=device).float() / self.dim))
+
     def _table(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = torch.outer(positions.float(), self.inv_freq.to(positions.device))
+        # Always fp32 (the buffers follow model.to(dtype); a bf16 inv_freq would blur far positions).
+        freqs = torch.outer(positions.float(), self._inv_freq(positions.device))
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos(), emb.sin()
 
     def forward(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, sin), each (length, dim) fp32, for positions start .. start+length-1."""
+        """(cos, sin), each (length, dim), for positions start .. start+length-1 (fp32 unless the model
+        was cast; apply_rotary casts to the activations' dtype, as Hugging Face Llama does)."""
         end = start + length
         if end <= self.cos.shape[0]:
             return self.cos[start:end], self.sin[start:end]
-        return self._table(torch.arange(start, end, device=self.inv_freq.device, dtype=torch.float32))
+        return self._table(torch.arange(start, end, device=self.cos.device, dtype=torch.float32))
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
