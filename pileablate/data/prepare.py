@@ -38,6 +38,12 @@ from pileablate.errors import UserError
 STATE_DIR = ".prepare"
 
 
+class Interrupted(UserError):
+    """Ctrl-C: what was committed stays; the same command continues from it."""
+
+    exit_code = 130
+
+
 def part_file_name(index: int, k: int, n: int) -> str:
     return f"part-{index:05d}.arrow" if n == 1 else f"part-{k:03d}of{n:03d}-{index:05d}.arrow"
 
@@ -377,6 +383,12 @@ def prepare(cfg: PrepareConfig, console=None, summary_console=None) -> dict:
         try:
             with PrepareDisplay(console, unit, total, label) as display:
                 run.run(display)
+        except KeyboardInterrupt:
+            committed = run.state["splits"]
+            raise Interrupted(
+                f"interrupted; {committed['train']['rows']:,} train and {committed['val']['rows']:,} val documents "
+                f"are committed in {out}; run the same command again to continue from there"
+            ) from None
         except UserError:
             if run.state.get("error"):  # stopped at a broken source: what was committed stays usable
                 _write_manifest_if_all_parts(out, sources, tokenizer, cfg, n)
