@@ -71,7 +71,7 @@ def make_run(
         "best_val_loss": final_val, "val_bits_per_byte": final_val / math.log(2) / val_bytes_per_token,
         "params_total": 100_000 + 1000 * len(mods), "params_active": 100_000 + 1000 * len(mods),
         "epochs": epochs, "tokens_per_s": 10240.0, "peak_mem_bytes": None, "budget": budget,
-        "guards": guards or {"causality": "ok", "initial_loss": "ok"}, "flags": list(flags),
+        "guards": guards or {"causality": "passed", "initial_loss": 5.6}, "flags": list(flags),
     }
     (d / "config.json").write_text(json.dumps(config))
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -152,7 +152,7 @@ def test_overfitting_impossible_loss_and_failed_guard_are_flagged(tmp_path):
     make_run(runs, "memorise-s0", mods=("rope",), final_val=2.5, final_train=1.2, epochs=12.0)
     make_run(runs, "leak-s0", mods=("swiglu",), final_val=0.086, val_bytes_per_token=4.0)
     make_run(runs, "broken-s0", mods=("cosine",), status="failed", stop_reason="guard_failed",
-             guards={"causality": "failed: swiglu leaks future tokens", "initial_loss": "ok"})
+             guards={"causality": "failed", "initial_loss": None, "error": "swiglu leaks future tokens"})
     configs = {c.name: c for c in build_report([runs]).configurations}
     assert configs["baseline"].flags == []
     assert any("over-fitting" in f and "12.0 epochs" in f for f in configs["memorise"].flags)

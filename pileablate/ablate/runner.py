@@ -1,0 +1,184 @@
+"""Drive the grid: one `train()` after another, in process, with one budget for every run.
+
+Fairness is the trainer's job per run (same data order for a seed, same validation windows); the
+runner's job across runs is the equal budget and not losing work: a finished run is skipped, an
+interrupted one resumed (the trainer continues a run directory it finds), a failed one left as it is
+for the report to flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from pileablate.ablate.plan import PlannedRun
+from pileablate.errors import UserError
+
+BUDGET_FIELDS = ("time_limit_s", "max_tokens", "max_steps")
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What re-running a planned run will do."""
+
+    action: str   # "train" (new), "skip" (finished), "resume" (interrupted), "failed"
+    detail: str
+
+
+def budget_of(cfg) -> dict:
+    return {k: getattr(cfg, k) for k in BUDGET_FIELDS}
+
+
+def _same_budget(a: dict, b: dict) -> bool:
+    for key in BUDGET_FIELDS:
+        x, y = a.get(key), b.get(key)
+        if (x is None) != (y is None):
+            return False
+        if x is not None and not math.isclose(float(x), float(y), rel_tol=1e-9):
+            return False
+    return True
+
+
+def _read_summary(run_dir: Path) -> Optional[dict]:
+    import json
+
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_state(run_dir: Path) -> RunState:
+    summary = _read_summary(run_dir)
+    if not (run_dir / "config.json").is_file():
+        return RunState("train", "new")
+    if summary is None:
+        return RunState("resume", "started, no summary yet")
+    status, steps = summary.get("status"), summary.get("steps") or 0
+    if status == "failed":
+        return RunState("failed", f"failed ({summary.get('stop_reason')}) at step {steps}; delete {run_dir} to retry")
+    if status == "finished":
+        return RunState("skip", f"finished ({steps} steps)")
+    return RunState("resume", f"{status or 'unfinished'}; resumes from its last checkpoint (step ≤ {steps})")
+
+
+def grid_budget(base, vocab_size: int):
+    """The budget every run gets. Without one from the user: the baseline's default (tokens per
+    parameter of the *baseline* model), passed explicitly so that a modification changing the
+    parameter count (rope drops learned positions) does not change its own budget."""
+    if any(getattr(base, k) is not None for k in BUDGET_FIELDS):
+        return base, False
+    import torch
+
+    from pileablate.model.config import build_model_config
+    from pileablate.model.gpt import GPT
+    from pileablate.train import config as tc
+
+    overrides = {k: getattr(base, k) for k in ("n_layer", "n_head", "d_model", "seq_len", "kv_heads",
+                                               "kv_latent_dim", "experts", "top_k", "mtp_depth")}
+    model_cfg = build_model_config(base.preset, (), vocab_size, **overrides)
+    with torch.device("meta"):  # counts parameters without allocating them
+        active = GPT(model_cfg).num_params()["active"]
+    return dataclasses.replace(base, max_tokens=tc.DEFAULT_TOKENS_PER_PARAM * active), True
+
+
+def check_existing(base, plan: Sequence[PlannedRun], fingerprint: str) -> None:
+    """Before training anything: every run folder the plan would reuse must hold the same experiment
+    (data, model, optimiser settings, budget).
+    Otherwise a re-run with, say, another --lr would skip old runs and mix two ablations in one table."""
+    import json
+
+    from pileablate.report.checks import describe_budget
+    from pileablate.train.run_files import RESUMABLE_CHANGES
+    from pileablate.train.trainer import resolve_config
+
+    for planned in plan:
+        config_file = Path(base.runs_dir) / planned.name / "config.json"
+        if not config_file.is_file():
+            continue
+        try:
+            old = json.loads(config_file.read_text())
+        except (OSError, ValueError):
+            raise UserError(f"{config_file} is unreadable; delete {config_file.parent} to redo that run") from None
+        differences = []
+        if (old.get("data") or {}).get("fingerprint") != fingerprint:
+            differences.append(f"data {base.data_dir} differs (fingerprint)")
+        # Budget-independent defaults resolve the same way the trainer will (params do not matter here).
+        expected = resolve_config(config_for(base, planned), planned.mods, 0).to_json()
+        stored = old.get("train") or {}
+        for key, value in expected.items():
+            if key not in RESUMABLE_CHANGES and key in stored and stored[key] != value:
+                differences.append(f"{key} {stored[key]} -> {value}")
+        old_budget = {k: stored.get(k) for k in BUDGET_FIELDS}
+        if not differences and not _same_budget(old_budget, budget_of(base)):
+            # Extending a run is not the same experiment as running it with the larger budget from the
+            # start: warmup and cosine follow the fraction of the budget used.
+            raise UserError(
+                f"{config_file.parent} was given another budget ({describe_budget(old_budget)}, now "
+                f"{describe_budget(budget_of(base))}); every run of an ablation needs the same one: repeat "
+                "its budget, or use another --runs-dir"
+            )
+        if differences:
+            raise UserError(
+                f"{config_file.parent} was made with other settings ({'; '.join(differences[:3])}); repeat that "
+                "ablation's options to continue it, or use another --runs-dir for this one"
+            )
+
+
+def config_for(base, planned: PlannedRun):
+    return dataclasses.replace(base, mods=planned.mods, seed=planned.seed, name=planned.name, resume=False)
+
+
+@dataclass
+class Outcome:
+    run: PlannedRun
+    state: RunState
+    summary: Optional[dict] = None
+    error: Optional[str] = None
+
+
+def run_grid(base, plan: Sequence[PlannedRun], console) -> tuple[list[Outcome], bool]:
+    """Train every planned run in order. Returns the outcomes and whether the grid was interrupted
+    (a Ctrl-C or SIGTERM inside a run: its checkpoint is saved, the remaining runs are left for
+    the next invocation)."""
+    from pileablate.train.trainer import RunFailed, train
+
+    outcomes: list[Outcome] = []
+    for planned in plan:
+        run_dir = Path(base.runs_dir) / planned.name
+        state = run_state(run_dir)
+        header = (f"run {planned.index}/{len(plan)}: {planned.name} · mods "
+                  f"{','.join(planned.mods) or 'baseline'} · seed {planned.seed}")
+        if state.action in ("skip", "failed"):
+            console.print(f"[dim]{header} · {state.detail}: skipped[/dim]", highlight=False)
+            outcomes.append(Outcome(planned, state, _read_summary(run_dir)))
+            continue
+        console.rule(f"[bold]{header}[/bold]" + ("" if state.action == "train" else f" · {state.action}"))
+        try:
+            summary = train(config_for(base, planned), console=console)
+        except RunFailed as err:
+            # One modification failing its guards or going non-finite must not cost the other runs.
+            console.print(f"[red]{planned.name} failed:[/red] {err}", highlight=False)
+            outcomes.append(Outcome(planned, state, err.summary, str(err)))
+            continue
+        outcomes.append(Outcome(planned, state, summary))
+        if summary.get("status") == "stopped":
+            return outcomes, True
+    return outcomes, False
+
+
+def data_identity(data_dir: Path) -> tuple[int, str]:
+    """(vocab size, fingerprint) of the prepared data every run will read."""
+    from pileablate.data.manifest import read_manifest
+
+    manifest = read_manifest(data_dir)
+    try:
+        return int(manifest["vocab_size"]), str(manifest["fingerprint"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{data_dir}/manifest.json lacks vocab_size or fingerprint; run 'pileablate prepare' again") from None
