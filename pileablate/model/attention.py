@@ -39,7 +39,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: str, dropo
     t, s = q.shape[-2], k.shape[-2]
     groups = q.shape[1] // k.shape[1]
     mask = _causal_mask(t, s, q.device)
-    if kernel == "math" or (groups > 1 and not _SDPA_GQA):
+    # SDPA's enable_gqa (torch >= 2.5) only reaches the flash and math kernels; on GPUs, expanding the
+    # kv heads keeps every fused kernel (and GQA's timing honest) at the cost of a temporary copy.
+    if kernel == "math" or (groups > 1 and not (_SDPA_GQA and q.device.type == "cpu")):
         if groups > 1:
             k = k.repeat_interleave(groups, dim=1)
             v = v.repeat_interleave(groups, dim=1)
