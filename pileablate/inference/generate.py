@@ -78,11 +78,12 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
     return [tokenizer.eot_id] + tokenizer.encode(prompt)
 
 
-def generate(opts: GenerateOptions, out: TextIO = sys.stdout, console=None) -> GenerateResult:
+def generate(opts: GenerateOptions, out: Optional[TextIO] = None, console=None) -> GenerateResult:
     """Decode with the run in `opts`, streaming text to `out`; the summary goes to `console` (stderr)."""
     from rich.console import Console
 
     console = console if console is not None else Console(stderr=True, soft_wrap=True, highlight=False)
+    out = out if out is not None else sys.stdout
     sampling = SamplingConfig(temperature=opts.temperature, top_k=opts.top_k or None, top_p=opts.top_p)
     if opts.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens must be at least 1, got {opts.max_new_tokens}")
