@@ -11,17 +11,17 @@ from pileablate.data.config import DEFAULT_CHUNK_TOKENS, DEFAULT_VAL_ROWS, field
 
 
 def prepare(
-    source: Optional[List[str]] = typer.Option(None, "--source", "-s", help=field_help("sources") + " [default: pile]"),
-    rows: Optional[str] = typer.Option(None, "--rows", help=field_help("rows"), show_default=False),
-    val_rows: str = typer.Option(str(DEFAULT_VAL_ROWS), "--val-rows", help=field_help("val_rows") + " 'all' for no cap."),
-    tokens: Optional[str] = typer.Option(None, "--tokens", help=field_help("tokens"), show_default=False),
-    val_tokens: Optional[str] = typer.Option(None, "--val-tokens", help=field_help("val_tokens"), show_default=False),
-    tokenizer: str = typer.Option("gpt2", "--tokenizer", "-t", help=field_help("tokenizer")),
-    out: Path = typer.Option(Path("data"), "--out", "-o", help=field_help("out")),
+    source: Optional[List[str]] = typer.Option(None, "--source", "-s", metavar="SOURCE", help=field_help("sources") + " [default: pile]"),
+    rows: Optional[str] = typer.Option(None, "--rows", metavar="N", help=field_help("rows"), show_default=False),
+    val_rows: str = typer.Option(str(DEFAULT_VAL_ROWS), "--val-rows", metavar="N", help=field_help("val_rows") + " 'all' for no cap."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", metavar="N", help=field_help("tokens"), show_default=False),
+    val_tokens: Optional[str] = typer.Option(None, "--val-tokens", metavar="N", help=field_help("val_tokens"), show_default=False),
+    tokenizer: str = typer.Option("gpt2", "--tokenizer", "-t", metavar="NAME|FILE|bytes", help=field_help("tokenizer")),
+    out: Path = typer.Option(Path("data"), "--out", "-o", metavar="DIR", help=field_help("out")),
     part: Optional[str] = typer.Option(None, "--part", metavar="K/N", help=field_help("part"), show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help=field_help("overwrite")),
-    chunk_tokens: str = typer.Option(str(DEFAULT_CHUNK_TOKENS), "--chunk-tokens", help=field_help("chunk_tokens")),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help=field_help("workers"), show_default=False),
+    chunk_tokens: str = typer.Option("64M", "--chunk-tokens", metavar="N", help=field_help("chunk_tokens")),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, metavar="N", help=field_help("workers"), show_default=False),
 ) -> None:
     """Stream a corpus (The Pile, the offline sample, files, URLs) into memory-mapped token files.
 

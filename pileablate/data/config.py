@@ -13,7 +13,7 @@ from typing import Optional
 from pileablate.errors import UserError
 
 DEFAULT_VAL_ROWS = 5000
-DEFAULT_CHUNK_TOKENS = 64 * 2**20
+DEFAULT_CHUNK_TOKENS = 64_000_000
 
 
 def available_cores() -> int:

@@ -74,12 +74,10 @@ def summary_table(manifest: dict, elapsed_s: Optional[float], out: str, note: st
         table.add_row(name, f"{s['rows']:,}", f"{s['tokens']:,}", f"{s['bytes'] / 1e6:,.1f}", per, str(len(s["parts"])))
     skipped = manifest.get("skipped") or {}
     caption = ["skipped: " + (", ".join(f"{k} {v:,}" for k, v in skipped.items()) if skipped else "none")]
-    caption.append(f"val: {manifest.get('val_policy', '')}")
+    caption.append(f"val: {manifest.get('val_policy', '').split(':')[0].split(';')[0]}")
     if elapsed_s:
-        tokens = sum(manifest["splits"][n]["tokens"] for n in ("train", "val"))
         caption.append(f"{elapsed_s:.1f} s this run")
-        if tokens:
-            caption.append(f"fingerprint {manifest['fingerprint'][:16]}")
+    caption.append(f"fingerprint {manifest['fingerprint'][:16]}")
     if note:
         caption.append(note)
     table.caption = " · ".join(caption)
