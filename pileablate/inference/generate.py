@@ -6,6 +6,8 @@ Text goes to stdout as it is produced; the speed and acceptance summary goes to 
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +95,11 @@ def generate(opts: GenerateOptions, out: Optional[TextIO] = None, console=None) 
     if opts.draft_dir is not None:
         draft, draft_config, _ = load_model_for_inference(opts.draft_dir, device)
         check_same_tokenizer(config, draft_config, opts.run_dir, opts.draft_dir)
+        if draft.config.vocab_size != model.config.vocab_size:
+            raise UserError(
+                f"draft run {opts.draft_dir} has {draft.config.vocab_size} embedding rows but the target has "
+                f"{model.config.vocab_size}; train the draft on the same prepared data"
+            )
     prompt_ids = encode_prompt(tokenizer, opts.prompt)
     seq_len = int(model.config.seq_len)
     if len(prompt_ids) > seq_len:
@@ -116,12 +123,10 @@ def generate(opts: GenerateOptions, out: Optional[TextIO] = None, console=None) 
             tokens.append(token)
             if stream:
                 piece = text.push(token)
-                if piece:
-                    out.write(piece)
-                    out.flush()
+                if piece and not write(out, piece):
+                    break  # the reader went away (e.g. `| head`): stop decoding, quietly
         if stream:
-            out.write(text.flush() + "\n")
-            out.flush()
+            write(out, text.flush() + "\n")
         return tokens, stats
 
     if opts.echo:
@@ -147,6 +152,22 @@ def generate(opts: GenerateOptions, out: Optional[TextIO] = None, console=None) 
                 same = f"; identical tokens: {'yes' if plain_tokens == tokens else 'NO'}"
             console.print(f"  speed-up with the draft: {speedup:.2f}x{same}")
     return result
+
+
+def write(out: TextIO, text: str) -> bool:
+    """Write and flush; False once the reader has closed the pipe."""
+    try:
+        out.write(text)
+        out.flush()
+        return True
+    except BrokenPipeError:
+        # Point the descriptor at /dev/null so Python's final flush at exit does not raise again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        return False
 
 
 def summary_line(label: str, stats: DecodeStats, model, seq_len: int) -> str:
