@@ -88,10 +88,12 @@ def test_each_plot_exists_with_one_set_of_curves_per_run(ablation):
     panels = [ax for ax in figures["runs_grid"].axes if ax.get_visible()]
     assert len(panels) == 7 and all(len(ax.lines) == 3 for ax in panels)
     assert len(figures["final_val_loss"].axes[0].patches) == 7
+    # one curve per distinct schedule: constant (baseline and the model-only mods), warmup, cosine (+all)
     lr = figures["lr_schedule"].axes[0]
-    assert len(lr.lines) == 7
-    by_name = {line.get_label(): line.get_ydata() for line in lr.lines}
-    assert min(by_name["cosine"]) < max(by_name["cosine"]) and len(set(by_name["baseline"])) == 1
+    by_label = {line.get_label(): list(line.get_ydata()) for line in lr.lines}
+    assert set(by_label) == {"baseline, rmsnorm, rope, swiglu", "warmup", "cosine, all"}
+    assert len(set(by_label["baseline, rmsnorm, rope, swiglu"])) == 1
+    assert by_label["cosine, all"][-1] < max(by_label["cosine, all"])
 
 
 def test_rerun_skips_finished_runs(ablation, bytes_store):

@@ -17,7 +17,9 @@ def ablate(
         show_default=False,
     ),
     grid: Optional[Path] = typer.Option(
-        None, "--grid", help="TOML file listing configurations: [[config]] tables with mods (and name); optional seeds.",
+        None, "--grid",
+        help="TOML file of explicit configurations: one \\[\\[config]] table per configuration with "
+             "mods = [\"rope\", \"swiglu\"] (and optionally name = \"...\"); optional top-level seeds = K.",
         show_default=False,
     ),
     seeds: Optional[int] = typer.Option(
@@ -25,7 +27,12 @@ def ablate(
         help="Seeds per configuration (--seed S gives seeds S, S+1, ...). Default 1, or the grid file's seeds.",
         show_default=False,
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (runs, budget, what is finished) and stop."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run",
+        help="Print the plan (runs, budget, what is finished or will resume) and stop. Every other option is a "
+             "'pileablate train' option applied to every run (--data, --runs-dir, --preset, --max-tokens, "
+             "--time-limit, --lr, --device, ...).",
+    ),
 ) -> None:
     """Run the ablation grid over seeds with one budget for every run, then print the report.
 

@@ -204,15 +204,19 @@ def final_val_bar_figure(configs: list[Configuration], key: str = "final_val_los
 
 
 def lr_schedule_figure(configs: list[Configuration]):
-    """Learning rate against tokens: one curve per configuration (its seeds share the schedule)."""
+    """Learning rate against tokens: one curve per distinct schedule, labelled with every
+    configuration that follows it (seeds and model-only modifications share the baseline's)."""
     fig = _figure(8, 4.5)
     ax = fig.add_subplot()
     colors = _colors(configs)
+    schedules: dict[tuple, list[Configuration]] = {}
     for config in configs:
-        run = config.runs[0]
-        xs, lrs = run.series("lr", "tokens")
+        xs, lrs = config.runs[0].series("lr", "tokens")
         if xs:
-            ax.plot(xs, lrs, color=colors[config.name], linewidth=1.8, label=config.name)
+            schedules.setdefault((tuple(xs), tuple(round(v, 15) for v in lrs)), []).append(config)
+    for (xs, lrs), members in schedules.items():
+        ax.plot(xs, lrs, color=colors[members[0].name], linewidth=1.8,
+                label=", ".join(c.name for c in members))
     ax.set_xlabel("tokens seen")
     _count_ticks(ax)
     ax.set_ylabel("learning rate")
