@@ -40,11 +40,20 @@ class MoE(nn.Module):
         flat = x.reshape(-1, shape[-1])
         weights, experts, probs = self.route(flat)
         out = torch.zeros_like(flat)
-        for e, expert in enumerate(self.experts):
-            # An expert with no tokens still runs (on zero rows) so every parameter gets a gradient,
-            # as DistributedDataParallel requires.
-            token, slot = (experts == e).nonzero(as_tuple=True)
-            out.index_add_(0, token, expert(flat[token]) * weights[token, slot, None].to(flat.dtype))
+        # Group the (token, slot) assignments by expert with one sort and one host sync.
+        assigned = experts.reshape(-1)
+        order = assigned.argsort(stable=True)
+        token_of = order // self.top_k
+        weight_of = weights.reshape(-1)[order].to(flat.dtype)
+        counts = torch.bincount(assigned, minlength=self.n_experts).tolist()
+        begin = 0
+        for expert, n in zip(self.experts, counts):
+            # While training an idle expert still runs (on zero rows) so every parameter gets a
+            # gradient, as DistributedDataParallel requires; in inference it is skipped.
+            if n or torch.is_grad_enabled():
+                token = token_of[begin : begin + n]
+                out.index_add_(0, token, expert(flat[token]) * weight_of[begin : begin + n, None])
+            begin += n
         share = F.one_hot(experts, self.n_experts).sum(dim=(0, 1)).float() / experts.numel()
         balance = self.n_experts * (share * probs.mean(dim=0)).sum()
         return out.view(shape), balance
