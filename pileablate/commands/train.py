@@ -6,6 +6,7 @@ command's own parser through `train_config_from_args`, so every train option pas
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
@@ -67,11 +68,11 @@ def train(
 
     summary = run_training(cfg)
     status = summary.get("status")
-    line = (f"{summary['run_dir']}\t{status}\t{summary.get('stop_reason')}\tsteps={summary.get('steps')}\t"
-            f"val_loss={summary.get('final_val_loss')}\tval_bpb={summary.get('val_bits_per_byte')}")
-    typer.echo(line)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one result line
+        typer.echo(f"{summary['run_dir']}\t{status}\t{summary.get('stop_reason')}\tsteps={summary.get('steps')}\t"
+                   f"val_loss={summary.get('final_val_loss')}\tval_bpb={summary.get('val_bits_per_byte')}")
     if status == "stopped":
-        raise typer.Exit(130)
+        raise typer.Exit(130)  # interrupted (SIGINT/SIGTERM): checkpoint saved, not finished
 
 
 def _config(*, mods, preset, data, runs_dir, name, seed, n_layer, n_head, d_model, seq_len, kv_heads, kv_latent_dim,

@@ -430,7 +430,7 @@ class _Trainer:
         return guards
 
     def _row(self, p: Progress, lr: float, train_loss: float, grad_norm, windows: TrainWindows, tokens_per_s: float) -> dict:
-        return {"step": p.step, "tokens": p.tokens, "elapsed_s": round(p.elapsed_s, 4), "lr": lr,
+        return {"step": p.step, "tokens": p.tokens, "elapsed_s": p.elapsed_s, "lr": lr,
                 "train_loss": train_loss, "grad_norm": grad_norm, "tokens_per_s": tokens_per_s,
                 "epoch": windows.epochs(p.tokens)}
 
