@@ -122,6 +122,11 @@ class GPT(nn.Module):
     def forward(
         self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None, kv_cache: Optional[KVCache] = None
     ) -> ModelOutput:
+        """idx (B, T) token ids. targets (B, T): the next token at each position (-1 = ignore).
+
+        With `kv_cache`, idx holds only the new tokens; they take positions cache.length onwards, their
+        keys/values are appended and only their logits are returned (MTP heads are skipped).
+        """
         cfg = self.config
         b, t = idx.shape
         start = 0
