@@ -150,3 +150,12 @@ def test_nano_learns_a_repeated_sequence_quickly():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
+
+
+def test_flops_per_token_is_six_n_active_plus_attention():
+    cfg = build_model_config("micro", "moe", 257)
+    with torch.device("meta"):
+        model = GPT(cfg)
+    n = model.num_params()["active"]
+    assert model.flops_per_token() == 6 * n + 12 * 4 * 4 * 32 * 128
+    assert model.flops_per_token(seq_len=64) == 6 * n + 12 * 4 * 4 * 32 * 64
