@@ -30,6 +30,7 @@ def pick_device(requested: str, info: DistInfo) -> torch.device:
             index = int(requested.split(":")[1])
         if index >= torch.cuda.device_count():
             raise UserError(f"--device cuda:{index}: only {torch.cuda.device_count()} GPU(s) visible")
+        torch.cuda.set_device(index)  # NCCL and the caching allocator work on the current device
         return torch.device("cuda", index)
     if requested == "mps":
         if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):

@@ -379,7 +379,7 @@ class _Trainer:
                             step=progress.step, train_loss=mean_loss, val_loss=progress.last_val_loss, lr=lr,
                             tokens_per_s=row["tokens_per_s"], elapsed_s=progress.elapsed_s, epoch=row["epoch"])
                 if failure:
-                    status, stop_reason = "failed", "implausible_loss"
+                    status, stop_reason = "failed", progress.flags[-1]  # non_finite_loss or implausible_loss
                     break
                 if ckpt_now:
                     save(progress)
@@ -430,24 +430,26 @@ class _Trainer:
         return guards
 
     def _row(self, p: Progress, lr: float, train_loss: float, grad_norm, windows: TrainWindows, tokens_per_s: float) -> dict:
+        if grad_norm is not None and not math.isfinite(grad_norm):
+            grad_norm = None  # fp16 steps skipped by the loss scaler; JSON has no inf
         return {"step": p.step, "tokens": p.tokens, "elapsed_s": p.elapsed_s, "lr": lr,
                 "train_loss": train_loss, "grad_norm": grad_norm, "tokens_per_s": tokens_per_s,
                 "epoch": windows.epochs(p.tokens)}
 
     def _record_eval(self, p: Progress, row: dict, val_loss: float, val_bytes_per_token: float) -> Optional[str]:
-        row["val_loss"] = val_loss
         bpb = bits_per_byte(val_loss, val_bytes_per_token)
-        row["val_bits_per_byte"] = bpb
-        p.last_val_loss = val_loss
         if not math.isfinite(val_loss):
+            row["val_loss"] = None
             p.flags.append("non_finite_loss")
             return f"the validation loss became {val_loss} at step {p.step}; the run is stopped"
-        p.best_val_loss = val_loss if p.best_val_loss is None else min(p.best_val_loss, val_loss)
+        row["val_loss"], row["val_bits_per_byte"] = val_loss, bpb
+        p.last_val_loss = val_loss  # kept as evidence; an implausible value never becomes the best
         if bpb < MIN_PLAUSIBLE_BITS_PER_BYTE:
             p.flags.append("implausible_loss")
             return (f"validation loss {val_loss:.4f} nats/token = {bpb:.3f} bits/byte at step {p.step} is below the "
                     f"plausibility floor of {MIN_PLAUSIBLE_BITS_PER_BYTE} bits/byte: the model sees what it predicts "
                     "(a causality leak or validation data in training); the run is marked failed")
+        p.best_val_loss = val_loss if p.best_val_loss is None else min(p.best_val_loss, val_loss)
         return None
 
     def _write_summary(self, p: Progress, status: str, stop_reason, guards: dict, windows: TrainWindows, peak_mem) -> dict:
