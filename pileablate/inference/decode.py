@@ -12,7 +12,7 @@ identical contexts and greedy decoding gives identical tokens on all three.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
 import torch
