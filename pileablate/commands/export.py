@@ -10,7 +10,7 @@ import typer
 def export(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="Run folder to export (holds config.json and ckpt/latest.pt).", show_default=False),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write (config.json, model.safetensors, ...).", show_default=False),
-    fmt: str = typer.Option("hf", "--format", "-f", help="Output format: 'hf' (transformers GPT-2 or Llama)."),
+    fmt: str = typer.Option("hf", "--format", "-f", help="Output format. 'hf': transformers GPT2LMHeadModel for the baseline, LlamaForCausalLM for rope,rmsnorm,swiglu (+gqa); other modifications are refused by name. Needs pip install 'pileablate[hf]'."),
     force: bool = typer.Option(False, "--force", help="Overwrite an earlier export in --out."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Load the export back and check its logits equal the run's."),
 ) -> None:

@@ -17,7 +17,7 @@ class GenerateOptions:
 
     run_dir: Path = field(metadata=_help("Run folder to sample from (holds config.json and ckpt/latest.pt)."))
     prompt: str = field(default="", metadata=_help("Text to continue. Default: stdin when it is not a terminal. '' starts a new document."))
-    max_new_tokens: int = field(default=200, metadata=_help("Tokens to generate at most (stops earlier at end-of-text)."))
+    max_new_tokens: int = field(default=200, metadata=_help("Tokens to generate at most (stops earlier at end-of-text). May exceed the model's context: when it is full the window jumps, keeping the latest seq_len/2 tokens."))
     temperature: float = field(default=0.8, metadata=_help("Sampling temperature; 0 = greedy."))
     top_k: Optional[int] = field(default=200, metadata=_help("Sample only among the k most likely tokens (0: no limit)."))
     top_p: Optional[float] = field(default=None, metadata=_help("Nucleus sampling: smallest set of tokens with probability >= p."))
