@@ -48,13 +48,14 @@ def _time_unit(seconds: float) -> tuple[str, float]:
     return "h", 3600.0
 
 
-def _tight_ylim(ax, values: list[float], lowest: Optional[float] = None) -> None:
-    """Leave out the first steps' loss (about ln(vocab)) so the part where runs differ is readable."""
+def _tight_ylim(ax, values: list[float], upper_quantile: float = 0.97) -> None:
+    """A y-range over `values` (callers leave out the first steps' loss, about ln(vocab), where the
+    part in which runs differ should be readable), ignoring the top 3% of spikes."""
     finite = sorted(v for v in values if math.isfinite(v))
     if not finite:
         return
-    lo = finite[0] if lowest is None else min(lowest, finite[0])
-    hi = finite[min(len(finite) - 1, int(0.97 * (len(finite) - 1)))]
+    lo = finite[0]
+    hi = finite[min(len(finite) - 1, int(upper_quantile * (len(finite) - 1)))]
     if hi <= lo:
         return
     pad = 0.05 * (hi - lo)
@@ -145,14 +146,18 @@ def runs_grid_figure(configs: list[Configuration], loss_unit: str = "nats/token"
     fig = _figure(3.2 * cols, 2.6 * rows + 0.4)
     axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
     colors = _run_color(configs)
-    shown: list[float] = []
+    full: list[float] = []
     for i, run in enumerate(runs):
         ax = axes[i // cols][i % cols]
-        shown += _draw_run(ax, run, colors[run.name], "tokens")
+        _draw_run(ax, run, colors[run.name], "tokens")
+        full += smooth(run.series("train_loss")[1]) + run.series("val_loss")[1]
         ax.set_title(run.name, fontsize="medium")
         ax.grid(alpha=0.3)
     for j in range(len(runs), rows * cols):
         axes[j // cols][j % cols].set_visible(False)
+    # Panels show each whole curve (the fall from ln(vocab) is the learning); the all-runs figures
+    # zoom on the part where runs differ.
+    _tight_ylim(axes[0][0], full, upper_quantile=1.0)
     for col in range(cols):
         # The lowest visible panel of each column carries the x labels (the last row may be short).
         last = max(i for i in range(len(runs)) if i % cols == col)
@@ -162,7 +167,6 @@ def runs_grid_figure(configs: list[Configuration], loss_unit: str = "nats/token"
         _count_ticks(ax)
     for row in axes:
         row[0].set_ylabel(f"loss ({loss_unit})")
-    _tight_ylim(axes[0][0], shown)
     fig.suptitle("Each run: train (faint raw, bold smoothed) and validation (dashed)")
     return fig
 
@@ -176,7 +180,9 @@ def final_val_bar_figure(configs: list[Configuration], key: str = "final_val_los
     means = [c.mean(key) for c in configs]
     stds = [c.std(key) or 0.0 for c in configs]
     heights = [m if m is not None else 0.0 for m in means]
-    ax.bar(range(len(configs)), heights, yerr=stds, capsize=4,
+    seeded = any(c.std(key) is not None for c in configs)
+    # No error bar at all with one seed: a zero-width bar would read as "no noise".
+    ax.bar(range(len(configs)), heights, yerr=stds if seeded else None, capsize=4,
            color=[colors[n] for n in names], edgecolor="black", linewidth=0.6)
     for i, c in enumerate(configs):
         values = c.values(key)
@@ -191,7 +197,8 @@ def final_val_bar_figure(configs: list[Configuration], key: str = "final_val_los
         ax.legend(fontsize="small", loc="lower right")
     ax.set_xticks(range(len(configs)), names, rotation=30, ha="right")
     ax.set_ylabel(label)
-    ax.set_xlabel("configuration (error bars: ±1 std over seeds; Δ vs baseline above)")
+    ax.set_xlabel("configuration (error bars: ±1 std over seeds; Δ vs baseline above)" if seeded else
+                  "configuration (one seed each: no error bars, significance of Δ unknown (?))")
     ax.set_title("Final validation loss per configuration")
     present = [m for m in means if m is not None]
     if present:

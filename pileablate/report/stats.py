@@ -81,10 +81,10 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Optional[Difference]:
 
 
 def smooth(values: Sequence[float], span: Optional[int] = None) -> list[float]:
-    """Debiased exponential moving average (as TensorBoard draws it); span ~ 5% of the points."""
+    """Debiased exponential moving average (as TensorBoard draws it); span ~ 10% of the points."""
     if not values:
         return []
-    span = span or max(1, len(values) // 20)
+    span = span or max(1, len(values) // 10)
     beta = 1.0 - 2.0 / (span + 1)
     out, avg = [], 0.0
     for i, v in enumerate(values, start=1):
