@@ -28,12 +28,14 @@ def bytes_store(tmp_path_factory) -> Path:
 class LocalServer:
     """An HTTP server on 127.0.0.1 serving `routes` {path: bytes}; 404 for anything else.
 
-    `throttle[path] = (block_bytes, pause_s)` sends that file slowly (to interrupt a run mid-way).
+    `throttle[path] = (block_bytes, pause_s)` sends that file slowly (to interrupt a run mid-way);
+    `cut[path] = n` announces the whole file but drops the connection after n bytes.
     """
 
     def __init__(self) -> None:
         self.routes: dict[str, bytes] = {}
         self.throttle: dict[str, tuple[int, float]] = {}
+        self.cut: dict[str, int] = {}  # path -> bytes sent before the connection drops
         self.requests: list[str] = []
         server = self
 
@@ -46,7 +48,10 @@ class LocalServer:
                     return
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
                 self.end_headers()
+                if self.path in server.cut:  # announce the whole body, send part of it, hang up
+                    body = body[: server.cut[self.path]]
                 block, pause = server.throttle.get(self.path, (len(body) or 1, 0.0))
                 try:
                     for i in range(0, len(body), block):

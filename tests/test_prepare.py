@@ -197,6 +197,25 @@ def test_truncated_zstd_names_file_and_record_and_keeps_what_was_committed(tmp_p
     assert 0 < len(got) <= reached and set(got) <= set(texts[:reached])
 
 
+def test_connection_lost_mid_download_names_the_url_and_resumes(tmp_path, capsys, http_server):
+    texts = make_texts(3000, 8)
+    body = jsonl({"text": t} for t in texts)
+    http_server.routes["/c/corpus.jsonl"] = body
+    http_server.cut["/c/corpus.jsonl"] = len(body) // 2
+    url, out = http_server.url("/c/corpus.jsonl"), tmp_path / "data"
+    args = ("-s", url, "-t", "bytes", "-o", str(out), "--chunk-tokens", "10k")
+    code, _, stderr = run_cli(capsys, *args)
+    assert code == 2 and "/c/corpus.jsonl" in error_line(stderr) and "after record" in error_line(stderr)
+    assert read_manifest(out)["complete"] is False
+    http_server.cut.clear()  # the network is back: the same command finishes the job
+    code, _, stderr = run_cli(capsys, *args)
+    assert code == 0, stderr
+    m = read_manifest(out)
+    assert m["complete"] and "error" not in m
+    tok = load_tokenizer("bytes")
+    assert sorted(decoded_texts(out, "train", tok) + decoded_texts(out, "val", tok)) == sorted(texts)
+
+
 def test_corrupt_zstd_is_a_one_line_error(tmp_path, capsys):
     data = bytearray(zstd_frames(jsonl({"text": t} for t in make_texts(200)), frames=2))
     data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64

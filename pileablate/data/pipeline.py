@@ -42,6 +42,31 @@ class BatchResult:
     source_done: bool = False  # marker: every line of this source has been delivered before this
 
 
+_M_MMAP_THRESHOLD = -3  # mallopt(3) parameter number in glibc's malloc.h
+LARGE_ALLOCATION = 1 << 20
+
+
+def fix_mmap_threshold() -> bool:
+    """Keep glibc returning large blocks (document texts, token arrays) to the OS when freed.
+
+    glibc raises its mmap threshold each time a large mmapped block is freed (up to 32 MiB), after which
+    documents of a few hundred KB land in the per-thread malloc arenas and fragment them: the resident
+    set then creeps up with the amount of input. A fixed threshold (mallopt(3)) keeps memory flat.
+    A no-op where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, LARGE_ALLOCATION))
+    except (OSError, AttributeError):
+        return False
+
+
 def tokenize_batch(batch: LineBatch, tokenizer: Tokenizer, dtype: np.dtype, hash_hold_out: bool) -> BatchResult:
     items: list[Item] = []
     eot = tokenizer.eot_id
@@ -131,6 +156,7 @@ class Pipeline:
             self._put(("error", err))
 
     def __iter__(self) -> Iterator[BatchResult]:
+        fix_mmap_threshold()
         self._reader.start()
         while True:
             kind, value = self._queue.get()

@@ -205,11 +205,10 @@ class _Run:
                     if self.pending_tokens >= self.cfg.chunk_tokens:
                         self.commit()
                 display.update(self.rows["train"] + self.rows["val"], self.tokens["train"] + self.tokens["val"],
-                               self.state.get("bytes_read", 0) + pipeline.bytes_read)
+                               pipeline.bytes_read)
                 if self.finished():
                     break
         except (SourceError, UserError) as err:
-            self.state["bytes_read"] = self.state.get("bytes_read", 0) + pipeline.bytes_read
             pipeline.close()
             message = self._stopped_message(err)
             self.commit(error=message)
@@ -218,7 +217,6 @@ class _Run:
             pipeline.close()
             self.abort()
             raise
-        self.state["bytes_read"] = self.state.get("bytes_read", 0) + pipeline.bytes_read
         pipeline.close()
         if self.finished():
             self.position = [len(self.sources), 0]
@@ -293,8 +291,7 @@ def _check_out_dir(out: Path, settings: dict, overwrite: bool) -> None:
 def _new_state(settings: dict, dtype: str, k: int, n: int) -> dict:
     empty = {"rows": 0, "tokens": 0, "bytes": 0, "parts": []}
     return {"settings": settings, "part": [k, n], "dtype": dtype, "position": [0, 0],
-            "splits": {sp: dict(empty, parts=[]) for sp in SPLITS}, "skipped": {}, "done": False, "error": None,
-            "bytes_read": 0}
+            "splits": {sp: dict(empty, parts=[]) for sp in SPLITS}, "skipped": {}, "done": False, "error": None}
 
 
 def _val_policy(sources: list[Source], cfg: PrepareConfig) -> str:
@@ -370,7 +367,7 @@ def prepare(cfg: PrepareConfig, console=None, summary_console=None) -> dict:
         resumed = state["position"] != [0, 0]
         limit_docs = [x for x in (run.limits["train"][0], run.limits["val"][0]) if x is not None]
         limit_tokens = [x for x in (run.limits["train"][1], run.limits["val"][1]) if x is not None]
-        sizes = [s.size for s in run.sources]
+        sizes = [s.size for s in run.sources[state["position"][0]:]]  # a resumed source is read again from its start
         if cfg.rows is not None and len(limit_docs) == 2:
             unit, total = "docs", sum(limit_docs)
         elif cfg.tokens is not None and len(limit_tokens) == 2:

@@ -17,7 +17,7 @@ from pileablate.data.sources import Source, open_url, sample_files
 from pileablate.errors import UserError
 
 READ_BLOCK = 1 << 20  # compressed bytes per read
-BATCH_BYTES = 1 << 20  # text bytes per batch handed to a tokenizer worker
+BATCH_BYTES = 256 << 10  # text bytes per batch handed to a tokenizer worker (bounds memory in flight)
 BATCH_LINES = 2048
 
 
@@ -53,21 +53,30 @@ class _Counter:
 
 
 def _raw_blocks(source: Source, on_bytes: Callable[[int], None]) -> Iterator[bytes]:
+    expected = None
     if source.is_url:
-        response = open_url(source.location)
-        stream = response
+        stream = open_url(source.location)
+        length = stream.headers.get("Content-Length")
+        if length and length.isdigit() and not stream.headers.get("Content-Encoding"):
+            expected = int(length)
     else:
         try:
             stream = open(source.location, "rb")
         except OSError as err:
             raise UserError(f"cannot read {source.location}: {err.strerror or err}") from None
     counter = _Counter(stream, on_bytes)
+    received = 0
     with stream:
         while True:
             block = counter.read(READ_BLOCK)
             if not block:
-                return
+                break
+            received += len(block)
             yield block
+    # http.client ends a body that stops short of its Content-Length quietly; a lost connection must
+    # not pass for the end of the file.
+    if expected is not None and received < expected:
+        raise ValueError(f"the connection closed after {received:,} of {expected:,} bytes")
 
 
 def _zstd_blocks(blocks: Iterator[bytes]) -> Iterator[bytes]:
