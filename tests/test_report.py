@@ -229,3 +229,31 @@ def test_report_on_missing_runs_is_a_one_line_error(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: no runs in") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_that_failed_before_its_first_step_is_reported_and_plotted(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "baseline-s0")
+    broken = make_run(runs, "swiglu-s0", mods=("swiglu",), status="failed", stop_reason="guard_failed",
+                      guards={"causality": "failed", "initial_loss": None, "error": "swiglu leaks"})
+    (broken / "metrics.jsonl").write_text("")
+    summary = json.loads((broken / "summary.json").read_text())
+    summary.update(steps=0, tokens=0, final_train_loss=None, final_val_loss=None, best_val_loss=None,
+                   val_bits_per_byte=None)
+    (broken / "summary.json").write_text(json.dumps(summary))
+    report = build_report([runs])
+    swiglu = report.configurations[1]
+    assert swiglu.delta is None and any("guard causality failed: swiglu leaks" in f for f in swiglu.flags)
+    files = write_report(report, tmp_path / "out")
+    assert files["final_val_loss"].exists()
+    assert "swiglu" in files["report.md"].read_text()
+
+
+def test_report_paths_that_are_not_runs_are_one_line_errors(tmp_path):
+    from pileablate.errors import UserError
+
+    with pytest.raises(UserError, match="no runs folder"):
+        build_report([tmp_path / "missing"])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="not a directory"):
+        build_report([tmp_path / "file"])

@@ -134,8 +134,11 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         path = Path(path)
+        if not path.exists():
+            raise UserError(f"no runs folder {path}; pass the folder of your runs (default runs/) "
+                            "or make runs with 'pileablate ablate'")
         if not path.is_dir():
-            raise UserError(f"{path} is not a directory; give a runs folder (default runs/) or a run folder")
+            raise UserError(f"{path} is not a directory; pass a runs folder (default runs/) or one run's folder")
         if is_run_dir(path):
             candidates = [path]
         else:
