@@ -246,7 +246,7 @@ def _describe_difference(old: dict, new: dict) -> str:
         t = old.get("tokenizer") or {}
         return f"data made with another tokenizer ({t.get('name')}, sha256 {str(t.get('sha256'))[:12]})"
     keys = [k for k in new if old.get(k) != new[k]]
-    return "data prepared with other " + ", ".join(keys or ["options"])
+    return "data prepared with other options (" + ", ".join(keys or ["settings"]) + ")"
 
 
 def _own_files(out: Path) -> list[Path]:
@@ -356,8 +356,10 @@ def prepare(cfg: PrepareConfig, console=None, summary_console=None) -> dict:
     settings = _settings(cfg, tokenizer, sources, n)
     out = cfg.out
     _check_out_dir(out, settings, cfg.overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / STATE_DIR).mkdir(exist_ok=True)
+    try:
+        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create --out {out}: {err.strerror or err}; choose a writable directory") from None
 
     path = state_path(out, k, n)
     state = json.loads(path.read_text()) if path.is_file() else _new_state(settings, dtype_for_vocab(tokenizer.n_vocab), k, n)

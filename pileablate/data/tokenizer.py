@@ -169,7 +169,7 @@ def _from_named(name: str) -> TiktokenTokenizer:
         encoding = tiktoken.get_encoding(name)
     except Exception as err:  # network, hash mismatch, unwritable cache: all leave the same ways out
         raise _offline_error(name, err) from None
-    special_ids = set(encoding._special_tokens.values()) if hasattr(encoding, "_special_tokens") else set()
+    special_ids = {encoding.encode_single_token(token) for token in encoding.special_tokens_set}
     ranked = []
     for rank in range(encoding.n_vocab):
         if rank in special_ids:
