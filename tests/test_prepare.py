@@ -81,10 +81,11 @@ def test_sample_source_offline_writes_a_store_the_reader_maps(tmp_path, capsys):
         assert len(texts) == m["splits"][split]["rows"]
         assert sum(len(t.encode()) for t in texts) == m["splits"][split]["bytes"]
         assert TokenSplit(out / split).num_tokens == m["splits"][split]["tokens"]
-    train = decoded_texts(out, "train", tok)
+    everything = decoded_texts(out, "train", tok) + decoded_texts(out, "val", tok)
     first = Path(sysconfig.get_paths()["stdlib"], "__future__.py").read_text()
-    assert first in train  # real standard-library source, verbatim
-    assert "train" in stdout and "documents" in stdout  # the summary table
+    assert first in everything  # real standard-library source, verbatim
+    assert "train" in stdout and "documents" in stdout  # the summary table, on stdout
+    assert "docs" in stderr and "tok" in stderr and "MB read" in stderr  # the progress display, on stderr
 
 
 def test_local_files_every_format_tokens_match_and_bad_records_are_counted(tmp_path, capsys, small_bpe):
@@ -100,11 +101,13 @@ def test_local_files_every_format_tokens_match_and_bad_records_are_counted(tmp_p
     (tmp_path / "in" / "c.json.zst").write_bytes(zstd_frames(jsonl(good[200:]), frames=1))
     (tmp_path / "in" / "notes.txt").write_text("ignored: not a supported suffix")
     out = tmp_path / "data"
-    code, _, stderr = run_cli(capsys, "--source", str(tmp_path / "in"), "--tokenizer", str(small_bpe),
-                              "--out", str(out), "--val-rows", "all", "--workers", "3")
+    code, stdout, stderr = run_cli(capsys, "--source", str(tmp_path / "in"), "--tokenizer", str(small_bpe),
+                                   "--out", str(out), "--val-rows", "all", "--workers", "3")
     assert code == 0, stderr
     m = read_manifest(out)
     assert m["skipped"] == {"invalid_json": 1, "no_text": 3, "empty_text": 2, "invalid_utf8": 2}
+    summary = " ".join(stdout.split())  # the table may wrap anywhere on a narrow terminal
+    assert "invalid_json 1" in summary and "invalid_utf8 2" in summary  # shown in the summary too
     tok = load_tokenizer(str(small_bpe))
     assert m["tokenizer"]["sha256"] == tok.sha256 and m["vocab_size"] == tok.n_vocab == 301
     train, val = decoded_texts(out, "train", tok), decoded_texts(out, "val", tok)
