@@ -21,7 +21,7 @@ Measured side by side in one run, on this machine's CPU, batch 1, fp32:
 
 Timings are medians over --repeats rounds after a warm-up; within a round the compared settings run
 back to back (round-robin), so load from other processes hits them alike. Usage:
-    .venv/bin/python benchmarks/generate_bench.py [--threads 1] [--train-steps 150] [--quick]
+    .venv/bin/python benchmarks/generate_bench.py [--threads 1] [--train-steps 300] [--quick]
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (batch-1 decoding of small models is latency-bound; 1 is steadiest)")
     parser.add_argument("--context", type=int, default=256, help="seq_len of every model")
-    parser.add_argument("--train-steps", type=int, default=150, help="optimizer steps of both target and draft (batch 8 x context)")
+    parser.add_argument("--train-steps", type=int, default=300, help="optimizer steps of both target and draft (batch 8 x context)")
     parser.add_argument("--new-tokens", type=int, default=192, help="tokens decoded per prompt in part 2")
     parser.add_argument("--prompts", type=int, default=3, help="held-out prompts in part 2")
     parser.add_argument("--draft-tokens", type=int, nargs="+", default=[2, 4, 6], help="k values to measure")
