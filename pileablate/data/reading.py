@@ -103,8 +103,8 @@ def _zstd_blocks(blocks: Iterator[bytes]) -> Iterator[bytes]:
         raise ValueError("the zstd stream ends inside a frame (truncated file or download)")
 
 
-def _sample_lines() -> Iterator[bytes]:
-    """The standard library's .py files as Pile records (one JSON line per file)."""
+def _sample_lines() -> Iterator[tuple[bytes, int]]:
+    """The standard library's .py files as Pile records (one JSON line per file), with the file's size."""
     from pileablate.data.sources import stdlib_dir
 
     root = stdlib_dir()
@@ -113,14 +113,14 @@ def _sample_lines() -> Iterator[bytes]:
         # surrogateescape keeps undecodable bytes visible, so they are skipped (and counted) as invalid UTF-8.
         text = raw.decode("utf-8", errors="surrogateescape")
         record = {"text": text, "meta": {"pile_set_name": "Github", "path": path.relative_to(root).as_posix()}}
-        yield json.dumps(record).encode("utf-8")
+        yield json.dumps(record).encode("utf-8"), len(raw)
 
 
 def iter_lines(source: Source, on_bytes: Callable[[int], None]) -> Iterator[bytes]:
     """Every line of a source (without the newline), streamed."""
     if source.is_sample:
-        for line in _sample_lines():
-            on_bytes(len(line))
+        for line, size in _sample_lines():
+            on_bytes(size)  # file bytes, which is what the progress total counts
             yield line
         return
     blocks = _raw_blocks(source, on_bytes)

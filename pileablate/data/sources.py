@@ -19,6 +19,7 @@ import os
 import sysconfig
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -180,12 +181,11 @@ def resolve_sources(specs: list[str]) -> list[Source]:
         if location not in seen:
             seen.add(location)
             unique.append((location, size, is_val))
-    # URLs are checked only now, once, so a dead link fails before anything is written.
-    checked = []
-    for location, size, is_val in unique:
-        if location.startswith(("http://", "https://")):
-            size = _check_url(location)
-        checked.append((location, size, is_val))
+    # URLs are checked only now, once (in parallel), so a dead link fails before anything is written.
+    urls = [location for location, _, _ in unique if location.startswith(("http://", "https://"))]
+    with ThreadPoolExecutor(min(8, len(urls) or 1)) as pool:
+        url_sizes = dict(zip(urls, pool.map(_check_url, urls)))  # the first failure, in order, is raised
+    checked = [(loc, url_sizes.get(loc, size), is_val) for loc, size, is_val in unique]
     has_val = any(is_val for _, _, is_val in checked)
     sources = [Source(loc, "val" if is_val else ("train" if has_val else "mixed"), size) for loc, size, is_val in checked]
     return [s for s in sources if s.role == "val"] + [s for s in sources if s.role != "val"]
