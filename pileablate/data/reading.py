@@ -126,13 +126,21 @@ def iter_lines(source: Source, on_bytes: Callable[[int], None]) -> Iterator[byte
     blocks = _raw_blocks(source, on_bytes)
     if source.zstd:
         blocks = _zstd_blocks(blocks)
-    carry = b""
+    pending: list[bytes] = []  # the start of a line that continues in later blocks (joined once: no quadratic copying)
     for block in blocks:
-        pieces = (carry + block).split(b"\n") if carry else block.split(b"\n")
-        carry = pieces.pop()
+        if b"\n" not in block:
+            pending.append(block)
+            continue
+        pieces = block.split(b"\n")
+        if pending:
+            pieces[0] = b"".join(pending) + pieces[0]
+            pending = []
+        last = pieces.pop()
         yield from pieces
-    if carry:
-        yield carry
+        if last:
+            pending.append(last)
+    if pending:
+        yield b"".join(pending)
 
 
 def _is_stream_error(err: Exception) -> bool:
