@@ -5,13 +5,18 @@ Layout::
     DIR/manifest.json              written last, atomically (see manifest.py)
     DIR/train/part-00000.arrow     Arrow IPC *file* format, uncompressed, so readers mmap it zero-copy
     DIR/val/part-00000.arrow
+    DIR/train/part-002of008-00000.arrow    (stores prepared with --part K/N: part K's chunks)
 
 Each part holds one column `tokens` of type `list<uint16>` (or `list<uint32>` when the vocabulary
 needs it): one row per document, every document already ending with end-of-text. The list values
 buffer is the contiguous token stream; the list offsets are the document boundaries.
 
-`TokenSplit` concatenates the parts of a split (in file-name order) into one logical token stream
-and returns any window `[i, i+n)` without reading the rest of the split into memory.
+A part is written as several record batches (so writing it needs little memory), each batch's
+values buffer being one stretch of the token stream.
+
+`TokenSplit` concatenates the parts of a split (in file-name order; the manifest's list when there is
+one) into one logical token stream and returns any window `[i, i+n)` without reading the rest of the
+split into memory.
 """
 
 from __future__ import annotations
