@@ -151,20 +151,38 @@ def test_empty_prompt_is_a_user_error():
         run(markov(0), [], 5)
 
 
-class ByteTokenizer:
+class ChunkTokenizer:
+    """Each token id stands for a chunk of bytes (like byte-level BPE); decode replaces bad UTF-8."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
     def decode(self, ids):
-        return bytes(ids).decode("utf-8", errors="replace")
+        return b"".join(self.chunks[i] for i in ids).decode("utf-8", errors="replace")
+
+
+def stream_pieces(data: bytes, cuts: list[int]) -> list[str]:
+    bounds = [0, *sorted(set(cuts)), len(data)]
+    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+    stream = TextStream(ChunkTokenizer(chunks))
+    return [stream.push(i) for i in range(len(chunks))] + [stream.flush()]
 
 
 def test_text_stream_never_splits_a_multibyte_character():
     text = "naïve café — 東京 🙂!"
-    stream = TextStream(ByteTokenizer())
-    pieces = [stream.push(b) for b in text.encode("utf-8")] + [stream.flush()]
-    assert "".join(pieces) == text
-    assert all("\ufffd" not in p for p in pieces)
+    data = text.encode("utf-8")
+    for cuts in ([], list(range(1, len(data))), [2, 3, 9, 14, 20, 21, 22]):
+        pieces = stream_pieces(data, cuts)
+        assert "".join(pieces) == text
+        assert all("\ufffd" not in p for p in pieces)
 
 
-def test_text_stream_releases_invalid_bytes_instead_of_stalling():
-    stream = TextStream(ByteTokenizer())
-    pieces = [stream.push(b) for b in [0xFF, 0xFE, 0xFD, 0xFC, 0x41]]
-    assert "".join(pieces) + stream.flush() == bytes([0xFF, 0xFE, 0xFD, 0xFC, 0x41]).decode("utf-8", "replace")
+def test_text_stream_pieces_join_to_the_full_decode_even_for_invalid_bytes():
+    import random
+
+    pool = list("aé東🙂".encode()) + [0xFF, 0x80, 0xC3, 0xE6, 0xF0, 0x9D]
+    for seed in range(500):
+        rng = random.Random(seed)
+        data = bytes(rng.choice(pool) for _ in range(rng.randint(1, 16)))
+        cuts = [rng.randint(1, len(data)) for _ in range(rng.randint(0, len(data)))]
+        assert "".join(stream_pieces(data, cuts)) == data.decode("utf-8", errors="replace")

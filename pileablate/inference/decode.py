@@ -255,24 +255,31 @@ class TextStream:
     """Turns a growing list of token ids into text pieces that are safe to print.
 
     One UTF-8 character can be split over several tokens (byte-level BPE, the `bytes` tokenizer), and
-    decoding such a fragment alone gives U+FFFD. Tokens are held back until they decode to complete
-    text; a genuinely invalid sequence is released after `max_hold` tokens so output never stalls.
+    decoding such a fragment alone gives U+FFFD. Only the last character of a decode can still be
+    incomplete, so everything before a trailing U+FFFD is final and is emitted; the rest waits for the
+    next token. Decoding restarts from the last point where the text ended cleanly, so the pieces
+    joined equal the decode of all the tokens, invalid bytes included.
     """
 
-    def __init__(self, tokenizer, max_hold: int = 4) -> None:
+    def __init__(self, tokenizer) -> None:
         self.tokenizer = tokenizer
-        self.max_hold = max_hold
-        self.pending: list[int] = []
+        self.pending: list[int] = []  # tokens since the text last ended on a complete character
+        self.emitted = ""  # what of their text has been emitted
 
     def push(self, token: int) -> str:
         self.pending.append(token)
         text = self.tokenizer.decode(self.pending)
-        if text.endswith("\ufffd") and len(self.pending) < self.max_hold:
-            return ""
-        self.pending = []
-        return text
+        complete = not text.endswith("\ufffd")
+        final = text if complete else text[:-1]
+        piece = final[len(self.emitted) :]
+        if complete:
+            self.pending, self.emitted = [], ""
+        else:
+            self.emitted = final
+        return piece
 
     def flush(self) -> str:
         text = self.tokenizer.decode(self.pending) if self.pending else ""
-        self.pending = []
-        return text
+        piece = text[len(self.emitted) :]
+        self.pending, self.emitted = [], ""
+        return piece
