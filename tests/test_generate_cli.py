@@ -139,3 +139,19 @@ def test_bad_options_are_one_line_errors(capsys, base_run, args, message):
 def test_generate_on_a_folder_that_is_not_a_run_says_so(capsys, tmp_path):
     code, _, err = cli(capsys, "generate", str(tmp_path), "--prompt", "x")
     assert code == 2 and "not a run" in err
+
+
+def test_streamed_text_equals_the_decode_of_all_generated_tokens(base_run):
+    # A barely trained byte-level model emits many partial and invalid UTF-8 sequences: the stream,
+    # cut at every token, must still add up to exactly the decode of the whole output.
+    from rich.console import Console
+
+    from pileablate.inference.generate import GenerateOptions, generate
+
+    out = io.StringIO()
+    result = generate(
+        GenerateOptions(run_dir=base_run, prompt="é東", max_new_tokens=150, temperature=1.5, top_k=0, seed=11),
+        out=out, console=Console(file=io.StringIO()),
+    )
+    assert len(result.tokens) > 20
+    assert out.getvalue() == result.text + "\n"
