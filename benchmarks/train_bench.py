@@ -7,7 +7,10 @@ For the baseline and for `all` (warmup, cosine, rmsnorm, rope, swiglu), at a fix
   class, AdamW over the same parameter groups, random windows from a numpy memmap of the same
   tokens, forward, backward, clip to 1.0, step. No logging, no checkpoints, no guards.
 - pileablate: `pileablate.train.trainer.train()` with the same preset, batch and optimiser settings,
-  its windows taken from the Arrow token store, metrics logged every step.
+  its windows taken from the Arrow token store, metrics logged every step. The one thing it does
+  differently is the optimizer kernel: AdamW(fused=True), one pass over all parameters, where the
+  plain loop gets PyTorch's default per-tensor AdamW; on small models the optimizer step is a
+  sizeable share of a CPU step.
 
 Both time the same steady-state steps (the first --warmup steps of each are excluded: allocator and
 kernel warm-up), the trainer from its own per-step clock in metrics.jsonl, the reference with

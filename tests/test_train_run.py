@@ -200,3 +200,21 @@ def test_load_run_rebuilds_the_trained_model(tmp_path, bytes_store):
     assert not model.training
     with pytest.raises(UserError, match="not a run directory"):
         load_run(tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_run_uses_mixed_precision_compiles_and_logs_mfu_and_memory(tmp_path, bytes_store):
+    from pileablate.train.metrics import peak_flops
+
+    summary = train(nano(tmp_path, bytes_store, device="cuda", max_steps=6, compile=True, mods=("rope", "swiglu")))
+    run = Path(summary["run_dir"])
+    config = json.loads((run / "config.json").read_text())
+    assert config["hardware"]["precision"] == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    rows = read_metrics(run / "metrics.jsonl")
+    assert summary["status"] == "finished" and summary["peak_mem_bytes"] > 0
+    assert all(r["peak_mem_bytes"] > 0 for r in rows)
+    if peak_flops(torch.cuda.get_device_name(), config["hardware"]["precision"]):
+        assert all(0 < r["mfu"] < 1 for r in rows)
+    # The checkpoint loads on a CPU-only reader.
+    state = torch.load(run / "ckpt" / "latest.pt", weights_only=True, map_location="cpu")
+    assert state["progress"]["step"] == 6
