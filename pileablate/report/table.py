@@ -51,8 +51,9 @@ def _status(config: Configuration) -> str:
 
 
 def _seeds_text(config: Configuration) -> str:
+    """How many runs, and which seeds: '3 (s0,s1,s2)'."""
     seeds = config.seeds
-    return str(len(config.runs)) if not seeds else ",".join(str(s) for s in seeds)
+    return f"{len(config.runs)}" + (f" ({','.join(f's{s}' for s in seeds)})" if seeds else "")
 
 
 def _params(config: Configuration) -> str:
@@ -181,16 +182,22 @@ def rich_table(configs: list[Configuration], title: str = "pileablate report"):
     from rich.table import Table
 
     table = Table(title=title, show_lines=False, header_style="bold")
-    numeric = {"seeds", "configuration", "mods", "flags"}
-    for header, _ in DISPLAY_COLUMNS:
+    text_columns = {"seeds", "configuration", "mods", "flags"}
+    rows = display_rows(configs)
+    # A terminal is narrow: columns with nothing to say (peak memory on a CPU) are left out here;
+    # report.md and summary.csv keep every column.
+    keep = [i for i, (header, _) in enumerate(DISPLAY_COLUMNS)
+            if header == "flags" or any(row[i] != DASH for row in rows)]
+    for i in keep:
+        header = DISPLAY_COLUMNS[i][0]
         table.add_column(
             header,
-            justify="left" if header in numeric else "right",
+            justify="left" if header in text_columns else "right",
             style="yellow" if header == "flags" else None,
             overflow="fold",
         )
-    for config, row in zip(configs, display_rows(configs)):
-        table.add_row(*row, style="bold" if config.is_baseline else None)
+    for config, row in zip(configs, rows):
+        table.add_row(*[row[i] for i in keep], style="bold" if config.is_baseline else None)
     return table
 
 
