@@ -78,8 +78,9 @@ def markdown(report: Report, plot_dir: Optional[str] = "plots") -> str:
         f"{len(runs)} runs in {len(report.configurations)} configurations, "
         f"made {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `pileablate report`.",
         "",
-        f"- Data: `{data.get('dir', '?')}` (fingerprint `{(first.fingerprint or 'unknown')[:16]}`), "
-        f"tokenizer `{tok.get('name') or tok.get('spec') or '?'}` (vocabulary {tok.get('n_vocab', '?')}).",
+        (f"- Data: `{data.get('dir', '?')}` (fingerprint `{(first.fingerprint or 'unknown')[:16]}`), "
+         f"tokenizer `{tok.get('name') or tok.get('spec') or '?'}` (vocabulary {tok.get('n_vocab', '?')}).")
+        if not report.notes else "- Data: MIXED, see below.",
         f"- Budget per run: {describe_budget(first.budget) if not report.warnings else 'UNEQUAL, see flags'}.",
         f"- Δ vs baseline: difference of the mean final {report.delta_metric} to the baseline's "
         "(negative is better).",
