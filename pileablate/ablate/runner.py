@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -149,7 +150,11 @@ def run_grid(base, plan: Sequence[PlannedRun], console) -> tuple[list[Outcome], 
     the next invocation)."""
     from pileablate.train.trainer import RunFailed, train
 
+    from pileablate.report.fmt import format_seconds
+
     outcomes: list[Outcome] = []
+    durations: list[float] = []
+    to_train = sum(run_state(Path(base.runs_dir) / p.name).action in ("train", "resume") for p in plan)
     for planned in plan:
         run_dir = Path(base.runs_dir) / planned.name
         state = run_state(run_dir)
@@ -159,14 +164,19 @@ def run_grid(base, plan: Sequence[PlannedRun], console) -> tuple[list[Outcome], 
             console.print(f"[dim]{header} · {state.detail}: skipped[/dim]", highlight=False)
             outcomes.append(Outcome(planned, state, _read_summary(run_dir)))
             continue
-        console.rule(f"[bold]{header}[/bold]" + ("" if state.action == "train" else f" · {state.action}"))
+        left = to_train - len(durations)
+        eta = f" · ~{format_seconds(sum(durations) / len(durations) * left)} left" if durations else ""
+        console.rule(f"[bold]{header}[/bold]" + ("" if state.action == "train" else f" · {state.action}") + eta)
+        start = time.monotonic()
         try:
             summary = train(config_for(base, planned), console=console)
         except RunFailed as err:
             # One modification failing its guards or going non-finite must not cost the other runs.
             console.print(f"[red]{planned.name} failed:[/red] {err}", highlight=False)
             outcomes.append(Outcome(planned, state, err.summary, str(err)))
+            durations.append(time.monotonic() - start)
             continue
+        durations.append(time.monotonic() - start)
         outcomes.append(Outcome(planned, state, summary))
         if summary.get("status") == "stopped":
             return outcomes, True
