@@ -75,3 +75,26 @@ def test_bad_grid_files_are_one_line_errors(tmp_path, text, message):
 def test_missing_grid_file(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         grid_from_toml(tmp_path / "nope.toml")
+
+
+def test_run_state_reads_what_a_rerun_will_do(tmp_path):
+    import json
+
+    from pileablate.ablate.runner import run_state
+
+    def run(name, status=None, config=True):
+        d = tmp_path / name
+        d.mkdir()
+        if config:
+            (d / "config.json").write_text("{}")
+        if status:
+            (d / "summary.json").write_text(json.dumps({"status": status, "steps": 5, "stop_reason": "x"}))
+        return d
+
+    assert run_state(tmp_path / "absent").action == "train"
+    assert run_state(run("done", "finished")).action == "skip"
+    assert run_state(run("stopped", "stopped")).action == "resume"
+    assert run_state(run("killed", "running")).action == "resume"  # kill -9: the summary never caught up
+    assert run_state(run("started")).action == "resume"
+    # guards failed: the trainer wrote a summary but no config.json; retrying would fail again
+    assert run_state(run("guarded", "failed", config=False)).action == "failed"

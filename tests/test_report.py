@@ -236,7 +236,9 @@ def test_a_run_that_failed_before_its_first_step_is_reported_and_plotted(tmp_pat
     make_run(runs, "baseline-s0")
     broken = make_run(runs, "swiglu-s0", mods=("swiglu",), status="failed", stop_reason="guard_failed",
                       guards={"causality": "failed", "initial_loss": None, "error": "swiglu leaks"})
-    (broken / "metrics.jsonl").write_text("")
+    # what the trainer leaves when the guards fail: a summary, no metrics, no config.json
+    (broken / "metrics.jsonl").unlink()
+    (broken / "config.json").unlink()
     summary = json.loads((broken / "summary.json").read_text())
     summary.update(steps=0, tokens=0, final_train_loss=None, final_val_loss=None, best_val_loss=None,
                    val_bits_per_byte=None)

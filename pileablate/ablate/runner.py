@@ -56,14 +56,15 @@ def _read_summary(run_dir: Path) -> Optional[dict]:
 
 
 def run_state(run_dir: Path) -> RunState:
-    summary = _read_summary(run_dir)
-    if not (run_dir / "config.json").is_file():
-        return RunState("train", "new")
-    if summary is None:
-        return RunState("resume", "started, no summary yet")
+    summary = _read_summary(run_dir) or {}
     status, steps = summary.get("status"), summary.get("steps") or 0
     if status == "failed":
+        # Checked first: a run that failed its guards has a summary but no config.json.
         return RunState("failed", f"failed ({summary.get('stop_reason')}) at step {steps}; delete {run_dir} to retry")
+    if not (run_dir / "config.json").is_file():
+        return RunState("train", "new")
+    if not summary:
+        return RunState("resume", "started, no summary yet")
     if status == "finished":
         return RunState("skip", f"finished ({steps} steps)")
     return RunState("resume", f"{status or 'unfinished'}; resumes from its last checkpoint (step ≤ {steps})")

@@ -55,7 +55,7 @@ def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list
     """Load and check the runs under `paths` (or the given runs); refuses mixed data unless forced."""
     runs = runs if runs is not None else load_runs(paths)
     notes = check_same_data(runs, force)
-    mixed_tokenizers = len({r.tokenizer_id or "unknown" for r in runs}) > 1
+    mixed_tokenizers = len({r.tokenizer_id for r in runs if r.fingerprint}) > 1
     delta_key = "val_bits_per_byte" if mixed_tokenizers else "final_val_loss"
     configs = group_runs(runs, delta_key=delta_key)
     return Report(runs=runs, configurations=configs, notes=notes, warnings=budget_flags(runs), delta_key=delta_key)
@@ -69,7 +69,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def markdown(report: Report, plot_dir: Optional[str] = "plots") -> str:
     runs = report.runs
-    first = runs[0]
+    first = next((r for r in runs if r.fingerprint), runs[0])
     data = first.data
     tok = data.get("tokenizer") or {}
     lines = [

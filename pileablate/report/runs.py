@@ -163,14 +163,16 @@ def check_same_data(runs: list[Run], force: bool) -> list[str]:
 
     Returns the notes the report prints when forced (empty when all runs share data and tokenizer).
     """
-    fingerprints = sorted({r.fingerprint or "unknown" for r in runs})
-    tokenizers = sorted({r.tokenizer_name for r in runs})
-    tokenizer_ids = {r.tokenizer_id or "unknown" for r in runs}
+    # A run that failed before training (guards) has no config.json and so no data identity; it is
+    # flagged in the report and says nothing about mixing.
+    known = [r for r in runs if r.fingerprint]
+    fingerprints = sorted({r.fingerprint for r in known})
+    tokenizers = sorted({r.tokenizer_name for r in known})
+    tokenizer_ids = {r.tokenizer_id or "unknown" for r in known}
     notes = []
     if len(fingerprints) > 1:
         groups = "; ".join(
-            f"{fp[:12]}: {', '.join(r.name for r in runs if (r.fingerprint or 'unknown') == fp)}"
-            for fp in fingerprints
+            f"{fp[:12]}: {', '.join(r.name for r in known if r.fingerprint == fp)}" for fp in fingerprints
         )
         notes.append(f"runs were made on {len(fingerprints)} different data sets ({groups})")
     if len(tokenizer_ids) > 1:
