@@ -253,3 +253,43 @@ def test_missing_data_says_to_prepare(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "pileablate prepare" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_stops_the_grid_and_the_same_command_resumes_it(bytes_store, tmp_path):
+    """A real SIGINT in the middle of a run: exit 130 with a resume hint, checkpoint kept; the
+    same command then resumes that run (not from scratch) and finishes the grid."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    runs = tmp_path / "runs"
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[[config]]\nmods = []\n[[config]]\nmods = ["rope"]\n')
+    args = [sys.executable, "-m", "pileablate", "ablate", "--data", str(bytes_store), "--runs-dir", str(runs),
+            "--grid", str(grid), "--preset", "nano", "--max-steps", "120", "--eval-every", "60",
+            "--log-every", "1", "--eval-tokens", "2048", "--checkpoint-every", "1000"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = runs / "baseline-s0" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted at run 1/2" in err and "Re-run the same command" in err
+    stopped = json.loads((runs / "baseline-s0" / "summary.json").read_text())
+    assert stopped["status"] == "stopped" and 0 < stopped["steps"] < 120
+    assert not (runs / "rope-s0").exists()
+
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "resum" in again.stderr
+    for name in ("baseline-s0", "rope-s0"):
+        summary = json.loads((runs / name / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["steps"] == 120
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == list(range(1, 121))  # continued from the checkpoint: no step twice, none missing
