@@ -79,6 +79,20 @@ def test_resume_continues_bit_exact(tmp_path, bytes_store):
     assert all(torch.equal(state_a["model"][k], state_b["model"][k]) for k in state_a["model"])
 
 
+def test_resume_after_a_crash_drops_metrics_written_after_the_checkpoint(tmp_path, bytes_store):
+    straight = train(nano(tmp_path, bytes_store, name="straight", max_steps=8))
+    train(nano(tmp_path, bytes_store, name="crashed", max_steps=4))
+    run = tmp_path / "runs" / "crashed"
+    with open(run / "metrics.jsonl", "a") as handle:  # rows a killed process wrote after its checkpoint
+        for step in (5, 6):
+            handle.write(json.dumps({"step": step, "train_loss": 99.0}) + "\n")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "running", "stop_reason": None}))
+    resumed = train(nano(tmp_path, bytes_store, name="crashed", max_steps=8))
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == list(range(1, 9))
+    assert losses(run) == losses(Path(straight["run_dir"])) and resumed["status"] == "finished"
+
+
 def test_rerunning_a_finished_run_says_so_and_changes_nothing(tmp_path, bytes_store, capsys):
     cfg = nano(tmp_path, bytes_store, max_steps=5)
     first = train(cfg)
