@@ -24,17 +24,17 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-app.command("prepare", help="Stream a corpus (The Pile, the offline sample, files, URLs) into memory-mapped token files.")(prepare.prepare)
-app.command("mods", help="List the modifications: name, what each changes, what it cannot combine with.")(mods.mods)
-app.command("train", help="Train one model (baseline plus --mods) under a time/token/step budget; resumable.")(train.train)
+app.command("prepare", short_help="Stream a corpus (The Pile, the offline sample, files, URLs) into memory-mapped token files.")(prepare.prepare)
+app.command("mods", short_help="List the modifications: name, what each changes, what it cannot combine with.")(mods.mods)
+app.command("train", short_help="Train one model (baseline plus --mods) under a time/token/step budget; resumable.")(train.train)
 app.command(
     "ablate",
-    help="Run the grid (baseline, each modification alone, all together) over seeds with equal budgets.",
+    short_help="Run the grid (baseline, each modification alone, all together) over seeds with equal budgets.",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )(ablate.ablate)
-app.command("report", help="Loss tables (terminal, Markdown, CSV) and plots from run directories.")(report.report)
-app.command("generate", help="Sample text from a trained run, with a KV cache and optional speculative decoding.")(generate.generate)
-app.command("export", help="Export a trained run as a Hugging Face transformers checkpoint.")(export.export)
+app.command("report", short_help="Loss tables (terminal, Markdown, CSV) and plots from run directories.")(report.report)
+app.command("generate", short_help="Sample text from a trained run, with a KV cache and optional speculative decoding.")(generate.generate)
+app.command("export", short_help="Export a trained run as a Hugging Face transformers checkpoint.")(export.export)
 
 
 def _version(value: bool) -> None:
