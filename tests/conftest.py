@@ -107,3 +107,18 @@ def zstd_frames(data: bytes, frames: int = 3) -> bytes:
     compressor = zstandard.ZstdCompressor(level=3)
     step = max(1, len(data) // frames + 1)
     return b"".join(compressor.compress(data[i : i + step]) for i in range(0, len(data), step))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run torch on one intra-op thread for the test.
+
+    Thousands of tiny tensor ops (batch-1 decoding, nano models): a second thread only adds
+    synchronisation, and on a busy 2-core machine it makes each op many times slower.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

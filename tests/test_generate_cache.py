@@ -13,14 +13,7 @@ from pileablate.model.gpt import GPT
 GREEDY = SamplingConfig(temperature=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Batch-1 decoding of nano models is latency-bound: a second intra-op thread only adds
-    # synchronisation, and on a busy 2-core machine it makes every forward ~50x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 VARIANTS = ["", "gqa", "mla"]
 
 

@@ -14,13 +14,7 @@ from pileablate.cli import main
 from pileablate.errors import UserError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Batch-1 decoding of nano models is latency-bound; a second thread only adds synchronisation.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def trained_run(tmp_path_factory, store: Path, name: str, *args: str) -> Path:

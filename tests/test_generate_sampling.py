@@ -10,14 +10,7 @@ from pileablate.inference.sampling import SamplingConfig, probabilities, sample
 from pileablate.inference.speculative import accept_drafts
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Thousands of tiny tensor ops: a second intra-op thread only adds synchronisation, and on a busy
-    # 2-core machine it makes each op many times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def chi_squared(counts: torch.Tensor, probs: torch.Tensor) -> float:
