@@ -16,7 +16,7 @@ order rotates; medians are reported, with every run and the CPU-seconds each sid
 a shared or virtual machine the speed of the same work swings by tens of percent from run to run.
 
 Targets: prepare >= 0.8x the ceiling; RSS(10x) <= 1.15x RSS(1x) and < 1 GiB.
-Usage: .venv/bin/python benchmarks/prepare_bench.py [--copies 4] [--repeats 5] [--scale 10] [--vocab 8192]
+Usage: .venv/bin/python benchmarks/prepare_bench.py [--copies 4] [--repeats 7] [--scale 10] [--vocab 8192]
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def timed(work) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--copies", type=int, default=4, help="copies of the stdlib in the throughput input")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved throughput runs of each side (median kept)")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved throughput runs of each side (median kept)")
     parser.add_argument("--scale", type=int, default=10, help="the large input of the memory test is this many copies")
     parser.add_argument("--vocab", type=int, default=8192, help="BPE vocabulary size learned for the benchmark")
     parser.add_argument("--workers", type=int, default=0, help="prepare's --workers (0: its default)")
