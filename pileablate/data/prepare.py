@@ -44,6 +44,18 @@ class Interrupted(UserError):
     exit_code = 130
 
 
+def default_workers() -> int:
+    """Tokenizer threads when --workers is not given: one more than the cores.
+
+    A tokenizer thread holds the GIL while it parses JSON, hashes and copies a document, and then
+    waits for it again after tiktoken returns; with one thread per core those waits leave a core idle
+    (and now and then a run loses a third of its throughput). A spare thread fills the gaps: on 2
+    cores, interleaved fresh-process runs on the same 37 M-token input gave +5% median throughput,
+    and 7 of 24 runs with 2 threads but none of 12 with 3 fell below 0.7x of a typical run.
+    """
+    return available_cores() + 1
+
+
 def part_file_name(index: int, k: int, n: int) -> str:
     return f"part-{index:05d}.arrow" if n == 1 else f"part-{k:03d}of{n:03d}-{index:05d}.arrow"
 
@@ -182,7 +194,7 @@ class _Run:
             return
         start_source, start_line = self.position
         pipeline = Pipeline(self.sources, start_source, start_line, self.tokenizer, self.np_dtype,
-                            self.cfg.workers or available_cores(), keep=self.keep)
+                            self.cfg.workers or default_workers(), keep=self.keep)
         try:
             for result in pipeline:
                 i = result.source_index
