@@ -51,7 +51,7 @@ def default_workers() -> int:
     waits for it again after tiktoken returns; with one thread per core those waits leave a core idle
     (and now and then a run loses a third of its throughput). A spare thread fills the gaps: on 2
     cores, interleaved fresh-process runs on the same 37 M-token input gave +5% median throughput,
-    and 7 of 24 runs with 2 threads but none of 12 with 3 fell below 0.7x of a typical run.
+    and 7 of 24 runs with 2 threads but 1 of 19 with 3 fell below 0.7x of a typical run.
     """
     return available_cores() + 1
 
