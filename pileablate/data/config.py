@@ -71,7 +71,7 @@ class PrepareConfig:
     chunk_tokens: int = _opt(
         DEFAULT_CHUNK_TOKENS, "Tokens per committed chunk (one part file per split): the unit of resume."
     )
-    workers: Optional[int] = _opt(None, "Tokenizer threads (default: every available core).")
+    workers: Optional[int] = _opt(None, "Tokenizer threads (default: one more than the available cores, so GIL waits never leave a core idle).")
 
     def __post_init__(self) -> None:
         self.sources = list(self.sources or ["pile"])
