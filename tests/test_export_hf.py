@@ -12,7 +12,9 @@ from pileablate.export.hf import build_hf_model, export_hf, hf_architecture
 from pileablate.model.config import build_model_config
 from pileablate.model.gpt import GPT
 
-from test_generate_cli import cli, one_thread, trained_run  # noqa: F401  (one_thread: autouse fixture)
+from test_generate_cli import cli, trained_run  # noqa: F401  (trained_run: fixture)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 transformers = pytest.importorskip("transformers", reason="export needs the optional 'hf' extra")
 pytest.importorskip("safetensors", reason="export needs the optional 'hf' extra")

@@ -16,7 +16,9 @@ from pileablate.errors import UserError
 from pileablate.inference.decode import DecodeStats, TextStream, decode
 from pileablate.inference.sampling import SamplingConfig
 
-from test_generate_sampling import CHI2_999, chi_squared, one_thread  # noqa: F401  (autouse fixture)
+from test_generate_sampling import CHI2_999, chi_squared
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class CountingCache:
