@@ -49,9 +49,19 @@ def init_distributed(info: DistInfo, device: torch.device) -> None:
         dist.init_process_group(backend)
 
 
-def shutdown_distributed() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown_distributed(wait_for_peers: bool = True) -> None:
+    """Tear the process group down; after a normal end, only once every rank has got there.
+
+    Rank 0 finishes later than the others (it writes the summary and the last checkpoint). A rank that
+    destroys its gloo group while a peer still holds the connection can die in gloo's C++ teardown
+    ("terminate called without an active exception", SIGABRT), failing a run that trained fine. The
+    barrier is skipped after an error, where a peer may never arrive.
+    """
+    if not dist.is_initialized():
+        return
+    if wait_for_peers:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def reduce_max(values: list[float], info: DistInfo, device: torch.device) -> list[float]:

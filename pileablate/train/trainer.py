@@ -140,10 +140,13 @@ def train(cfg: TrainConfig, console: Optional[Console] = None) -> dict:
     info = dist_info_from_env()
     device = pick_device(cfg.device, info)
     init_distributed(info, device)
+    finished = False
     try:
-        return _Trainer(cfg, info, device, console or Console(stderr=True)).run()
+        summary = _Trainer(cfg, info, device, console or Console(stderr=True)).run()
+        finished = True
+        return summary
     finally:
-        shutdown_distributed()
+        shutdown_distributed(wait_for_peers=finished)
 
 
 class _Trainer:
