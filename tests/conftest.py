@@ -30,12 +30,15 @@ class LocalServer:
 
     `throttle[path] = (block_bytes, pause_s)` sends that file slowly (to interrupt a run mid-way);
     `cut[path] = n` announces the whole file but drops the connection after n bytes.
+    `hold[path] = (n, event)` sends the first n bytes, then waits for `event` before the rest (so a
+    test can interrupt a client mid-file however slow the machine is).
     """
 
     def __init__(self) -> None:
         self.routes: dict[str, bytes] = {}
         self.throttle: dict[str, tuple[int, float]] = {}
         self.cut: dict[str, int] = {}  # path -> bytes sent before the connection drops
+        self.hold: dict[str, tuple[int, threading.Event]] = {}
         self.requests: list[str] = []
         server = self
 
@@ -54,6 +57,12 @@ class LocalServer:
                     body = body[: server.cut[self.path]]
                 block, pause = server.throttle.get(self.path, (len(body) or 1, 0.0))
                 try:
+                    if self.path in server.hold:
+                        first, release = server.hold[self.path]
+                        self.wfile.write(body[:first])
+                        self.wfile.flush()
+                        release.wait(timeout=120)
+                        body = body[first:]
                     for i in range(0, len(body), block):
                         self.wfile.write(body[i : i + block])
                         if pause:

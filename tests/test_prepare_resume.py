@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -43,11 +44,12 @@ def _tokens(out: Path) -> dict:
 
 @pytest.fixture
 def slow_source(http_server):
-    """About 1.5 MB of JSON lines, zstd in several frames, served slowly enough to interrupt."""
+    """About 1.5 MB of JSON lines, zstd in several frames; the "slow" route stops half-way until the
+    test releases it, so the run is always interrupted mid-file, however loaded the machine."""
     body = zstd_frames(jsonl({"text": t} for t in make_texts(12_000, 21)), frames=6)
     http_server.routes["/slow/corpus.jsonl.zst"] = body
     http_server.routes["/fast/corpus.jsonl.zst"] = body
-    http_server.throttle["/slow/corpus.jsonl.zst"] = (8 * 1024, 0.03)
+    http_server.hold["/slow/corpus.jsonl.zst"] = (len(body) // 2, threading.Event())
     return http_server
 
 
@@ -73,8 +75,8 @@ def test_interrupted_run_continues_to_the_identical_store(tmp_path, slow_source,
     assert not json.loads((out / ".prepare" / "state.json").read_text())["done"]
     assert len(state["splits"]["train"]["parts"]) >= 1
 
-    # The slow route now serves at full speed: only the URL matters to the rerun.
-    server.throttle.clear()
+    # The slow route now serves the whole file at once: only the URL matters to the rerun.
+    server.hold.pop("/slow/corpus.jsonl.zst")[1].set()
     again = subprocess.run(_command(slow_url, out), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert "resumed" in again.stdout + again.stderr

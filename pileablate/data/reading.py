@@ -47,7 +47,9 @@ class _Counter:
         self.on_bytes = on_bytes
 
     def read(self, n: int) -> bytes:
-        data = self.raw.read(n)
+        # read1: whatever has arrived, up to n bytes, so a slow download is decompressed and
+        # tokenized as it streams instead of waiting for whole blocks.
+        data = self.raw.read1(n)
         self.on_bytes(len(data))
         return data
 
