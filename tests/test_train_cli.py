@@ -38,8 +38,9 @@ def _wait_for_rows(metrics: Path, rows: int, proc: subprocess.Popen, timeout: fl
 
 def test_sigint_checkpoints_exits_with_a_resume_hint_and_resumes_exactly(tmp_path, bytes_store):
     """Interrupt a cosine+warmup run, continue it: every step's loss equals an uninterrupted run's."""
+    STEPS = 150  # leaves the signal seconds to land mid-run even when the test process is slow to poll
     runs = tmp_path / "runs"
-    args = ["--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "all", "--max-steps", "60",
+    args = ["--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "all", "--max-steps", str(STEPS),
             "--eval-every", "100000", *NANO, "--batch-size", "8"]
     proc = subprocess.Popen([sys.executable, "-m", "pileablate", "train", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env())
@@ -52,19 +53,19 @@ def test_sigint_checkpoints_exits_with_a_resume_hint_and_resumes_exactly(tmp_pat
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "stopped" and summary["stop_reason"] == "interrupted"
     stopped_at = summary["steps"]
-    assert 3 <= stopped_at < 60
+    assert 3 <= stopped_at < STEPS
     import torch
 
     assert torch.load(run_dir / "ckpt" / "latest.pt", weights_only=True)["progress"]["step"] == stopped_at
 
     cfg = TrainConfig(data_dir=bytes_store, runs_dir=runs, preset="nano", device="cpu", batch_size=8, eval_tokens=1024,
-                      log_every=1, mods=("warmup", "cosine", "rmsnorm", "rope", "swiglu"), max_steps=60, eval_every=100000)
+                      log_every=1, mods=("warmup", "cosine", "rmsnorm", "rope", "swiglu"), max_steps=STEPS, eval_every=100000)
     resumed = train(cfg)  # the same command again continues the run
     reference = train(TrainConfig(**{**cfg.__dict__, "name": "uninterrupted"}))
-    assert resumed["status"] == "finished" and resumed["steps"] == 60
+    assert resumed["status"] == "finished" and resumed["steps"] == STEPS
     a = [r["train_loss"] for r in read_metrics(run_dir / "metrics.jsonl")]
     b = [r["train_loss"] for r in read_metrics(Path(reference["run_dir"]) / "metrics.jsonl")]
-    assert len(a) == len(b) == 60 and a == b
+    assert len(a) == len(b) == STEPS and a == b
     assert resumed["final_val_loss"] == reference["final_val_loss"]
 
 
