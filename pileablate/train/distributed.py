@@ -64,18 +64,19 @@ def shutdown_distributed(wait_for_peers: bool = True) -> None:
     dist.destroy_process_group()
 
 
-def reduce_max(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
-    """Element-wise maximum over ranks (identity in a single process)."""
+def _all_reduce(values: list[float], op, info: DistInfo, device: torch.device) -> list[float]:
     if not info.enabled:
         return values
     t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    dist.all_reduce(t, op=op)
     return t.tolist()
+
+
+def reduce_max(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
+    """Element-wise maximum over ranks (identity in a single process)."""
+    return _all_reduce(values, dist.ReduceOp.MAX, info, device)
 
 
 def reduce_sum(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
-    if not info.enabled:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.tolist()
+    """Element-wise sum over ranks (identity in a single process)."""
+    return _all_reduce(values, dist.ReduceOp.SUM, info, device)
