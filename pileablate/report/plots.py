@@ -99,43 +99,38 @@ def _style_legend(ax, configs: list[Configuration], colors: dict[str, tuple]) ->
     ax.legend(handles=handles, fontsize="small", ncols=2 if len(handles) > 8 else 1, loc="upper right")
 
 
-def loss_vs_tokens_figure(configs: list[Configuration], loss_unit: str = "nats/token"):
-    """All runs' train and validation loss against tokens seen, on one axes."""
+def _all_runs_figure(configs: list[Configuration], x_key: str, xlabel: str, title: str,
+                     loss_unit: str, scale: float = 1.0):
+    """Every run's train and validation loss on one axes, against `x_key` of its metrics."""
     fig = _figure(9, 5.5)
     ax = fig.add_subplot()
     colors = _run_color(configs)
     shown: list[float] = []
     for config in configs:
         for run in config.runs:
-            shown += _draw_run(ax, run, colors[run.name], "tokens")
-    ax.set_xlabel("tokens seen")
-    _count_ticks(ax)
+            shown += _draw_run(ax, run, colors[run.name], x_key, scale)
+    ax.set_xlabel(xlabel)
+    if x_key == "tokens":
+        _count_ticks(ax)
     ax.set_ylabel(f"loss ({loss_unit})")
-    ax.set_title("Loss against tokens (all runs)")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     _tight_ylim(ax, shown)
     _style_legend(ax, configs, _colors(configs))
     return fig
+
+
+def loss_vs_tokens_figure(configs: list[Configuration], loss_unit: str = "nats/token"):
+    """All runs' train and validation loss against tokens seen, on one axes."""
+    return _all_runs_figure(configs, "tokens", "tokens seen", "Loss against tokens (all runs)", loss_unit)
 
 
 def loss_vs_time_figure(configs: list[Configuration], loss_unit: str = "nats/token"):
     """All runs' train and validation loss against wall-clock time."""
-    fig = _figure(9, 5.5)
-    ax = fig.add_subplot()
-    colors = _run_color(configs)
     longest = max((r.series("train_loss", "elapsed_s")[0] or [0.0])[-1] for c in configs for r in c.runs)
     unit, scale = _time_unit(longest)
-    shown: list[float] = []
-    for config in configs:
-        for run in config.runs:
-            shown += _draw_run(ax, run, colors[run.name], "elapsed_s", scale)
-    ax.set_xlabel(f"wall-clock time ({unit})")
-    ax.set_ylabel(f"loss ({loss_unit})")
-    ax.set_title("Loss against wall-clock time (all runs)")
-    ax.grid(alpha=0.3)
-    _tight_ylim(ax, shown)
-    _style_legend(ax, configs, _colors(configs))
-    return fig
+    return _all_runs_figure(configs, "elapsed_s", f"wall-clock time ({unit})",
+                            "Loss against wall-clock time (all runs)", loss_unit, scale)
 
 
 def runs_grid_figure(configs: list[Configuration], loss_unit: str = "nats/token"):
