@@ -176,7 +176,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
 def test_loss_below_the_plausibility_floor_marks_the_run_failed(tmp_path, bytes_store, monkeypatch):
     # A real leak would drive the loss below 0.3 bits/byte; here the floor is raised above any loss
     # this nano model reaches, which must trip the same check.
-    monkeypatch.setattr("pileablate.train.trainer.MIN_PLAUSIBLE_BITS_PER_BYTE", 100.0)
+    monkeypatch.setattr("pileablate.train.session.MIN_PLAUSIBLE_BITS_PER_BYTE", 100.0)
     with pytest.raises(RunFailed, match="plausibility floor") as err:
         train(nano(tmp_path, bytes_store, max_steps=20, eval_every=5))
     summary = err.value.summary

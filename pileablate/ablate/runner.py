@@ -82,9 +82,7 @@ def grid_budget(base, vocab_size: int):
     from pileablate.model.gpt import GPT
     from pileablate.train import config as tc
 
-    overrides = {k: getattr(base, k) for k in ("n_layer", "n_head", "d_model", "seq_len", "kv_heads",
-                                               "kv_latent_dim", "experts", "top_k", "mtp_depth")}
-    model_cfg = build_model_config(base.preset, (), vocab_size, **overrides)
+    model_cfg = build_model_config(base.preset, (), vocab_size, **base.model_overrides())
     with torch.device("meta"):  # counts parameters without allocating them
         active = GPT(model_cfg).num_params()["active"]
     return dataclasses.replace(base, max_tokens=tc.DEFAULT_TOKENS_PER_PARAM * active), True

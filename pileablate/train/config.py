@@ -38,6 +38,10 @@ DEFAULT_WARMUP_STEPS = 1000
 WARMUP_MAX_FRACTION = 0.1
 
 
+# TrainConfig fields that override the preset's architecture (`build_model_config` keywords).
+MODEL_OVERRIDES = ("n_layer", "n_head", "d_model", "seq_len", "kv_heads", "kv_latent_dim", "experts", "top_k", "mtp_depth")
+
+
 def _opt(default, help: str, **extra):
     return field(default=default, metadata={"help": help, **extra})
 
@@ -94,6 +98,10 @@ class TrainConfig:
             self.mods = tuple(m for m in (s.strip() for s in self.mods.split(",")) if m)
         else:
             self.mods = tuple(self.mods)
+
+    def model_overrides(self) -> dict:
+        """The model options given (None: the preset's value), as `build_model_config` takes them."""
+        return {name: getattr(self, name) for name in MODEL_OVERRIDES}
 
     def to_json(self) -> dict:
         """`asdict` with paths as strings and tuples as lists (the form stored in config.json)."""
