@@ -87,7 +87,7 @@ class TrainConfig:
     checkpoint_every: str = _opt("10m", "Checkpoint every N steps (e.g. 500) or every duration (e.g. 10m); also at the end and on Ctrl-C.")
     # Hardware.
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu).")
-    precision: str = _opt("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on CUDA if supported, else fp16 with loss scaling; fp32 on CPU/MPS).")
+    precision: str = _opt("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on GPUs with native bf16, compute capability 8.0+; else fp16 with loss scaling; fp32 on CPU/MPS).")
     compile: bool = _opt(False, "torch.compile the model (faster on GPU after a warm-up compile).")
     resume: bool = _opt(False, "Continue the existing run of this name (re-running the same command also resumes).")
 
