@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[test,hf]"
+	$(BIN)/python -m pip install -q -e ".[test,hf,tensorboard,wandb]"
 	touch $(STAMP)
 
 install: $(STAMP)
