@@ -89,6 +89,8 @@ class TrainConfig:
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu).")
     precision: str = _opt("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on CUDA if supported, else fp16 with loss scaling; fp32 on CPU/MPS).")
     compile: bool = _opt(False, "torch.compile the model (faster on GPU after a warm-up compile).")
+    tuning: bool = _opt(False, "A learning-rate tuning run: evaluated on tuning windows of the held-out split that are "
+                              "disjoint from the validation windows reports score (set by 'ablate --tune-lr').")
     resume: bool = _opt(False, "Continue the existing run of this name (re-running the same command also resumes).")
 
     def __post_init__(self) -> None:

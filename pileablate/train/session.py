@@ -278,11 +278,17 @@ class Session:
         return summary
 
 
+def role_of(cfg: TrainConfig) -> str:
+    """"tuning": a run that chooses a learning rate (scored on the tuning windows, never reported);
+    "report": a run whose loss on the validation windows is what reports compare."""
+    return "tuning" if cfg.tuning else "report"
+
+
 def summary_identity(cfg: TrainConfig, counts: dict, run_dir: Path) -> dict:
     """What a summary says the run is, whatever became of it."""
     return {
-        "name": cfg.name, "mods": list(cfg.mods), "seed": cfg.seed, "preset": cfg.preset,
-        "params_total": counts["total"], "params_active": counts["active"],
+        "name": cfg.name, "mods": list(cfg.mods), "seed": cfg.seed, "preset": cfg.preset, "role": role_of(cfg),
+        "lr": cfg.lr, "params_total": counts["total"], "params_active": counts["active"],
         "budget": {"time_limit_s": cfg.time_limit_s, "max_tokens": cfg.max_tokens, "max_steps": cfg.max_steps},
         "run_dir": str(run_dir),
     }
@@ -346,7 +352,7 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
         cfg=cfg, requested=requested, info=info, device=device, console=console, precision=precision,
         model=model, model_cfg=model_cfg, counts=counts, run_dir=cfg.runs_dir / cfg.name,
         windows=TrainWindows(TokenSplit(cfg.data_dir / "train"), model_cfg.seq_len, layout, cfg.seed),
-        val=ValWindows(TokenSplit(cfg.data_dir / "val"), model_cfg.seq_len, cfg.eval_tokens),
+        val=ValWindows(TokenSplit(cfg.data_dir / "val"), model_cfg.seq_len, cfg.eval_tokens, tuning=cfg.tuning),
         val_bytes_per_token=val_stats["bytes"] / max(1, val_stats["tokens"]),
         schedule=Schedule(schedule_kind, cfg.lr, cfg.min_lr, cfg.warmup_steps, tc.WARMUP_MAX_FRACTION),
         schedule_kind=schedule_kind, tokens_per_step=layout.global_windows * model_cfg.seq_len,
@@ -365,7 +371,7 @@ def _run_config(s: Session, manifest: dict) -> dict:
     """config.json: everything that defines the run, and where it ran."""
     cfg, device = s.cfg, s.device
     return {
-        "name": cfg.name, "mods": list(cfg.mods), "seed": cfg.seed, "preset": cfg.preset,
+        "name": cfg.name, "mods": list(cfg.mods), "seed": cfg.seed, "preset": cfg.preset, "role": role_of(cfg),
         "model": dataclasses.asdict(s.model_cfg), "train": cfg.to_json(),
         "data": {"dir": str(cfg.data_dir), "fingerprint": manifest["fingerprint"],
                  "tokenizer": manifest["tokenizer"], "vocab_size": manifest["vocab_size"],

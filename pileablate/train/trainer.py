@@ -18,6 +18,8 @@ from typing import Optional
 import torch
 from rich.console import Console
 
+from pileablate.console import stderr_console
+
 from pileablate.train.config import TrainConfig, validate
 from pileablate.train.display import LiveDisplay
 from pileablate.train.distributed import dist_info_from_env, init_distributed, shutdown_distributed
@@ -41,7 +43,7 @@ def train(cfg: TrainConfig, console: Optional[Console] = None) -> dict:
     init_distributed(info, device)
     finished = False
     try:
-        session = open_session(cfg, info, device, console or Console(stderr=True))
+        session = open_session(cfg, info, device, console or stderr_console())
         summary = session if isinstance(session, dict) else run_to_end(session)
         finished = True
         return summary
