@@ -176,7 +176,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
 def test_loss_below_the_plausibility_floor_marks_the_run_failed(tmp_path, bytes_store, monkeypatch):
     # A real leak would drive the loss below 0.3 bits/byte; here the floor is raised above any loss
     # this nano model reaches, which must trip the same check.
-    monkeypatch.setattr("pileablate.train.trainer.MIN_PLAUSIBLE_BITS_PER_BYTE", 100.0)
+    monkeypatch.setattr("pileablate.train.session.MIN_PLAUSIBLE_BITS_PER_BYTE", 100.0)
     with pytest.raises(RunFailed, match="plausibility floor") as err:
         train(nano(tmp_path, bytes_store, max_steps=20, eval_every=5))
     summary = err.value.summary
@@ -204,16 +204,16 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path, bytes_store):
 
 
 def test_load_run_rebuilds_the_trained_model(tmp_path, bytes_store):
-    from pileablate.train.run import load_run
+    from pileablate.train.run import load_trained_run
 
     summary = train(nano(tmp_path, bytes_store, max_steps=3, mods=("rmsnorm",)))
-    model, config, tokenizer = load_run(summary["run_dir"])
+    model, config, tokenizer = load_trained_run(summary["run_dir"])
     state = torch.load(Path(summary["run_dir"]) / "ckpt" / "latest.pt", weights_only=True)
     assert all(torch.equal(v, state["model"][k]) for k, v in model.state_dict().items())
     assert config["mods"] == ["rmsnorm"] and tokenizer.n_vocab == config["data"]["tokenizer"]["n_vocab"]
     assert not model.training
     with pytest.raises(UserError, match="not a run directory"):
-        load_run(tmp_path)
+        load_trained_run(tmp_path)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

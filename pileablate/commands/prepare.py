@@ -31,6 +31,8 @@ def prepare(
     """
     from rich.console import Console
 
+    from pileablate.console import stderr_console
+
     from pileablate.data.config import PrepareConfig, parse_count
     from pileablate.data.prepare import prepare as run_prepare
 
@@ -48,4 +50,4 @@ def prepare(
         chunk_tokens=chunk if chunk is not None else DEFAULT_CHUNK_TOKENS,
         workers=workers,
     )
-    run_prepare(cfg, console=Console(stderr=True), summary_console=Console())
+    run_prepare(cfg, console=stderr_console(), summary_console=Console())

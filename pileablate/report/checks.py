@@ -34,11 +34,12 @@ def train_loss_tail(run: Run, fraction: float = 0.1, minimum: int = 5) -> Option
     return mean(losses[-n:])
 
 
-def bits_per_byte(run: Run, loss_nats: Optional[float]) -> Optional[float]:
+def run_bits_per_byte(run: Run, loss_nats: Optional[float]) -> Optional[float]:
+    """A loss of this run in bits per byte of its validation text (None when unknown)."""
+    from pileablate.train.metrics import bits_per_byte  # the one formula (no torch behind it)
+
     bpt = run.val_bytes_per_token
-    if loss_nats is None or not bpt:
-        return None
-    return loss_nats / math.log(2) / bpt
+    return None if loss_nats is None or not bpt else bits_per_byte(loss_nats, bpt)
 
 
 def run_flags(run: Run) -> list[str]:
@@ -79,8 +80,8 @@ def run_flags(run: Run) -> list[str]:
         bpb
         for bpb in (
             run.summary.get("val_bits_per_byte"),
-            bits_per_byte(run, run.summary.get("best_val_loss")),
-            bits_per_byte(run, train),
+            run_bits_per_byte(run, run.summary.get("best_val_loss")),
+            run_bits_per_byte(run, train),
         )
         if bpb is not None and math.isfinite(float(bpb))
     ]

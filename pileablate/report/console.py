@@ -16,9 +16,9 @@ def stdout_console():
 
 
 def print_files(report, files: dict[str, Path]) -> None:
-    from rich.console import Console
+    from pileablate.console import stderr_console
 
-    err = Console(stderr=True)
+    err = stderr_console()
     for warning in report.warnings + [f"mixed data (--force): {n}" for n in report.notes]:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     err.print(f"report: {files['report.md']}", highlight=False)

@@ -38,6 +38,10 @@ DEFAULT_WARMUP_STEPS = 1000
 WARMUP_MAX_FRACTION = 0.1
 
 
+# TrainConfig fields that override the preset's architecture (`build_model_config` keywords).
+MODEL_OVERRIDES = ("n_layer", "n_head", "d_model", "seq_len", "kv_heads", "kv_latent_dim", "experts", "top_k", "mtp_depth")
+
+
 def _opt(default, help: str, **extra):
     return field(default=default, metadata={"help": help, **extra})
 
@@ -85,6 +89,8 @@ class TrainConfig:
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu).")
     precision: str = _opt("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on CUDA if supported, else fp16 with loss scaling; fp32 on CPU/MPS).")
     compile: bool = _opt(False, "torch.compile the model (faster on GPU after a warm-up compile).")
+    tuning: bool = _opt(False, "A learning-rate tuning run: evaluated on tuning windows of the held-out split that are "
+                              "disjoint from the validation windows reports score (set by 'ablate --tune-lr').")
     resume: bool = _opt(False, "Continue the existing run of this name (re-running the same command also resumes).")
 
     def __post_init__(self) -> None:
@@ -94,6 +100,10 @@ class TrainConfig:
             self.mods = tuple(m for m in (s.strip() for s in self.mods.split(",")) if m)
         else:
             self.mods = tuple(self.mods)
+
+    def model_overrides(self) -> dict:
+        """The model options given (None: the preset's value), as `build_model_config` takes them."""
+        return {name: getattr(self, name) for name in MODEL_OVERRIDES}
 
     def to_json(self) -> dict:
         """`asdict` with paths as strings and tuples as lists (the form stored in config.json)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from pileablate.errors import UserError
 
 
-def load_run(run_dir, device: str = "cpu"):
+def load_trained_run(run_dir, device: str = "cpu"):
     """(GPT in eval mode with the latest checkpoint's weights, config.json dict, Tokenizer).
 
     UserError when the directory is not a run or has no checkpoint yet.
