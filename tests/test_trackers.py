@@ -354,3 +354,73 @@ def test_report_goes_to_the_wandb_group(wandb_env, tmp_path, plot):
     (logged,) = wandb_history(records).values()
     assert logged["report/results"]["_type"] == "table-file" and logged["report/results"]["nrows"] == 2
     assert logged["report/loss_vs_tokens"]["_type"] == "image-file"
+
+
+# ----------------------------------------------------------------------------------------------
+# `pileablate train --tracker ...` and `pileablate report --tracker ...` end to end.
+
+def cli(*args):
+    from typer.testing import CliRunner
+
+    from pileablate.cli import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_train_option_takes_comma_lists_and_repeats():
+    from pileablate.commands.train import train_config_from_args
+
+    cfg = train_config_from_args(["--tracker", "tensorboard", "--tracker", "wandb,tensorboard"])
+    assert cfg.trackers == ("tensorboard", "wandb")
+    with pytest.raises(UserError, match="unknown tracker"):
+        train_config_from_args(["--tracker", "tensorbord"])
+
+
+def test_train_logs_every_metrics_row_once_across_a_crash_and_a_resume(wandb_env, tmp_path, bytes_store,
+                                                                       one_torch_thread):
+    """A run logs to TensorBoard and W&B; a crashed session logged steps 5-6 after its checkpoint at 4
+    (wrong values); the resumed run shows every step once, with the values metrics.jsonl has."""
+    from pileablate.train.metrics import read_metrics
+
+    runs = tmp_path / "runs"
+    args = ["train", "--data", str(bytes_store), "--runs-dir", str(runs), "--name", "rope-s0", "--mods", "rope",
+            "--preset", "nano", "--device", "cpu", "--batch-size", "4", "--eval-tokens", "1024", "--log-every", "1",
+            "--eval-every", "3", "--checkpoint-every", "1000", "--tracker", "tensorboard,wandb"]
+    first = cli(*args, "--max-steps", "4")
+    assert first.exit_code == 0, first.output
+    run_dir = runs / "rope-s0"
+    next_second()
+    with open_tracker(["tensorboard", "wandb"], run_dir=run_dir, run_name="rope-s0", group="runs",
+                      group_dir=runs / "tensorboard", config={}, resume_step=4, is_main=True,
+                      console=quiet_console()) as crashed:  # the session that died after its checkpoint
+        for step in (5, 6):
+            crashed.log({"step": step, "tokens": 0, "train_loss": 99.0})
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "running", "stop_reason": None}))
+    next_second()
+    second = cli(*args, "--max-steps", "8")
+    assert second.exit_code == 0, second.output
+
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    acc = tensorboard_run(runs / "tensorboard" / "rope-s0")
+    for key in ("train_loss", "val_loss", "val_bits_per_byte", "lr", "grad_norm", "tokens", "tokens_per_s"):
+        want = {r["step"]: r[key] for r in rows if r.get(key) is not None}
+        assert scalars(acc, key) == pytest.approx(want, rel=1e-6), key
+    config = json.loads(text(acc, "config")[0].removeprefix("```json\n").removesuffix("\n```"))
+    assert config["mods"] == "rope" and len(config["data_fingerprint"]) == 64 and config["params_total"] > 0
+    assert "| status | \"finished\" |" in text(acc, "summary")[-1]
+
+    # W&B cannot take a step twice: the resumed session skips what W&B has (5-6, from the crashed
+    # session; a real one sent what the resumed session re-trains, as a resume is exact) and sends 7-8.
+    history = wandb_history(wandb_records(run_dir, wandb_state(run_dir)["id"]))
+    assert sorted(history) == list(range(1, 9))
+    for r in rows:
+        sent = 99.0 if r["step"] in (5, 6) else r["train_loss"]
+        assert history[r["step"]]["loss/train_loss"] == pytest.approx(sent)
+
+    report = cli("report", str(runs), "--tracker", "tensorboard")
+    assert report.exit_code == 0, report.output
+    acc = tensorboard_run(runs / "tensorboard" / "report")
+    assert "| rope |" in text(acc, "report/results")[0]
+    assert len(acc.Tensors("report/loss_vs_tokens")) == 1

@@ -53,7 +53,8 @@ def test_every_config_field_is_a_train_option_with_its_doc_as_help():
         "batch_size": ("--batch-size", "4"), "grad_accum": ("--grad-accum", "2"), "warmup_steps": ("--warmup-steps", "7"),
         "time_limit_s": ("--time-limit", "1h30m"), "max_tokens": ("--max-tokens", "5M"), "max_steps": ("--max-steps", "9"),
         "eval_every": ("--eval-every", "11"), "eval_tokens": ("--eval-tokens", "4k"), "log_every": ("--log-every", "2"),
-        "checkpoint_every": ("--checkpoint-every", "5m"), "device": ("--device", "cpu"), "precision": ("--precision", "fp32"),
+        "checkpoint_every": ("--checkpoint-every", "5m"), "trackers": ("--tracker", "wandb,tensorboard"),
+        "device": ("--device", "cpu"), "precision": ("--precision", "fp32"),
         "compile": ("--compile", None), "resume": ("--resume", None),
     }
     assert set(values) == {f.name for f in dataclasses.fields(TrainConfig)}
@@ -61,7 +62,7 @@ def test_every_config_field_is_a_train_option_with_its_doc_as_help():
     cfg = train_config_from_args(args)
     assert cfg.mods == ("rope", "swiglu") and cfg.time_limit_s == 5400 and cfg.max_tokens == 5_000_000
     assert cfg.eval_tokens == 4000 and cfg.compile and cfg.resume and cfg.kv_heads == 1 and cfg.lr == 0.002
-    assert str(cfg.data_dir) == "d" and cfg.checkpoint_every == "5m"
+    assert str(cfg.data_dir) == "d" and cfg.checkpoint_every == "5m" and cfg.trackers == ("wandb", "tensorboard")
     from pileablate.commands.train import _command
 
     params = {p.name: p for p in _command().params}

@@ -22,6 +22,10 @@ def report(
         False, "--force", help="Mix runs made on different data or tokenizers in one table (the report says so)."
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots (PNG and SVG)."),
+    tracker: Optional[List[str]] = typer.Option(
+        None, "--tracker", metavar="NAME", help="Also add the table and plots beside the runs' live curves: tensorboard "
+        "(RUNS_DIR/tensorboard), wandb (the runs' W&B group); comma list or repeated.", show_default=False,
+    ),
 ) -> None:
     """Loss tables and plots from run directories.
 
@@ -32,9 +36,20 @@ def report(
     from pileablate.report.build import build_report, write_report
     from pileablate.report.console import print_files, stdout_console
 
+    from pileablate.train.trackers import parse_trackers, require_packages
+
+    trackers = parse_trackers(tracker)
+    require_packages(trackers)
     paths = list(runs_dirs) if runs_dirs else [Path("runs")]
     result = build_report(paths, force=force)
     out_dir = out if out is not None else paths[0]
     files = write_report(result, out_dir, plots=plots)
     stdout_console().print(result.table())
     print_files(result, files)
+    if trackers:
+        from pileablate.console import stderr_console
+        from pileablate.report.table import markdown_table
+        from pileablate.train.trackers import publish_report
+
+        pngs = [p for p in files.values() if p.suffix == ".png"]
+        publish_report(trackers, paths[0], markdown_table(result.configurations), pngs, stderr_console())

@@ -7,7 +7,7 @@ command's own parser through `train_config_from_args`, so every train option pas
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -53,6 +53,7 @@ def train(
     eval_tokens: str = typer.Option(str(_d("eval_tokens")), "--eval-tokens", metavar="N", help=_h("eval_tokens"), rich_help_panel=_E),
     log_every: int = typer.Option(_d("log_every"), "--log-every", help=_h("log_every"), rich_help_panel=_E),
     checkpoint_every: str = typer.Option(_d("checkpoint_every"), "--checkpoint-every", metavar="STEPS|DURATION", help=_h("checkpoint_every"), rich_help_panel=_E),
+    tracker: Optional[List[str]] = typer.Option(None, "--tracker", metavar="NAME", help=_h("trackers"), rich_help_panel=_E),
     device: str = typer.Option(_d("device"), "--device", help=_h("device"), rich_help_panel=_H),
     precision: str = typer.Option(_d("precision"), "--precision", help=_h("precision"), rich_help_panel=_H),
     compile: bool = typer.Option(False, "--compile", help=_h("compile"), rich_help_panel=_H),
@@ -78,7 +79,7 @@ def train(
 def _config(*, mods, preset, data, runs_dir, name, seed, n_layer, n_head, d_model, seq_len, kv_heads, kv_latent_dim,
             experts, top_k, mtp_depth, lr, min_lr, weight_decay, beta1, beta2, grad_clip, batch_size, grad_accum,
             warmup_steps, time_limit, max_tokens, max_steps, eval_every, eval_tokens, log_every, checkpoint_every,
-            device, precision, compile, resume) -> TrainConfig:
+            tracker, device, precision, compile, resume) -> TrainConfig:
     """Command-line values -> a validated TrainConfig (budget strings parsed, one-line errors)."""
     from pileablate.model.registry import resolve_mods
     from pileablate.train.config import parse_count, parse_duration, validate
@@ -92,7 +93,7 @@ def _config(*, mods, preset, data, runs_dir, name, seed, n_layer, n_head, d_mode
         time_limit_s=parse_duration(time_limit) if time_limit is not None else None,
         max_tokens=parse_count(max_tokens, "--max-tokens") if max_tokens is not None else None,
         max_steps=max_steps, eval_every=eval_every, eval_tokens=parse_count(eval_tokens, "--eval-tokens"),
-        log_every=log_every, checkpoint_every=checkpoint_every, device=device, precision=precision,
+        log_every=log_every, checkpoint_every=checkpoint_every, trackers=tuple(tracker or ()), device=device, precision=precision,
         compile=compile, resume=resume,
     )
     validate(cfg)

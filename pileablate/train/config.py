@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from pileablate.errors import UserError
+from pileablate.train.trackers import parse_trackers, require_packages
 
 # Learning rate and batch per preset. Small models tolerate (and need) larger rates: 1e-3 is what
 # minGPT/nanoGPT use for models up to ~10M parameters, 6e-4 is GPT-2 small's rate (GPT-3 paper,
@@ -85,6 +86,8 @@ class TrainConfig:
     eval_tokens: int = _opt(131072, "Validation tokens per evaluation: fixed windows of the held-out split, the same for every run.")
     log_every: int = _opt(10, "Write a metrics.jsonl row every N steps.")
     checkpoint_every: str = _opt("10m", "Checkpoint every N steps (e.g. 500) or every duration (e.g. 10m); also at the end and on Ctrl-C.")
+    trackers: tuple[str, ...] = _opt((), "Live curves: tensorboard (in RUNS_DIR/tensorboard) and/or wandb (Weights & Biases, "
+                                         "grouped by runs folder); comma list or repeated. Needs pip install -e '.[tensorboard]' / '.[wandb]'.")
     # Hardware.
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu).")
     precision: str = _opt("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on CUDA if supported, else fp16 with loss scaling; fp32 on CPU/MPS).")
@@ -100,6 +103,7 @@ class TrainConfig:
             self.mods = tuple(m for m in (s.strip() for s in self.mods.split(",")) if m)
         else:
             self.mods = tuple(self.mods)
+        self.trackers = parse_trackers(self.trackers)
 
     def model_overrides(self) -> dict:
         """The model options given (None: the preset's value), as `build_model_config` takes them."""
@@ -211,6 +215,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.name is not None and (not cfg.name or "/" in cfg.name or cfg.name in (".", "..")):
         raise UserError(f"--name {cfg.name!r}: use a plain directory name")
     parse_checkpoint_every(cfg.checkpoint_every)
+    require_packages(cfg.trackers)  # on every rank, before anything trains
 
 
 def option_name(field_name: str) -> str:

@@ -2,7 +2,7 @@
 
 A run directory is identified by its name. Re-running with the same settings continues it; settings
 that would change what the run *is* (model, data, optimiser, batch) must match, while the budget,
-evaluation/logging/checkpoint cadence and hardware may change between sessions (e.g. extend a finished
+evaluation/logging/checkpoint cadence, trackers and hardware may change between sessions (e.g. extend a finished
 run with a larger --max-steps, or move it to a GPU).
 """
 
@@ -17,7 +17,7 @@ from pileablate.errors import UserError
 # TrainConfig fields that may differ when a run is continued.
 RESUMABLE_CHANGES = frozenset({
     "data_dir", "runs_dir", "name", "time_limit_s", "max_tokens", "max_steps", "eval_every", "log_every",
-    "checkpoint_every", "device", "precision", "compile", "resume", "batch_size", "grad_accum",
+    "checkpoint_every", "device", "precision", "compile", "resume", "batch_size", "grad_accum", "trackers",
 })
 
 

@@ -30,6 +30,7 @@ from pileablate.train.hardware import autocast_context, configure_backends, pick
 from pileablate.train.metrics import MIN_PLAUSIBLE_BITS_PER_BYTE, MetricsLog, bits_per_byte, peak_flops
 from pileablate.train.run_files import check_same_run, read_json, write_json_atomic
 from pileablate.train.schedule import Schedule, budget_progress
+from pileablate.train.trackers import Trackers, group_name, open_tracker, tensorboard_dir
 
 
 class RunFailed(UserError):
@@ -141,6 +142,8 @@ class Session:
     checkpoint_seconds: Optional[float] = None  # ... or as a duration
     flops_per_token: float = 0.0
     peak_flops_per_s: Optional[float] = None    # of the GPU at this precision (for MFU); None on CPU
+    fingerprint: str = ""                       # the data's identity (manifest fingerprint)
+    tracker: Trackers = field(default_factory=Trackers)  # live curves (TensorBoard, W&B); none by default
 
     # -- messages --------------------------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -195,6 +198,26 @@ class Session:
         live.update(progress=p.fraction(self.cfg), step=p.step, train_loss=p.last_train_loss, val_loss=p.last_val_loss,
                     lr=lr, tokens_per_s=self.last_tokens_per_s, elapsed_s=p.elapsed_s, epoch=self.windows.epochs(p.tokens))
 
+    def open_tracker(self) -> Trackers:
+        """The run's live curves (--tracker), on the main process, grouped by runs folder; a resumed
+        run continues its own curves from its checkpoint's step."""
+        cfg = self.cfg
+        self.tracker = open_tracker(cfg.trackers, run_dir=self.run_dir, run_name=cfg.name, group=group_name(cfg.runs_dir),
+                                    group_dir=tensorboard_dir(cfg.runs_dir), config=self.tracker_config(),
+                                    resume_step=self.progress.step, is_main=self.info.is_main, console=self.console)
+        return self.tracker
+
+    def tracker_config(self) -> dict:
+        """The hyperparameters a tracker shows beside the curves: what tells an ablation's runs apart."""
+        cfg = self.cfg
+        return {"mods": ",".join(cfg.mods) or "baseline", "preset": cfg.preset, "seed": cfg.seed, "role": role_of(cfg),
+                "lr": cfg.lr, "min_lr": cfg.min_lr, "schedule": self.schedule_kind, "warmup_steps": cfg.warmup_steps,
+                "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "tokens_per_step": self.tokens_per_step,
+                "seq_len": self.model_cfg.seq_len, "params_total": self.counts["total"],
+                "params_active": self.counts["active"],
+                "budget": {"time_limit_s": cfg.time_limit_s, "max_tokens": cfg.max_tokens, "max_steps": cfg.max_steps},
+                "data_fingerprint": self.fingerprint, "precision": self.precision, "world_size": self.info.world_size}
+
     # -- metrics, evaluation, checkpoints --------------------------------------------------------
     def write_row(self, interval: LossInterval, lr: float, grad_norm: Optional[float], evaluate: bool) -> Optional[str]:
         """The one metrics.jsonl row writer: mean training loss since the last row (all ranks), and the
@@ -216,6 +239,7 @@ class Session:
             if self.peak_flops_per_s:
                 row["mfu"] = self.flops_per_token * row["tokens_per_s"] / (self.peak_flops_per_s * self.info.world_size)
         self.metrics.write(row)
+        self.tracker.log(row)
         self.last_row_step, self.last_tokens_per_s = p.step, row["tokens_per_s"]
         return failure
 
@@ -358,6 +382,7 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
         schedule_kind=schedule_kind, tokens_per_step=layout.global_windows * model_cfg.seq_len,
         progress=Progress(), resuming=False, guards={},
         metrics=MetricsLog(cfg.runs_dir / cfg.name / "metrics.jsonl", enabled=info.is_main),
+        fingerprint=manifest["fingerprint"],
     )
     state, finished = _continue_or_start(session, manifest)
     if finished is not None:

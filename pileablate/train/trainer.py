@@ -54,10 +54,12 @@ def train(cfg: TrainConfig, console: Optional[Console] = None) -> dict:
 def run_to_end(s: Session) -> dict:
     """Train until the budget, an interrupt or a failure; then checkpoint, summarise and say how it ended."""
     print_header(s)
-    ending = training_loop(s)
-    s.metrics.close()
-    peak_mem = torch.cuda.max_memory_allocated(s.device) if s.device.type == "cuda" else None
-    summary = s.write_summary(ending.status, ending.stop_reason, peak_mem)
+    with s.open_tracker():  # closed however the run ends (a failure, a second Ctrl-C)
+        ending = training_loop(s)
+        s.metrics.close()
+        peak_mem = torch.cuda.max_memory_allocated(s.device) if s.device.type == "cuda" else None
+        summary = s.write_summary(ending.status, ending.stop_reason, peak_mem)
+        s.tracker.summary(summary)
     if ending.failure:
         raise RunFailed(ending.failure, summary)
     if ending.status == "stopped":
