@@ -36,6 +36,10 @@ class Ablation:
     tune_lrs: tuple[float, ...] = ()    # candidate learning rates; empty: no tuning, one shared lr
     tune_seeds: int = 1                 # tuning runs per experiment and rate
     tune_budget: float = 1.0            # the tuning runs' budget as a fraction of the reported one
+    jobs: int = 1                       # runs at once on this machine (each in its own process)
+    devices: Optional[str] = None       # "cuda:0,cuda:1": one concurrent run per device
+    task: Optional[tuple[int, int]] = None  # (K, N): only every N-th run from the K-th (a job array's task)
+    stage: str = "all"                  # "tune", "report" or "all" (a job array runs the stages apart)
 
     def __post_init__(self) -> None:
         base = self.base
@@ -53,6 +57,20 @@ class Ablation:
             raise UserError(f"--tune-budget {self.tune_budget}: give a fraction of the budget in (0, 1]")
         if self.tune_seeds < 1:
             raise UserError("--tune-seeds must be at least 1")
+        if self.stage not in ("tune", "report", "all"):
+            raise UserError(f"--stage {self.stage!r}: use tune, report or all")
+        if self.stage == "tune" and not self.tuning:
+            raise UserError("--stage tune needs --tune-lr")
+        if self.task is not None and self.tuning and self.stage == "all":
+            raise UserError("with --tune-lr, a job array runs --stage tune first, then --stage report (every "
+                            "reported run needs all tuning runs finished); 'ablate --emit slurm' writes both")
+
+    def share(self, plan: Sequence[PlannedRun]) -> list[PlannedRun]:
+        """This task's runs: every N-th from the K-th, of the same deterministic plan on every machine."""
+        if self.task is None:
+            return list(plan)
+        k, n = self.task
+        return [p for i, p in enumerate(plan) if i % n == k - 1]
 
     @property
     def tuning(self) -> bool:
@@ -111,16 +129,26 @@ def run_ablation(ablation: Ablation, console=None) -> AblationResult:
     console.print(describe(ablation), highlight=False)
     tuning = ablation.tuning_plan()
     check_existing(ablation, tuning, fingerprint)
-    if tuning:
+    if tuning and ablation.stage in ("tune", "all"):
         console.print(f"tuning the learning rate: {len(tuning)} runs ({len(ablation.experiments)} configurations x "
                       f"{len(ablation.tune_lrs)} rates {', '.join(format_lr(x) for x in ablation.tune_lrs)} x "
                       f"{ablation.tune_seeds} seed(s))", highlight=False)
-        _run_phase(ablation, tuning, console, result)
+        _run_phase(ablation, ablation.share(tuning), console, result)
+        if ablation.stage == "tune":
+            return _task_done(ablation, tuning, console, result)
+    if tuning:
         result.chosen_lrs = chosen_lrs(ablation, tuning)
+        unfinished = [p.name for p in tuning
+                      if run_state(Path(ablation.base.runs_dir) / p.name).action in ("train", "resume")]
+        if unfinished:
+            raise UserError(f"{len(unfinished)} tuning runs are not finished ({unfinished[0]}, ...); run "
+                            "--stage tune to the end first")
     plan = ablation.report_plan(result.chosen_lrs or None)
     plan = [p for p in plan if not ablation.tuning or p.label in result.chosen_lrs]
     check_existing(ablation, plan, fingerprint)
-    _run_phase(ablation, plan, console, result)
+    _run_phase(ablation, ablation.share(plan), console, result)
+    if ablation.task is not None:
+        return _task_done(ablation, tuning + plan, console, result)
     result.report = report_on(ablation.base.runs_dir, tuning + plan)
     # A tuning run that diverges at a high rate is an answer, not a failure of the ablation.
     failed = [o for o in result.outcomes if o.run.role == "report" and (o.state.action == "failed" or o.error)]
@@ -133,12 +161,27 @@ def run_ablation(ablation: Ablation, console=None) -> AblationResult:
     return result
 
 
+def _task_done(ablation: Ablation, plan: Sequence[PlannedRun], console, result: AblationResult) -> AblationResult:
+    """A task of a job array (or the tuning stage) ends without a report: the others may still run."""
+    left = [p for p in plan if run_state(Path(ablation.base.runs_dir) / p.name).action in ("train", "resume")]
+    console.print(f"done: this share of the plan ({len(result.outcomes)} runs); {len(left)} runs of the stage are not "
+                  f"finished yet. When every task has finished: pileablate report {ablation.base.runs_dir}",
+                  highlight=False)
+    return result
+
+
 def _run_phase(ablation: Ablation, plan: Sequence[PlannedRun], console, result: AblationResult) -> None:
-    outcomes, interrupted = run_grid([ablation.config_for(p) for p in plan], plan, console)
+    configs = [ablation.config_for(p) for p in plan]
+    if ablation.jobs > 1:
+        from pileablate.ablate.parallel import plan_slots, run_parallel
+
+        outcomes, interrupted = run_parallel(configs, plan, plan_slots(ablation.jobs, ablation.devices), console)
+    else:
+        outcomes, interrupted = run_grid(configs, plan, console)
     result.outcomes += outcomes
     if interrupted:
         done = len(outcomes)
-        raise AblationInterrupted(f"interrupted at run {done}/{len(plan)} ({plan[done - 1].name}); its checkpoint is "
+        raise AblationInterrupted(f"interrupted at run {done}/{len(plan)} ({outcomes[-1].run.name}); checkpoints are "
                                   "saved. Re-run the same command to continue where it stopped")
 
 

@@ -46,6 +46,32 @@ def ablate(
         help="The tuning runs' budget as a fraction of the reported runs' budget (the best rate moves with the "
              "budget: shorten with care).",
     ),
+    jobs: int = typer.Option(
+        1, "--jobs", min=1, help="Runs at once on this machine, each in its own process: one per GPU, or on a CPU "
+        "each with its share of the cores (a tiny model gains little from a second thread). Results are "
+        "bit-identical to the same runs made one after another with that many threads.",
+    ),
+    devices: Optional[str] = typer.Option(
+        None, "--devices", help="Devices for --jobs, comma list (cuda:0,cuda:1). Default: every visible GPU, "
+        "else the CPU.", show_default=False,
+    ),
+    task: Optional[str] = typer.Option(
+        None, "--task", metavar="K/N", help="Make only this task's share of the plan (every N-th run from the "
+        "K-th): N tasks of a job array cover the grid exactly once. No report: run 'pileablate report' after.",
+        show_default=False,
+    ),
+    stage: str = typer.Option("all", "--stage", help="tune, report or all: with --tune-lr a job array runs the "
+                              "tuning runs first (--stage tune), then the reported ones (--stage report)."),
+    emit: Optional[str] = typer.Option(
+        None, "--emit", metavar="slurm", help="Write sbatch job-array scripts for this ablation and the "
+        "submit.sh that submits them into RUNS/slurm/, and stop (nothing trains here).", show_default=False,
+    ),
+    array_tasks: Optional[int] = typer.Option(None, "--array-tasks", min=1, help="With --emit: tasks per array "
+                                              "(default: one per run).", show_default=False),
+    gpus_per_run: int = typer.Option(1, "--gpus-per-run", min=0, help="With --emit: GPUs per array task."),
+    cpus_per_run: int = typer.Option(8, "--cpus-per-run", min=1, help="With --emit: CPU cores per array task."),
+    slurm_time: Optional[str] = typer.Option(None, "--slurm-time", metavar="[D-]HH:MM:SS", help="With --emit: "
+                                             "the array's time limit (default: from --time-limit).", show_default=False),
     dry_run: bool = typer.Option(
         False, "--dry-run",
         help="Print the plan (runs, budget, what is finished or will resume) and stop. Every other option is a "
@@ -72,11 +98,46 @@ def ablate(
     experiments, grid_seeds = grid_from_toml(grid) if grid is not None else (default_grid(mods), None)
     count = seeds if seeds is not None else (grid_seeds or 1)
     ablation = Ablation(base, experiments, [base.seed + i for i in range(count)],
-                        tune_lrs=_tune_rates(tune_lr, base), tune_seeds=tune_seeds, tune_budget=tune_budget)
-    if dry_run:
+                        tune_lrs=_tune_rates(tune_lr, base), tune_seeds=tune_seeds, tune_budget=tune_budget,
+                        jobs=jobs, devices=devices, task=_parse_task(task), stage=stage)
+    if emit is not None:
+        if emit != "slurm":
+            raise UserError(f"--emit {emit!r}: only 'slurm' is supported")
+        given = [("--mods", mods), ("--grid", grid), ("--seeds", seeds), ("--tune-lr", tune_lr),
+                 ("--tune-seeds", tune_seeds if tune_lr else None), ("--tune-budget", tune_budget if tune_lr else None)]
+        args = [str(x) for name, value in given if value is not None for x in (name, value)] + list(ctx.args)
+        _emit_slurm(ablation, args, array_tasks, gpus_per_run, cpus_per_run, slurm_time)
+    elif dry_run:
         _print_plan(ablation)
     else:
         run_ablation(ablation)
+
+
+def _parse_task(text: Optional[str]):
+    from pileablate.errors import UserError
+
+    if text is None:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"--task {text!r}: use K/N, e.g. 3/8 (task 3 of 8)") from None
+    if not 1 <= k <= n:
+        raise UserError(f"--task {text!r}: K must be between 1 and N")
+    return k, n
+
+
+def _emit_slurm(ablation, args, tasks, gpus, cpus, time) -> None:
+    from pileablate.ablate.ablation import prepared
+    from pileablate.ablate.slurm import write_scripts
+    from pileablate.console import stderr_console
+
+    files = write_scripts(prepared(ablation), args, tasks, gpus, cpus, time)
+    console = stderr_console()
+    for path in files:
+        console.print(f"wrote {path}", highlight=False)
+    console.print(f"submit with: bash {files[-1]}   then, when it has finished: pileablate report "
+                  f"{ablation.base.runs_dir}", highlight=False)
 
 
 def _tune_rates(spec: Optional[str], base) -> tuple[float, ...]:
