@@ -75,6 +75,16 @@ def scalars(acc, key: str) -> dict[int, float]:
     return {e.step: make_ndarray(e.tensor_proto).item() for e in events}
 
 
+def hparams(acc) -> dict:
+    """The run's row in TensorBoard's HParams table."""
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    data = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.SummaryMetadata(metadata.SESSION_START_INFO_TAG).plugin_data.content)
+    values = data.session_start_info.hparams
+    return {k: v.string_value or v.number_value for k, v in values.items()}
+
+
 def text(acc, tag: str) -> list[str]:
     return [e.tensor_proto.string_val[0].decode() for e in acc.Tensors(f"{tag}/text_summary")]
 
@@ -130,6 +140,7 @@ def test_tensorboard_holds_every_metric_at_its_steps(tmp_path):
     assert sorted(scalars(acc, "val_loss")) == [20, 40, 60, 80, 100]
     config = json.loads(text(acc, "config")[0].removeprefix("```json\n").removesuffix("\n```"))
     assert config["mods"] == ["rope"]
+    assert hparams(acc) == {"mods": "rope", "seed": 0, "train.lr": 1e-3}  # None (max_tokens) is no hyperparameter
     assert "| final_val_loss | 3.9 |" in text(acc, "summary")[0]
     assert "tensorboard --logdir" in console.file.getvalue()
 
@@ -174,34 +185,45 @@ def wandb_env(monkeypatch, tmp_path):
     wandb.teardown()
 
 
-def wandb_records(run_dir: Path, run_id: str) -> list:
-    """Every record of the offline runs of `run_id` under run_dir/wandb, oldest run first."""
+def wandb_records(run_dir: Path, run_id: str, timeout: float = 30.0) -> list:
+    """Every record of the offline sessions of `run_id` under run_dir/wandb, oldest first. W&B's service
+    writes the log on its own clock after `finish()` returns: wait until each session's exit record is in."""
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted((run_dir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+        sessions = [read_wandb_log(path) for path in files]
+        complete = bool(files) and all(any(r.WhichOneof("record_type") == "exit" for r in rs) for rs in sessions)
+        if complete or time.monotonic() > deadline:
+            assert complete, f"no complete offline run {run_id} in {run_dir / 'wandb'}"
+            return [record for records in sessions for record in records]
+        time.sleep(0.1)
+
+
+def read_wandb_log(path: Path) -> list:
+    """The records of a `.wandb` file: a header (':W&B', magic, version), then LevelDB-log blocks of
+    32 KiB, each record a (crc, length, type) header and a piece of a protobuf Record."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     block = 32768
-    records = []
-    files = sorted((run_dir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
-    assert files, f"no offline run {run_id} in {run_dir / 'wandb'}"
-    for path in files:
-        data = path.read_bytes()
-        assert data[:4] == b":W&B"
-        pos, pending = 7, b""  # header: ':W&B', magic, version
-        while pos + 7 <= len(data):
-            left = block - pos % block
-            if left < 7:  # a block's tail too short for a record header is padding
-                pos += left
-                continue
-            _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-            if kind == 0:
-                pos += left
-                continue
-            pending += data[pos + 7:pos + 7 + length]
-            pos += 7 + length
-            if kind in (1, 4):  # a full record, or the last piece of one
-                record = pb.Record()
-                record.ParseFromString(pending)
-                records.append(record)
-                pending = b""
+    data = path.read_bytes()
+    records, pos, pending = [], 7, b""
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # a block's tail too short for a record header is padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0:  # padding to the end of the block
+            pos += left
+            continue
+        if pos + 7 + length > len(data):  # a record still being written
+            break
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            records.append(pb.Record.FromString(pending))
+            pending = b""
     return records
 
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pileablate.train.trackers import RESULT_TAGS, flat, row_metrics
+from pileablate.train.trackers import flat, row_metrics
 
 FLUSH_SECS = 10  # how stale the live curves may get; writing is cheap
 REPORT_RUN = "report"
@@ -37,8 +37,9 @@ class TensorBoardTracker:
 
         params = {k: _hparam(v) for k, v in flat(config).items() if v is not None}
         self.writer.add_text("config", "```json\n" + json.dumps(config, indent=2, default=str) + "\n```", 0)
-        experiment, session_start, _ = hparams(params, {tag: None for tag in RESULT_TAGS})
-        self.writer.file_writer.add_summary(experiment, 0)
+        # The session start only: without an experiment summary per run, TensorBoard builds the table
+        # from every run of the folder (which hyperparameters differ, every curve as a metric).
+        _, session_start, _ = hparams(params, {})
         self.writer.file_writer.add_summary(session_start, 0)
         self.writer.flush()
 

@@ -36,8 +36,6 @@ SECTIONS = {
     "tokens_per_s": "perf", "mfu": "perf", "peak_mem_bytes": "perf",
     "tokens": "progress", "elapsed_s": "progress", "epoch": "progress",
 }
-# The curves the TensorBoard HParams table and W&B's run summary show per run.
-RESULT_TAGS = ("loss/val_loss", "loss/val_bits_per_byte", "loss/train_loss")
 
 
 def metric_tag(key: str) -> str:

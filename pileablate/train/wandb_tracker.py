@@ -69,11 +69,12 @@ def _start(console, **kwargs):
         console.print(f"[yellow]wandb: could not start ({_first_line(err)}); going on without W&B[/yellow]",
                       highlight=False)
         return None
-    if run.url:
-        console.print(f"wandb: {run.url}", highlight=False)
-    else:  # offline: no URL
+    offline = getattr(run, "offline", None)
+    if offline if offline is not None else run.settings.mode == "offline":
         console.print(f"wandb: offline run in {run.settings.sync_dir} (upload: wandb sync {run.settings.sync_dir})",
                       highlight=False)
+    else:
+        console.print(f"wandb: {run.url}", highlight=False)
     return run
 
 
