@@ -1,4 +1,4 @@
-"""The run directory: config.json, summary.json (atomic JSON writes) and the resume compatibility check.
+"""The run directory: config.json, summary.json (atomic JSON writes: pileablate.jsonfile) and the resume check.
 
 A run directory is identified by its name. Re-running with the same settings continues it; settings
 that would change what the run *is* (model, data, optimiser, batch) must match, while the budget,
@@ -8,29 +8,16 @@ run with a larger --max-steps, or move it to a GPU).
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from pileablate.errors import UserError
+from pileablate.jsonfile import read_json, write_json_atomic  # noqa: F401 (importable from here too)
 
 # TrainConfig fields that may differ when a run is continued.
 RESUMABLE_CHANGES = frozenset({
     "data_dir", "runs_dir", "name", "time_limit_s", "max_tokens", "max_steps", "eval_every", "log_every",
     "checkpoint_every", "device", "precision", "compile", "resume", "batch_size", "grad_accum",
 })
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 def check_same_run(run_dir: Path, old: dict, new: dict) -> None:
