@@ -55,7 +55,12 @@ class PrepareConfig:
     tokens: Optional[int] = _opt(None, "Stop taking train documents once this many tokens are taken. Suffixes k, M, G/B, T.")
     val_tokens: Optional[int] = _opt(None, "Stop taking validation documents once this many tokens are taken.")
     part: Optional[str] = _opt(
-        None, "K/N: prepare part K of N into the same --out (one process or machine per part; disjoint documents)."
+        None,
+        "K/N: prepare part K of N into the same --out (one process or machine per part; disjoint documents). "
+        "Without limits the parts hold exactly a one-process run's documents. With --rows, --tokens, --val-rows or "
+        "--val-tokens, each part takes its share of each limit (limit // N, +1 for the first limit % N parts) "
+        "from its own documents, in order: the totals are the limits, but not the documents a one-process "
+        "run would take.",
     )
     overwrite: bool = _opt(False, "Replace a store in --out made with another tokenizer, sources or limits.")
     chunk_tokens: int = _opt(

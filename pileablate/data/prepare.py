@@ -9,7 +9,9 @@ part) the same as an uninterrupted run. `manifest.json` is written last, from th
 `--part K/N` lets N processes (machines sharing the output directory) prepare disjoint parts:
 sources of a role are dealt out whole when there are at least N of them (the Pile's 30 train
 shards), else their records are dealt out by record index (line i goes to part i mod N). Row and
-token limits are totals, shared out among parts. Each part writes its own part files
+token limits are totals, shared out among parts: part K takes `share(limit, K, N)` from its own
+documents in order (a one-process run takes the first documents of all sources, so with limits the
+documents differ; the totals do not). Each part writes its own part files
 (`part-KKKofNNN-CCCCC.arrow`) and state; the last part to finish writes the merged manifest.
 """
 
