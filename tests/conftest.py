@@ -21,7 +21,7 @@ def bytes_store(tmp_path_factory) -> Path:
 
     About 400k train tokens and 40k val tokens: enough for nano models to learn visibly in seconds.
     """
-    from pileablate.data.prepare import prepare_for_tests
+    from helpers.stores import prepare_for_tests
 
     out = tmp_path_factory.mktemp("bytes_store")
     prepare_for_tests(out, train_tokens=400_000, val_tokens=40_000)

@@ -7,8 +7,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from helpers.bpe import learn_bpe, write_tiktoken_file
 
-from pileablate.data.bpe import learn_bpe, write_tiktoken_file
 from pileablate.data.tokenizer import load_tokenizer
 from pileablate.errors import UserError
 

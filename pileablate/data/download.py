@@ -232,7 +232,10 @@ class Download:
             match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
             if not match:
                 raise DownloadFailed(f"{self.url}: a partial answer without a usable Content-Range")
-            start = int(match.group(1))
+            start, total = int(match.group(1)), match.group(3)
+            if self.total is not None and total != "*" and int(total) != self.total:
+                raise DownloadFailed(f"{self.url} changed on the server while it was read "
+                                     f"(now {int(total):,} bytes, was {self.total:,})")
             if start > self.received:
                 raise DownloadFailed(f"{self.url}: asked for bytes from {self.received:,}, got them from {start:,}")
             self._skip(self.received - start)

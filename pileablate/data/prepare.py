@@ -430,9 +430,3 @@ def prepare(cfg: PrepareConfig, console=None, summary_console=None) -> dict:
         summary_console.print(summary_table(manifest, time.monotonic() - started, str(out), note))
     return manifest
 
-
-def prepare_for_tests(out: Path, train_tokens: int, val_tokens: int) -> dict:
-    """A small real store for tests: stdlib source, `bytes` tokenizer, hash hold-out for val."""
-    cfg = PrepareConfig(sources=["sample"], out=Path(out), tokenizer="bytes", tokens=train_tokens,
-                        val_tokens=val_tokens, val_rows=None, workers=2)
-    return prepare(cfg)
