@@ -17,7 +17,6 @@ documents differ; the totals do not). Each part writes its own part files
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
