@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from pileablate.errors import UserError
+from pileablate.train.metrics import read_metrics  # tolerates a torn last line; no torch
 
 _SEED_SUFFIX = re.compile(r"-s\d+$")
 
@@ -101,23 +102,6 @@ def _read_json(path: Path) -> dict:
         raise UserError(f"cannot read {path}: {err}; delete or repair that run directory") from None
 
 
-def _read_metrics(path: Path) -> list[dict]:
-    """metrics.jsonl, tolerating a torn last line (a run killed mid-write is still reportable)."""
-    if not path.is_file():
-        return []
-    rows = []
-    with path.open() as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
 def is_run_dir(path: Path) -> bool:
     return (path / "config.json").is_file() or (path / "summary.json").is_file()
 
@@ -126,7 +110,7 @@ def load_run(path: Path) -> Run:
     path = Path(path)
     config = _read_json(path / "config.json") if (path / "config.json").is_file() else {}
     summary = _read_json(path / "summary.json") if (path / "summary.json").is_file() else {}
-    return Run(path=path, config=config, summary=summary, metrics=_read_metrics(path / "metrics.jsonl"))
+    return Run(path=path, config=config, summary=summary, metrics=read_metrics(path / "metrics.jsonl"))
 
 
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
