@@ -391,7 +391,8 @@ def _continue_or_start(s: Session, manifest: dict) -> tuple[Optional[dict], Opti
     config_file, ckpt_file = s.run_dir / "config.json", checkpoint_path(s.run_dir)
     if config_file.exists():
         old = read_json(config_file)
-        check_same_run(s.run_dir, old, run_config)
+        for note in check_same_run(s.run_dir, old, run_config):
+            s.say(f"[yellow]note:[/yellow] {note}")
         run_config["created"] = old.get("created", run_config["created"])
         s.resuming = ckpt_file.exists()
     elif cfg.resume:
@@ -450,7 +451,8 @@ def _start_training_state(s: Session, state: Optional[dict]) -> None:
         set_rng_state(state["rng"])
     if s.info.is_main:
         if s.resuming:
-            s.metrics.truncate_after(s.progress.step)
+            for note in s.metrics.truncate_after(s.progress.step):
+                s.say(f"[yellow]note:[/yellow] {note}")
         elif s.metrics.path.exists():
             s.metrics.path.unlink()  # a session that died before its first checkpoint
     s.last_ckpt_step = s.last_row_step = s.progress.step
