@@ -35,6 +35,7 @@ def make_run(
     runs: Path, name: str, mods=(), seed=0, final_val=2.0, final_train=None, steps=50,
     status="finished", stop_reason="max_steps", budget=None, fingerprint=FINGERPRINT,
     tokenizer=BYTES_TOKENIZER, epochs=0.5, guards=None, flags=(), val_bytes_per_token=1.0,
+    lr=1e-3, role=None, params=None, eval_tokens=4096,
 ) -> Path:
     """A run directory whose losses decay from ln(257) towards `final_val` (train to `final_train`)."""
     d = runs / name
@@ -45,12 +46,15 @@ def make_run(
     config = {
         "name": name, "mods": list(mods), "seed": seed, "preset": "nano", "model": {"n_layer": 2},
         "train": {"seed": seed, "max_steps": budget["max_steps"], "time_limit_s": budget["time_limit_s"],
-                  "max_tokens": budget["max_tokens"]},
+                  "max_tokens": budget["max_tokens"], "lr": lr, "batch_size": 8, "grad_accum": 1,
+                  "eval_tokens": eval_tokens},
         "data": {"dir": "data", "fingerprint": fingerprint, "tokenizer": tokenizer, "vocab_size": 257,
                  "val_bytes_per_token": val_bytes_per_token},
         "tokens_per_step": tokens_per_step, "world_size": 1, "pileablate_version": "0.1.0",
         "created": (datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=next(_CLOCK))).isoformat(),
     }
+    if role is not None:
+        config["role"] = role
     start = math.log(257)
     rows = []
     for step in range(1, steps + 1):
@@ -69,7 +73,7 @@ def make_run(
         "steps": steps, "tokens": steps * tokens_per_step, "elapsed_s": 0.1 * steps,
         "final_train_loss": rows[-1]["train_loss"], "final_val_loss": final_val,
         "best_val_loss": final_val, "val_bits_per_byte": final_val / math.log(2) / val_bytes_per_token,
-        "params_total": 100_000 + 1000 * len(mods), "params_active": 100_000 + 1000 * len(mods),
+        "params_total": params or 100_000 + 100 * len(mods), "params_active": params or 100_000 + 100 * len(mods),
         "epochs": epochs, "tokens_per_s": 10240.0, "peak_mem_bytes": None, "budget": budget,
         "guards": guards or {"causality": "passed", "initial_loss": 5.6}, "flags": list(flags),
     }
@@ -131,14 +135,16 @@ def test_delta_is_significant_only_when_it_beats_seed_noise(tmp_path):
     assert configs["rope"].delta.marker == "*"
 
 
-@pytest.mark.parametrize("shift", [0.0, 0.003, 0.5])
+@pytest.mark.parametrize("shift", [0.0, 0.003, 0.5, 1.0, 1.5])
 def test_welch_property_shifting_one_side_moves_delta_not_noise(shift):
     a, b = [1.0, 1.1, 0.9, 1.05], [2.0, 2.2, 1.9]
     base = welch(a, b)
     moved = welch([x + shift for x in a], b)
     assert moved.delta == pytest.approx(base.delta + shift)
     assert moved.stderr == pytest.approx(base.stderr)
-    assert moved.significant == (abs(moved.delta) > moved.threshold)
+    assert moved.ci[1] - moved.ci[0] == pytest.approx(base.ci[1] - base.ci[0])
+    # uncorrected, p < 5% exactly when the 95% interval leaves out zero
+    assert moved.significant == (moved.ci[0] > 0 or moved.ci[1] < 0)
 
 
 def test_smooth_keeps_constants_and_length():
