@@ -80,6 +80,31 @@ class Run:
         return {k: budget.get(k) for k in ("time_limit_s", "max_tokens", "max_steps")}
 
     @property
+    def role(self) -> str:
+        """"tuning" for a learning-rate tuning run (measured on the tuning split), else "report"."""
+        return str(self.summary.get("role") or self.config.get("role") or "report")
+
+    @property
+    def lr(self) -> Optional[float]:
+        """The peak learning rate the run trained with (config.json records the resolved value)."""
+        value = (self.config.get("train") or {}).get("lr", self.summary.get("lr"))
+        return None if value is None else float(value)
+
+    @property
+    def pairing_key(self) -> dict:
+        """What seeds of two configurations must share for seed s to mean the same batches, the same
+        validation windows and the same budget: the data, the window length, the batch layout, the
+        validation tokens and the budget."""
+        train, model = self.config.get("train") or {}, self.config.get("model") or {}
+        return {
+            "data": self.fingerprint,
+            "batches": (model.get("seq_len"), train.get("batch_size"), train.get("grad_accum"),
+                        self.config.get("world_size")),
+            "validation windows": (model.get("seq_len"), train.get("eval_tokens")),
+            "budget": tuple(self.budget.values()),
+        }
+
+    @property
     def val_bytes_per_token(self) -> Optional[float]:
         value = self.data.get("val_bytes_per_token")
         return float(value) if value else None
@@ -113,6 +138,18 @@ def load_run(path: Path) -> Run:
     return Run(path=path, config=config, summary=summary, metrics=read_metrics(path / "metrics.jsonl"))
 
 
+def _runs_in(folder: Path) -> list[Path]:
+    """The runs in a folder of runs, and in its subfolders that are folders of runs themselves (ablate
+    keeps learning-rate tuning runs apart in one)."""
+    runs: list[Path] = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if is_run_dir(sub):
+            runs.append(sub)
+        else:
+            runs += sorted(p for p in sub.iterdir() if p.is_dir() and is_run_dir(p))
+    return runs
+
+
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
     """Each path is one run or a folder of runs; the result keeps the given order, then name order."""
     found: list[Path] = []
@@ -123,10 +160,7 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
                             "or make runs with 'pileablate ablate'")
         if not path.is_dir():
             raise UserError(f"{path} is not a directory; pass a runs folder (default runs/) or one run's folder")
-        if is_run_dir(path):
-            candidates = [path]
-        else:
-            candidates = sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
+        candidates = [path] if is_run_dir(path) else _runs_in(path)
         for run_dir in candidates:
             if run_dir.resolve() not in {p.resolve() for p in found}:
                 found.append(run_dir)

@@ -61,11 +61,12 @@ class TrainConfig:
     n_head: Optional[int] = _opt(None, "Override the preset's number of attention heads.")
     d_model: Optional[int] = _opt(None, "Override the preset's model width.")
     seq_len: Optional[int] = _opt(None, "Override the preset's context length (tokens per window).")
-    kv_heads: Optional[int] = _opt(None, "Key/value heads for 'gqa' (default n_head/4; 1 = multi-query).")
+    kv_heads: Optional[int] = _opt(None, "Key/value heads for 'gqa' (default: the divisor of n_head nearest n_head/4, above 1 when one exists; 1 = multi-query).")
     kv_latent_dim: Optional[int] = _opt(None, "Latent width of keys/values for 'mla'.")
     experts: Optional[int] = _opt(None, "Number of experts for 'moe'.")
     top_k: Optional[int] = _opt(None, "Experts per token for 'moe'.")
     mtp_depth: Optional[int] = _opt(None, "Tokens predicted ahead for 'mtp' (2 = t+1 and t+2).")
+    match_params: bool = _opt(True, "Give a modified model the baseline's parameter count (active parameters, within 1%) by its MLP width; --no-match-params keeps the modification's own size.")
     # Optimisation.
     lr: Optional[float] = _opt(None, "Peak learning rate. Default per preset: 1e-3 nano/micro/mini, 6e-4 small, 3e-4 medium.")
     min_lr: Optional[float] = _opt(None, "Final learning rate of the 'cosine' schedule. Default lr/10.")
