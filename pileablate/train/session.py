@@ -338,7 +338,8 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     for split in ("train", "val"):
         if not (requested.data_dir / split).is_dir():
             raise UserError(f"{requested.data_dir} has no {split} split; run 'pileablate prepare' again")
-    model_cfg = build_model_config(requested.preset, mods, manifest["vocab_size"], **requested.model_overrides())
+    model_cfg = build_model_config(requested.preset, mods, manifest["vocab_size"], match_params=requested.match_params,
+                                   **requested.model_overrides())
     precision = pick_precision(requested.precision, device)
     configure_backends(device)
     torch.manual_seed(requested.seed)
