@@ -10,7 +10,8 @@ import pytest
 
 from pileablate.commands.train import train_config_from_args
 from pileablate.errors import UserError
-from pileablate.train.config import TrainConfig, field_help, parse_checkpoint_every, parse_count, parse_duration
+from pileablate.train.config import TrainConfig, field_help, parse_checkpoint_every
+from pileablate.units import parse_count, parse_duration
 from pileablate.train.data_loader import BatchLayout, TrainWindows, ValWindows, val_window_starts
 from pileablate.train.schedule import Schedule, budget_progress
 

@@ -82,7 +82,8 @@ def _config(*, mods, preset, data, runs_dir, name, seed, n_layer, n_head, d_mode
             device, precision, compile, resume) -> TrainConfig:
     """Command-line values -> a validated TrainConfig (budget strings parsed, one-line errors)."""
     from pileablate.model.registry import resolve_mods
-    from pileablate.train.config import parse_count, parse_duration, validate
+    from pileablate.train.config import validate
+    from pileablate.units import parse_count, parse_duration
 
     cfg = TrainConfig(
         data_dir=data, runs_dir=runs_dir, name=name, mods=resolve_mods(mods), preset=preset, seed=seed,

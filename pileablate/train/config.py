@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from pileablate.errors import UserError
-from pileablate.units import parse_count, parse_duration  # noqa: F401 (importable from here too)
+from pileablate.units import parse_duration
 
 # Learning rate and batch per preset. Small models tolerate (and need) larger rates: 1e-3 is what
 # minGPT/nanoGPT use for models up to ~10M parameters, 6e-4 is GPT-2 small's rate (GPT-3 paper,

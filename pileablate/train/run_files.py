@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from pileablate.errors import UserError
-from pileablate.jsonfile import read_json, write_json_atomic  # noqa: F401 (importable from here too)
 from pileablate.train.config import option_name
 
 BUDGET_FIELDS = ("max_steps", "max_tokens", "time_limit_s")

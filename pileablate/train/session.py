@@ -28,7 +28,8 @@ from pileablate.train.data_loader import BatchLayout, TrainWindows, ValWindows
 from pileablate.train.distributed import DistInfo, reduce_max, reduce_sum
 from pileablate.train.hardware import autocast_context, configure_backends, pick_precision
 from pileablate.train.metrics import MIN_PLAUSIBLE_BITS_PER_BYTE, MetricsLog, bits_per_byte, peak_flops
-from pileablate.train.run_files import check_same_run, read_json, write_json_atomic
+from pileablate.jsonfile import read_json, write_json_atomic
+from pileablate.train.run_files import check_same_run
 from pileablate.train.schedule import Schedule, budget_progress
 
 
