@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pileablate.ablate.tuning import chosen_rate, log_grid, lr_candidates
+from pileablate.ablate.tuning import log_grid, lr_candidates
 from pileablate.cli import app
 from pileablate.errors import UserError
 from pileablate.train.data_loader import tuning_window_starts, val_window_starts
@@ -41,15 +40,6 @@ def test_tuning_windows_never_overlap_the_validation_windows():
         assert tune.max() + seq_len < num_tokens
     with pytest.raises(UserError, match="cannot hold"):
         tuning_window_starts(1000, 64, 1000)
-
-
-def test_the_rate_with_the_lowest_mean_loss_is_chosen_and_an_edge_is_said():
-    assert chosen_rate({1e-3: [3.0, 3.2], 3e-3: [2.9, 3.0], 1e-2: [3.5]}) == (3e-3, False)
-    assert chosen_rate({1e-3: [2.0], 3e-3: [2.5]}) == (1e-3, True)
-    # A rate whose runs diverged cannot be chosen, but it still counts as the edge of what was tried.
-    assert chosen_rate({1e-3: [3.0], 3e-3: [2.5], 1e-2: []}) == (3e-3, False)
-    with pytest.raises(ValueError):
-        chosen_rate({1e-3: []})
 
 
 def ablate(*args):

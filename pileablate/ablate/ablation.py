@@ -186,16 +186,22 @@ def _run_phase(ablation: Ablation, plan: Sequence[PlannedRun], console, result: 
 
 
 def chosen_lrs(ablation: Ablation, tuning: Sequence[PlannedRun]) -> dict[str, float]:
-    """Each experiment's rate: the lowest mean tuning loss over its finished tuning runs."""
-    from pileablate.ablate.tuning import chosen_rate
+    """Each experiment's rate: the lowest mean tuning loss among the rates whose tuning runs all finished
+    (`report.tuning.choose_lr`, the rule the report shows). Experiments with no such rate are left out."""
+    from pileablate.report.tuning import choose_lr
 
-    losses: dict[str, dict[float, list[float]]] = {}
+    points: dict[str, list[tuple[float, Optional[float]]]] = {}
     for planned in tuning:
         summary = read_summary(Path(ablation.base.runs_dir) / planned.name) or {}
-        per_lr = losses.setdefault(planned.label, {}).setdefault(planned.lr, [])
-        if summary.get("status") == "finished" and summary.get("final_val_loss") is not None:
-            per_lr.append(float(summary["final_val_loss"]))
-    return {label: chosen_rate(by_lr)[0] for label, by_lr in losses.items() if any(by_lr.values())}
+        finished = summary.get("status") == "finished" and summary.get("final_val_loss") is not None
+        points.setdefault(planned.label, []).append((planned.lr, summary["final_val_loss"] if finished else None))
+    chosen = {}
+    for label, pairs in points.items():
+        try:
+            chosen[label] = choose_lr(pairs, label)[0]
+        except UserError:
+            continue  # no rate finished: the experiment is listed as not reported
+    return chosen
 
 
 def describe(ablation: Ablation) -> str:

@@ -93,7 +93,8 @@ def check_existing(ablation, plan: Sequence[PlannedRun], fingerprint: str) -> No
     (data, model, optimiser settings, budget).
     Otherwise a re-run with, say, another --lr would skip old runs and mix two ablations in one table."""
     from pileablate.report.checks import describe_budget
-    from pileablate.train.run_files import RESUMABLE_CHANGES, read_json
+    from pileablate.jsonfile import read_json
+    from pileablate.train.run_files import RESUMABLE_CHANGES
     from pileablate.train.session import resolve_config
 
     for planned in plan:

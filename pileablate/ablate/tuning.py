@@ -10,8 +10,6 @@ overlap; so the loss a report shows was never used to choose anything.
 from __future__ import annotations
 
 import math
-from typing import Sequence
-
 from pileablate.errors import UserError
 
 # `--tune-lr auto`: five points, log-spaced over x1/10 .. x10 around the preset's default rate.
@@ -50,16 +48,3 @@ def lr_candidates(spec: str, default_lr: float) -> tuple[float, ...]:
     if len(set(rates)) != len(rates):
         raise UserError(f"--tune-lr {spec!r}: a rate is listed twice")
     return tuple(sorted(rates))
-
-
-def chosen_rate(losses_by_lr: dict[float, Sequence[float]]) -> tuple[float, bool]:
-    """(the rate with the lowest mean tuning loss, whether it lies at an edge of the rates tried).
-
-    `losses_by_lr` holds, for every rate tried, the tuning losses of its finished runs (empty for a rate
-    whose runs diverged or failed: such a rate cannot be chosen, but still counts for the edge)."""
-    finished = {lr: sum(v) / len(v) for lr, v in losses_by_lr.items() if v}
-    if not finished:
-        raise ValueError("no finished tuning run")
-    best = min(finished, key=lambda lr: (finished[lr], lr))
-    tried = sorted(losses_by_lr)
-    return best, len(tried) > 1 and best in (tried[0], tried[-1])

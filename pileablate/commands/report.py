@@ -30,8 +30,10 @@ def report(
     """Loss tables and plots from run directories.
 
     Prints one row per configuration (seeds pooled: mean ± std) to stdout and writes report.md,
-    summary.csv (per configuration), runs.csv (per run) and plots/*.png|svg. Differences to the
-    baseline are marked significant only when they beat seed-to-seed noise (Welch's t-test, 5%).
+    summary.csv (per configuration), runs.csv (per run) and plots/*.png|svg. Only finished runs that
+    passed their guards count; the others are listed apart with the reason. Each difference to the
+    baseline comes with its 95% interval and is marked significant only when it beats seed-to-seed
+    noise (paired t-test over seeds, or Welch's where seeds do not pair; Holm-corrected, 5%).
     """
     from pileablate.report.build import build_report, write_report
     from pileablate.report.console import print_files, stdout_console

@@ -16,7 +16,7 @@ def load_trained_run(run_dir, device: str = "cpu"):
     from pileablate.model.config import ModelConfig
     from pileablate.model.gpt import GPT
     from pileablate.train.checkpoint import checkpoint_path, load_checkpoint
-    from pileablate.train.run_files import read_json
+    from pileablate.jsonfile import read_json
 
     run_dir = Path(run_dir)
     config_file = run_dir / "config.json"

@@ -28,7 +28,8 @@ from pileablate.train.data_loader import BatchLayout, TrainWindows, ValWindows
 from pileablate.train.distributed import DistInfo, reduce_max, reduce_sum
 from pileablate.train.hardware import autocast_context, configure_backends, pick_precision
 from pileablate.train.metrics import MIN_PLAUSIBLE_BITS_PER_BYTE, MetricsLog, bits_per_byte, peak_flops
-from pileablate.train.run_files import check_same_run, read_json, write_json_atomic
+from pileablate.jsonfile import read_json, write_json_atomic
+from pileablate.train.run_files import check_same_run
 from pileablate.train.schedule import Schedule, budget_progress
 from pileablate.train.trackers import Trackers, group_name, open_tracker, tensorboard_dir
 
@@ -362,7 +363,8 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     for split in ("train", "val"):
         if not (requested.data_dir / split).is_dir():
             raise UserError(f"{requested.data_dir} has no {split} split; run 'pileablate prepare' again")
-    model_cfg = build_model_config(requested.preset, mods, manifest["vocab_size"], **requested.model_overrides())
+    model_cfg = build_model_config(requested.preset, mods, manifest["vocab_size"], match_params=requested.match_params,
+                                   **requested.model_overrides())
     precision = pick_precision(requested.precision, device)
     configure_backends(device)
     torch.manual_seed(requested.seed)
@@ -416,7 +418,8 @@ def _continue_or_start(s: Session, manifest: dict) -> tuple[Optional[dict], Opti
     config_file, ckpt_file = s.run_dir / "config.json", checkpoint_path(s.run_dir)
     if config_file.exists():
         old = read_json(config_file)
-        check_same_run(s.run_dir, old, run_config)
+        for note in check_same_run(s.run_dir, old, run_config):
+            s.say(f"[yellow]note:[/yellow] {note}")
         run_config["created"] = old.get("created", run_config["created"])
         s.resuming = ckpt_file.exists()
     elif cfg.resume:
@@ -475,7 +478,8 @@ def _start_training_state(s: Session, state: Optional[dict]) -> None:
         set_rng_state(state["rng"])
     if s.info.is_main:
         if s.resuming:
-            s.metrics.truncate_after(s.progress.step)
+            for note in s.metrics.truncate_after(s.progress.step):
+                s.say(f"[yellow]note:[/yellow] {note}")
         elif s.metrics.path.exists():
             s.metrics.path.unlink()  # a session that died before its first checkpoint
     s.last_ckpt_step = s.last_row_step = s.progress.step
