@@ -57,7 +57,7 @@ def test_every_config_field_is_a_train_option_with_its_doc_as_help():
         "eval_every": ("--eval-every", "11"), "eval_tokens": ("--eval-tokens", "4k"), "log_every": ("--log-every", "2"),
         "checkpoint_every": ("--checkpoint-every", "5m"), "trackers": ("--tracker", "wandb,tensorboard"),
         "device": ("--device", "cpu"), "precision": ("--precision", "fp32"),
-        "compile": ("--compile", None), "resume": ("--resume", None),
+        "compile": ("--compile", None), "tuning": ("--tuning", None), "resume": ("--resume", None),
     }
     assert set(values) == {f.name for f in dataclasses.fields(TrainConfig)}
     args = [a for option, value in values.values() for a in ([option] if value is None else [option, value])]

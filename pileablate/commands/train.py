@@ -58,6 +58,7 @@ def train(
     device: str = typer.Option(_d("device"), "--device", help=_h("device"), rich_help_panel=_H),
     precision: str = typer.Option(_d("precision"), "--precision", help=_h("precision"), rich_help_panel=_H),
     compile: bool = typer.Option(False, "--compile", help=_h("compile"), rich_help_panel=_H),
+    tuning: bool = typer.Option(False, "--tuning", help=_h("tuning"), rich_help_panel=_E),
     resume: bool = typer.Option(False, "--resume", help=_h("resume")),
 ) -> None:
     """Train one model (baseline plus --mods) under a time/token/step budget; resumable.
@@ -80,7 +81,7 @@ def train(
 def _config(*, mods, preset, data, runs_dir, name, seed, n_layer, n_head, d_model, seq_len, kv_heads, kv_latent_dim,
             experts, top_k, mtp_depth, match_params, lr, min_lr, weight_decay, beta1, beta2, grad_clip, batch_size, grad_accum,
             warmup_steps, time_limit, max_tokens, max_steps, eval_every, eval_tokens, log_every, checkpoint_every,
-            tracker, device, precision, compile, resume) -> TrainConfig:
+            tracker, device, precision, compile, tuning, resume) -> TrainConfig:
     """Command-line values -> a validated TrainConfig (budget strings parsed, one-line errors)."""
     from pileablate.model.registry import resolve_mods
     from pileablate.train.config import validate
@@ -95,8 +96,8 @@ def _config(*, mods, preset, data, runs_dir, name, seed, n_layer, n_head, d_mode
         time_limit_s=parse_duration(time_limit) if time_limit is not None else None,
         max_tokens=parse_count(max_tokens, "--max-tokens") if max_tokens is not None else None,
         max_steps=max_steps, eval_every=eval_every, eval_tokens=parse_count(eval_tokens, "--eval-tokens"),
-        log_every=log_every, checkpoint_every=checkpoint_every, trackers=tuple(tracker or ()), device=device, precision=precision,
-        compile=compile, resume=resume,
+        log_every=log_every, checkpoint_every=checkpoint_every, trackers=tuple(tracker or ()), device=device,
+        precision=precision, compile=compile, tuning=tuning, resume=resume,
     )
     validate(cfg)
     return cfg
