@@ -487,3 +487,14 @@ def test_the_terminal_shows_runs_that_do_not_count_and_the_tuning(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Runs that do not count" in result.stdout and "unfinished: stopped (interrupted)" in result.stdout
     assert "Learning-rate tuning" in result.stdout and "8 of 9 runs count" in result.stdout
+
+
+def test_a_report_of_tuning_runs_alone_shows_the_tuning(tmp_path):
+    runs = tmp_path / "runs"
+    tuning_grid(runs, {"baseline": {1e-3: 2.2, 3e-3: 2.1, 1e-2: 2.3}})
+    report = build_report([runs])
+    assert report.configurations == [] and report.tuning[0].chosen == 3e-3
+    files = write_report(report, tmp_path / "out")
+    assert set(files) == {"lr_sensitivity", "report.md", "summary.csv", "runs.csv"}
+    md = files["report.md"].read_text()
+    assert "No runs to compare yet" in md and "## Learning-rate tuning" in md

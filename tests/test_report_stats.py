@@ -102,3 +102,15 @@ def test_interval_half_width_is_the_t_quantile_times_the_standard_error(n):
     assert d.ci[0] < d.delta < d.ci[1]
     assert (d.p < 0.05) == (d.ci[0] > 0 or d.ci[1] < 0)
     assert math.isclose(d.p, stats.ttest_rel(a, b).pvalue)
+
+
+def test_choose_lr_imports_without_torch():
+    """`ablate` picks its learning rates with choose_lr before any model exists: no torch needed."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pileablate.report.tuning import choose_lr; "
+            "assert choose_lr([(1e-3, 2.0), (3e-3, 1.9), (1e-2, 2.5)]) == (3e-3, False); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

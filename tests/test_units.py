@@ -37,13 +37,17 @@ def test_zero_and_no_limit_only_where_allowed():
 
 @pytest.mark.parametrize("text", ["1.5G", "2B", "250_000", "3k"])
 def test_prepare_and_train_read_a_count_the_same_way(text):
-    assert prepare_config.parse_count(text, "--tokens") == train_config.parse_count(text, "--max-tokens")
+    from pileablate.commands.train import train_config_from_args
+
+    assert prepare_config.parse_count(text, "--tokens") == train_config_from_args(["--max-tokens", text]).max_tokens
 
 
 def test_prepare_counts_allow_zero_and_all_train_counts_do_not():
+    from pileablate.commands.train import train_config_from_args
+
     assert prepare_config.parse_count("0", "--val-rows") == 0 and prepare_config.parse_count("all", "--val-rows") is None
     with pytest.raises(UserError):
-        train_config.parse_count("0", "--max-tokens")
+        train_config_from_args(["--max-tokens", "0"])
 
 
 def test_train_budget_option_takes_a_g_suffix():

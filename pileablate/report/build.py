@@ -209,6 +209,8 @@ CAPTIONS = {
 
 def markdown(report: Report, plot_dir: Optional[str] = "plots") -> str:
     lines = _header(report)
+    if not report.configurations:
+        lines += ["", "No runs to compare yet: only learning-rate tuning runs."]
     lines += ["", "## Results", "", markdown_table(report.configurations), "",
               "Means over the seeds that count, ± one sample standard deviation. Δ params: active parameters "
               "against the baseline's (the quantity `--match-params` matches; total parameters for all but "
@@ -217,7 +219,7 @@ def markdown(report: Report, plot_dir: Optional[str] = "plots") -> str:
     lines += _flags(report)
     if plot_dir is not None:
         lines += ["## Plots", ""]
-        for stem in PLOTS + ((TUNING_PLOT,) if report.tuning else ()):
+        for stem in (PLOTS if report.configurations else ()) + ((TUNING_PLOT,) if report.tuning else ()):
             lines += [f"### {CAPTIONS[stem]}", "", f"![{CAPTIONS[stem]}]({plot_dir}/{stem}.png)", ""]
     lines += ["## Runs", "", run_markdown_table(report.runs), ""]
     if report.tuning:

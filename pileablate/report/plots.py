@@ -299,7 +299,11 @@ def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
 
 
 def build_figures(configs: list[Configuration], delta_key: str = "final_val_loss", tuning: Sequence[Tuning] = ()) -> dict:
-    """name -> Figure, every figure of the report (lr_sensitivity only with tuning runs)."""
+    """name -> Figure, every figure of the report (lr_sensitivity only with tuning runs, the others
+    only with runs to compare)."""
+    tuned = {"lr_sensitivity": lr_sensitivity_figure(list(tuning), configs)} if tuning else {}
+    if not configs:
+        return tuned
     if delta_key == "val_bits_per_byte":
         bar = final_val_bar_figure(configs, "val_bits_per_byte", "final validation bits per byte")
     else:
@@ -310,5 +314,5 @@ def build_figures(configs: list[Configuration], delta_key: str = "final_val_loss
         "runs_grid": runs_grid_figure(configs),
         "final_val_loss": bar,
         "lr_schedule": lr_schedule_figure(configs),
-        **({"lr_sensitivity": lr_sensitivity_figure(list(tuning), configs)} if tuning else {}),
+        **tuned,
     }

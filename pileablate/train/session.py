@@ -432,9 +432,10 @@ def _continue_or_start(s: Session, manifest: dict) -> tuple[Optional[dict], Opti
         summary_file = s.run_dir / "summary.json"
         summary = read_json(summary_file) if summary_file.exists() else {}
         if budget_reached(s.progress, cfg) and summary.get("status") == "finished":
+            further = ("pass a new --name to train it with another budget (its schedule follows the budget)"
+                       if s.schedule_kind != "constant" else "raise its budget to train further, or pass a new --name")
             s.say(f"run '{cfg.name}' is already finished ({summary.get('steps')} steps, "
-                  f"{summary.get('tokens'):,} tokens, stop: {summary.get('stop_reason')}); "
-                  "raise its budget to train further, or pass a new --name")
+                  f"{summary.get('tokens'):,} tokens, stop: {summary.get('stop_reason')}); {further}")
             return None, summary
     if s.info.is_main:
         s.run_dir.mkdir(parents=True, exist_ok=True)
