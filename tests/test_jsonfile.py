@@ -42,7 +42,7 @@ def test_unreadable_json_is_a_one_line_error_with_the_way_out(tmp_path, content,
 def test_run_files_and_manifest_share_the_one_writer():
     from pileablate import jsonfile
     from pileablate.data import prepare
-    from pileablate.train import run_files
+    from pileablate.train import session
 
-    assert run_files.write_json_atomic is jsonfile.write_json_atomic and run_files.read_json is jsonfile.read_json
+    assert session.write_json_atomic is jsonfile.write_json_atomic and session.read_json is jsonfile.read_json
     assert prepare.write_json_atomic is jsonfile.write_json_atomic
