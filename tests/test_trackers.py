@@ -446,3 +446,13 @@ def test_train_logs_every_metrics_row_once_across_a_crash_and_a_resume(wandb_env
     acc = tensorboard_run(runs / "tensorboard" / "report")
     assert "| rope |" in text(acc, "report/results")[0]
     assert len(acc.Tensors("report/loss_vs_tokens")) == 1
+
+
+def test_ablate_sends_its_runs_and_its_report_to_tensorboard(tmp_path, bytes_store, one_torch_thread):
+    runs = tmp_path / "runs"
+    result = cli("ablate", "--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope", "--preset", "nano",
+                 "--max-steps", "2", "--eval-every", "2", "--eval-tokens", "1024", "--tracker", "tensorboard")
+    assert result.exit_code == 0, (result.output, result.exception)
+    for name in ("baseline-s0", "rope-s0"):
+        assert tensorboard_run(runs / "tensorboard" / name).Tensors(metric_tag("train_loss"))
+    assert "| rope |" in text(tensorboard_run(runs / "tensorboard" / "report"), "report/results")[0]

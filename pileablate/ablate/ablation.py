@@ -149,7 +149,7 @@ def run_ablation(ablation: Ablation, console=None) -> AblationResult:
     _run_phase(ablation, ablation.share(plan), console, result)
     if ablation.task is not None:
         return _task_done(ablation, tuning + plan, console, result)
-    result.report = report_on(ablation.base.runs_dir, tuning + plan)
+    result.report = report_on(ablation.base.runs_dir, tuning + plan, ablation.base.trackers)
     # A tuning run that diverges at a high rate is an answer, not a failure of the ablation.
     failed = [o for o in result.outcomes if o.run.role == "report" and (o.state.action == "failed" or o.error)]
     untuned = [e.label for e in ablation.experiments if ablation.tuning and e.label not in result.chosen_lrs]
@@ -231,9 +231,10 @@ def plan_table(ablation: Ablation, plan: Sequence[PlannedRun]):
     return table
 
 
-def report_on(runs_dir: Path, plan: Sequence[PlannedRun]):
-    """The report over this ablation's runs (not whatever else lies in the runs folder)."""
-    from pileablate.report.build import build_report, write_report
+def report_on(runs_dir: Path, plan: Sequence[PlannedRun], trackers: Sequence[str] = ()):
+    """The report over this ablation's runs (not whatever else lies in the runs folder), also sent to
+    the runs' trackers when they have any."""
+    from pileablate.report.build import build_report, publish_to_trackers, write_report
     from pileablate.report.console import print_files, stdout_console
     from pileablate.report.runs import is_run_dir, load_run
 
@@ -245,6 +246,7 @@ def report_on(runs_dir: Path, plan: Sequence[PlannedRun]):
     files = write_report(report, runs_dir)
     stdout_console().print(report.table())
     print_files(report, files)
+    publish_to_trackers(report, files, trackers, runs_dir)
     return report
 
 

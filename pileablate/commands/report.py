@@ -38,6 +38,7 @@ def report(
     from pileablate.report.build import build_report, write_report
     from pileablate.report.console import print_files, stdout_console
 
+    from pileablate.report.build import publish_to_trackers
     from pileablate.train.trackers import parse_trackers, require_packages
 
     trackers = parse_trackers(tracker)
@@ -48,10 +49,4 @@ def report(
     files = write_report(result, out_dir, plots=plots)
     stdout_console().print(result.table())
     print_files(result, files)
-    if trackers:
-        from pileablate.console import stderr_console
-        from pileablate.report.table import markdown_table
-        from pileablate.train.trackers import publish_report
-
-        pngs = [p for p in files.values() if p.suffix == ".png"]
-        publish_report(trackers, paths[0], markdown_table(result.configurations), pngs, stderr_console())
+    publish_to_trackers(result, files, trackers, paths[0])

@@ -244,3 +244,15 @@ def write_report(report: Report, out_dir: Path, plots: bool = True) -> dict[str,
     files.update({"report.md": out_dir / "report.md", "summary.csv": out_dir / "summary.csv",
                   "runs.csv": out_dir / "runs.csv"})
     return files
+
+
+def publish_to_trackers(report: "Report", files: dict, trackers, runs_dir: Path) -> None:
+    """The report's table and plots beside the runs' live curves (TensorBoard, W&B), when asked."""
+    if not trackers:
+        return
+    from pileablate.console import stderr_console
+    from pileablate.report.table import markdown_table
+    from pileablate.train.trackers import publish_report
+
+    pngs = [p for p in files.values() if Path(p).suffix == ".png"]
+    publish_report(trackers, runs_dir, markdown_table(report.configurations), pngs, stderr_console())
