@@ -13,3 +13,12 @@ def stderr_console():
 
     console = Console(stderr=True)
     return console if console.is_terminal else Console(stderr=True, soft_wrap=True)
+
+
+def stdout_console():
+    """Results (tables) on stdout: rich's width on a terminal; wide enough for a 16-column table, with
+    messages unwrapped, when piped into a file."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=220, soft_wrap=True)

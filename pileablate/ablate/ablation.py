@@ -235,7 +235,8 @@ def report_on(runs_dir: Path, plan: Sequence[PlannedRun], trackers: Sequence[str
     """The report over this ablation's runs (not whatever else lies in the runs folder), also sent to
     the runs' trackers when they have any."""
     from pileablate.report.build import build_report, publish_to_trackers, write_report
-    from pileablate.report.console import print_files, stdout_console
+    from pileablate.console import stdout_console
+    from pileablate.report.console import print_files
     from pileablate.report.runs import is_run_dir, load_run
 
     runs_dir = Path(runs_dir)

@@ -153,7 +153,7 @@ def _print_plan(ablation) -> None:
     from pileablate.console import stderr_console
 
     from pileablate.ablate.ablation import describe, plan_table, prepared
-    from pileablate.report.console import stdout_console
+    from pileablate.console import stdout_console
 
     ablation = prepared(ablation)
     stderr_console().print(describe(ablation), highlight=False)

@@ -36,7 +36,8 @@ def report(
     noise (paired t-test over seeds, or Welch's where seeds do not pair; Holm-corrected, 5%).
     """
     from pileablate.report.build import build_report, write_report
-    from pileablate.report.console import print_files, stdout_console
+    from pileablate.console import stdout_console
+    from pileablate.report.console import print_files
 
     from pileablate.report.build import publish_to_trackers
     from pileablate.train.trackers import parse_trackers, require_packages

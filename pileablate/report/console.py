@@ -5,16 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def stdout_console():
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        # Piped into a file, a 16-column table at rich's default 80 columns is unreadable.
-        console = Console(width=220)
-    return console
-
-
 def print_files(report, files: dict[str, Path]) -> None:
     from pileablate.console import stderr_console
 
