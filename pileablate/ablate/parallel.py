@@ -133,8 +133,8 @@ def _reap(running: dict, outcomes: dict, console) -> bool:
             error = f"exit code {process.exitcode}; see {Path(cfg.runs_dir) / planned.name / 'train.log'}"
             console.print(f"[red]{planned.name} failed[/red] ({error})", highlight=False)
         else:
-            console.print(f"{planned.name}: {summary.get('status')} · val loss {summary.get('final_val_loss'):.4f}",
-                          highlight=False)
+            console.print(f"{planned.name}: {(summary or {}).get('status')} · val loss "
+                          f"{_fmt((summary or {}).get('final_val_loss'))}", highlight=False)
         outcomes[planned.name] = Outcome(planned, state, summary, error)
     return interrupted
 
