@@ -134,3 +134,37 @@ def test_initial_loss_check_catches_broken_init_and_a_model_that_sees_its_answer
 def test_initial_loss_band_uses_real_vocab_below_and_padded_above():
     low, high = initial_loss_band(build_model_config("nano", "", 257))
     assert math.isclose(low, math.log(257) - 1.0) and math.isclose(high, math.log(320) + 1.0)
+
+
+def test_the_causality_probe_reaches_far_into_the_window(monkeypatch):
+    """A leak that only shows beyond position 64 (a bug in long-range attention) is caught by the
+    default probe of min(seq_len, PROBE_TOKENS) positions, and would slip past a 64-token one."""
+    from pileablate.model.guards import PROBE_TOKENS
+
+    def late_leak(x: torch.Tensor) -> torch.Tensor:
+        leak = torch.zeros_like(x)
+        leak[:, 100:-1] = x[:, 101:]  # from position 100 on, each position sees the next token
+        return leak
+
+    original = gpt.Block.forward
+
+    def leaky(self, x, *args, **kwargs):
+        out, balance = original(self, x, *args, **kwargs)
+        return out + late_leak(x), balance
+
+    monkeypatch.setattr(gpt.Block, "forward", leaky)
+    model = build("", seq_len=PROBE_TOKENS)
+    check_causality(model, seq_len=64)  # too short to see it
+    with pytest.raises(UserError, match="baseline model itself"):
+        check_causality(model)
+
+
+def test_the_guards_probe_a_small_slice_of_the_batch():
+    from pileablate.model.guards import PROBE_TOKENS, PROBE_WINDOWS, probe_slice
+
+    x = torch.arange(16 * 1024).view(16, 1024)
+    px, py = probe_slice(x, x + 1)
+    assert px.shape == py.shape == (PROBE_WINDOWS, PROBE_TOKENS) == (2, 256)
+    assert torch.equal(px, x[:2, :256]) and torch.equal(py, x[:2, :256] + 1)
+    short = torch.zeros(8, 64, dtype=torch.long)
+    assert probe_slice(short, short)[0].shape == (2, 64)

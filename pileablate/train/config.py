@@ -91,7 +91,7 @@ class TrainConfig:
                                          "grouped by runs folder); comma list or repeated. Needs pip install -e '.[tensorboard]' / '.[wandb]'.")
     # Hardware.
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu).")
-    precision: str = _opt("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on CUDA if supported, else fp16 with loss scaling; fp32 on CPU/MPS).")
+    precision: str = _opt("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on GPUs with native bf16, compute capability 8.0+; else fp16 with loss scaling; fp32 on CPU/MPS).")
     compile: bool = _opt(False, "torch.compile the model (faster on GPU after a warm-up compile).")
     tuning: bool = _opt(False, "A learning-rate tuning run: evaluated on tuning windows of the held-out split that are "
                               "disjoint from the validation windows reports score (set by 'ablate --tune-lr').")

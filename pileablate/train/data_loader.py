@@ -13,10 +13,15 @@ windows are read from the memory map; the split is never loaded.
 
 Validation: `eval_tokens // seq_len` windows spread evenly over the held-out split, a function of the
 data and seq_len only: the same set for every run on the same data.
+
+Prefetching: `BatchPrefetcher` hands the training loop each step's micro-batches on the device, gathered
+ahead of the step on CUDA (see the class), and exactly the windows above.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,3 +130,114 @@ class ValWindows:
         for i in range(0, mine.shape[0], batch_size):
             chunk = mine[i : i + batch_size]
             yield chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
+
+
+class BatchPrefetcher:
+    """Each step's micro-batches on the training device, prepared ahead of the step.
+
+    `next_step()` returns `[(inputs, targets)] * grad_accum` for steps start_step, start_step + 1, ...:
+    exactly `windows.micro_batch(step, micro)`, moved to the device.
+
+    On CUDA a background thread gathers the next steps' windows from the memory map into pinned host
+    buffers allocated once and reused (pinning is a costly allocation, not something to do per
+    micro-batch), and `next_step()` only queues their non-blocking copies to the GPU: the gather
+    happens while the GPU computes, and the device never waits for the memory map. A buffer is refilled
+    only once the copies out of it have completed (a CUDA event recorded after them).
+
+    Elsewhere the windows are gathered when asked, in the calling thread: on a CPU, gathering a step
+    costs well under 1% of computing it, and a thread would compete with PyTorch's own for the cores.
+    `background=True` forces the thread (tests use it to check the threaded path on a CPU).
+    """
+
+    def __init__(self, windows: TrainWindows, device: torch.device, start_step: int, grad_accum: int,
+                 background: bool | None = None, ahead: int = 2):
+        self.windows = windows
+        self.device = device
+        self.grad_accum = grad_accum
+        self.step = start_step  # the step next_step() returns next
+        self._thread: threading.Thread | None = None
+        if not (device.type == "cuda" if background is None else background):
+            return
+        shape = (grad_accum, windows.layout.batch_size, windows.seq_len)
+        self._free: queue.Queue = queue.Queue()
+        for _ in range(ahead):
+            self._free.put(_PinnedSlot(shape, pin=device.type == "cuda"))
+        self._ready: queue.Queue = queue.Queue()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(start_step,), name="batch-prefetch", daemon=True)
+        self._thread.start()
+
+    def next_step(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The micro-batches of step `self.step`, on the device; then moves on to the following step."""
+        step = self.step
+        self.step += 1
+        if self._thread is None:
+            starts = self.windows.starts(step)
+            return [tuple(t.to(self.device) for t in self.windows.micro_batch(step, micro, starts))
+                    for micro in range(self.grad_accum)]
+        item = self._ready.get()
+        if isinstance(item, BaseException):
+            raise item
+        filled_step, slot = item
+        assert filled_step == step, (filled_step, step)
+        batches = [(self._copy(slot.x[m]), self._copy(slot.y[m])) for m in range(self.grad_accum)]
+        slot.mark_copied(self.device)
+        self._free.put(slot)
+        return batches
+
+    def close(self) -> None:
+        """Stop the background thread (if any); safe to call twice."""
+        if self._thread is not None:
+            self._closing.set()
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> "BatchPrefetcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _copy(self, host: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return host.to(self.device, non_blocking=True)
+        return host.to(self.device, copy=True)  # never a view of a buffer that will be refilled
+
+    def _produce(self, step: int) -> None:
+        try:
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            while not self._closing.is_set():
+                try:
+                    slot = self._free.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                slot.wait_until_copied()
+                starts = self.windows.starts(step)
+                for micro in range(self.grad_accum):
+                    x, y = self.windows.micro_batch(step, micro, starts)
+                    slot.x[micro].copy_(x)
+                    slot.y[micro].copy_(y)
+                self._ready.put((step, slot))
+                step += 1
+        except BaseException as err:  # the consumer re-raises it from next_step()
+            self._ready.put(err)
+
+
+class _PinnedSlot:
+    """Host buffers for one step's micro-batches (pinned on CUDA), and when the copies out of them end."""
+
+    def __init__(self, shape: tuple[int, int, int], pin: bool):
+        self.x = torch.empty(shape, dtype=torch.int64, pin_memory=pin)
+        self.y = torch.empty(shape, dtype=torch.int64, pin_memory=pin)
+        self._copied = None  # torch.cuda.Event, recorded after the copies were queued
+
+    def mark_copied(self, device: torch.device) -> None:
+        if device.type == "cuda":
+            self._copied = torch.cuda.Event()
+            self._copied.record()
+
+    def wait_until_copied(self) -> None:
+        if self._copied is not None:
+            self._copied.synchronize()
+            self._copied = None

@@ -80,3 +80,16 @@ def reduce_max(values: list[float], info: DistInfo, device: torch.device) -> lis
 def reduce_sum(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
     """Element-wise sum over ranks (identity in a single process)."""
     return _all_reduce(values, dist.ReduceOp.SUM, info, device)
+
+
+def share_from_main(value, info: DistInfo):
+    """Rank 0's `value` (any picklable object) on every rank; `value` itself in a single process.
+
+    For work that only rank 0 needs to do (the pre-training guards): the others wait here for its
+    outcome instead of repeating the work, and every rank then acts on the same answer.
+    """
+    if not info.enabled:
+        return value
+    box = [value if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

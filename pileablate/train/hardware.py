@@ -41,14 +41,24 @@ def pick_device(requested: str, info: DistInfo) -> torch.device:
     return torch.device("cpu")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes bf16 in hardware: compute capability 8.0 and up (Ampere, Ada, Hopper,
+    Blackwell). `torch.cuda.is_bf16_supported()` also says yes for older GPUs (V100, T4) where bf16 is
+    emulated, several times slower than their fp16 tensor cores; the capability is what decides."""
+    major, _minor = torch.cuda.get_device_capability(device)
+    return major >= 8
+
+
 def pick_precision(requested: str, device: torch.device) -> str:
-    """auto: bf16 on CUDA when supported (Ampere+), else fp16 with loss scaling; fp32 on CPU and MPS."""
+    """auto: bf16 on GPUs with native bf16 (compute capability >= 8.0), else fp16 with a gradient
+    scaler (V100, T4, ...); fp32 on CPU and MPS. An explicit choice is taken as given (fp16 and bf16
+    autocast also run on the CPU), unless this GPU cannot do bf16 at all."""
     if requested != "auto":
         if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise UserError("--precision bf16: this GPU has no bf16 support; use fp16 (or auto)")
         return requested
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if native_bf16(device) else "fp16"
     return "fp32"
 
 

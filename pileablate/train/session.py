@@ -1,9 +1,10 @@
 """Everything one training run holds while it trains, and the pieces the loop calls around its steps.
 
 `open_session` builds it: the model (seeded), the resolved settings, the run folder (new, or an existing
-run continued after checking it is the same run), the guards on the fresh model, the optimizer and,
-when resuming, the checkpoint's state. `Session` then offers what the loop in `trainer.py` needs
-between steps: the metrics row, evaluation, checkpoints and the summary.
+run continued after checking it is the same run), the guards on the fresh model (on the training
+device), the optimizer, the loss scaler and, when resuming, the checkpoint's state. `Session` then
+offers what the loop in `trainer.py` needs around its steps: the batches prefetched, the metrics row,
+evaluation, checkpoints and the summary.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from pileablate.errors import UserError
 from pileablate.train import config as tc
 from pileablate.train.checkpoint import checkpoint_path, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from pileablate.train.config import TrainConfig
-from pileablate.train.data_loader import BatchLayout, TrainWindows, ValWindows
-from pileablate.train.distributed import DistInfo, reduce_max, reduce_sum
+from pileablate.train.data_loader import BatchLayout, BatchPrefetcher, TrainWindows, ValWindows
+from pileablate.train.distributed import DistInfo, reduce_max, reduce_sum, share_from_main
 from pileablate.train.hardware import autocast_context, configure_backends, pick_precision
 from pileablate.train.metrics import MIN_PLAUSIBLE_BITS_PER_BYTE, MetricsLog, bits_per_byte, peak_flops
 from pileablate.jsonfile import read_json, write_json_atomic
@@ -152,21 +153,16 @@ class Session:
             self.console.print(message, highlight=False)
 
     # -- one step's pieces -----------------------------------------------------------------------
+    def prefetch_batches(self) -> BatchPrefetcher:
+        """Each step's micro-batches on the device, from the current step on, prepared ahead of the step
+        (the same for every modification). Close it (`with`) when the loop ends."""
+        return BatchPrefetcher(self.windows, self.device, self.progress.step, self.cfg.grad_accum)
+
     def set_lr(self) -> float:
         lr = self.schedule(self.progress.step, self.progress.fraction(self.cfg))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
-
-    def micro_batches(self, step: int):
-        """The step's (inputs, targets) micro-batches on the device: the same for every modification."""
-        starts = self.windows.starts(step)
-        for micro in range(self.cfg.grad_accum):
-            x, y = self.windows.micro_batch(step, micro, starts)
-            if self.device.type == "cuda":
-                yield x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
-            else:
-                yield x.to(self.device), y.to(self.device)
 
     def gradient_sync(self, micro: int):
         """DDP all-reduces gradients on the last micro-batch of a step only."""
@@ -389,6 +385,7 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     state, finished = _continue_or_start(session, manifest)
     if finished is not None:
         return finished
+    model.to(device)  # the guards run where the model trains
     session.guards = _run_guards(session)
     _start_training_state(session, state)
     return session
@@ -445,30 +442,41 @@ def _continue_or_start(s: Session, manifest: dict) -> tuple[Optional[dict], Opti
 
 def _run_guards(s: Session) -> dict:
     """Causality and initial-loss checks on the freshly initialised model, before any step (and before
-    loading weights): a model that sees what it predicts never trains."""
-    from pileablate.model.guards import check_causality, check_initial_loss
-
-    x, y = s.windows.micro_batch(0, 0)
-    guards: dict = {"causality": None, "initial_loss": None}
-    try:
-        check_causality(s.model)
-        guards["causality"] = "passed"
-        guards["initial_loss"] = check_initial_loss(s.model, x, y)
-    except UserError as err:
-        s.guards = {"causality": guards["causality"] or "failed",
-                    "initial_loss": "failed" if guards["causality"] else None, "error": str(err)}
+    loading weights): a model that sees what it predicts never trains. They run on the training device
+    on a small slice of the first batch (`guards.probe_slice`); under torchrun rank 0 runs them and
+    every rank acts on its verdict."""
+    guards = _guard_verdict(s.model, s.windows) if s.info.is_main else None
+    guards = share_from_main(guards, s.info)
+    if s.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(s.device)  # the peak memory reported is the training's
+    if "error" in guards:
+        s.guards = guards
         s.progress = Progress(flags=["guard_failed"])
         summary = s.write_summary("failed", "guard_failed")
-        raise RunFailed(f"guard failed before training: {err}", summary) from None
+        raise RunFailed(f"guard failed before training: {guards['error']}", summary)
+    return guards
+
+
+def _guard_verdict(model: torch.nn.Module, windows: TrainWindows) -> dict:
+    """{"causality": "passed"|"failed", "initial_loss": float|"failed"|None[, "error": why]}."""
+    from pileablate.model.guards import check_causality, check_initial_loss, probe_slice
+
+    guards: dict = {"causality": None, "initial_loss": None}
+    try:
+        check_causality(model)
+        guards["causality"] = "passed"
+        guards["initial_loss"] = check_initial_loss(model, *probe_slice(*windows.micro_batch(0, 0)))
+    except UserError as err:
+        return {"causality": guards["causality"] or "failed",
+                "initial_loss": "failed" if guards["causality"] else None, "error": str(err)}
     return guards
 
 
 def _start_training_state(s: Session, state: Optional[dict]) -> None:
-    """Model on the device, optimizer and loss scaler, the checkpoint's state when resuming, the
-    metrics file cut back to the checkpoint, and the compiled / DDP-wrapped model the loop calls."""
+    """Optimizer and loss scaler, the checkpoint's state when resuming, the metrics file cut back to
+    the checkpoint, and the compiled / DDP-wrapped model the loop calls."""
     cfg = s.cfg
     torch.manual_seed(cfg.seed)  # training randomness independent of what the guards drew
-    s.model.to(s.device)
     s.optimizer = make_optimizer(s.model, cfg, s.device)
     s.scaler = torch.amp.GradScaler(s.device.type, enabled=s.precision == "fp16")
     if state is not None:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import math
 import signal
 import threading
-import time
 from typing import Optional
 
 import torch
 from rich.console import Console
 
 from pileablate.console import stderr_console
-
+from pileablate.train.clock import StepClock
 from pileablate.train.config import TrainConfig, validate
 from pileablate.train.display import LiveDisplay
 from pileablate.train.distributed import dist_info_from_env, init_distributed, shutdown_distributed
@@ -75,16 +74,17 @@ def training_loop(s: Session) -> Ending:
     cfg, p, model, optimizer, scaler = s.cfg, s.progress, s.model, s.optimizer, s.scaler
     interval = LossInterval.starting_at(p, s.device)
     lr = s.set_lr()
-    with StopRequest() as stop, LiveDisplay(s.console, enabled=s.info.is_main) as live:
+    clock = StepClock.for_device(s.device)  # waits for the device: time budgets count GPU work, not launches
+    with StopRequest() as stop, LiveDisplay(s.console, enabled=s.info.is_main) as live, s.prefetch_batches() as batches:
         while True:
             reason = budget_reached(p, cfg)
             if reason or s.stop_now(stop.requested):
                 return end_between_rows(s, interval, lr, "finished" if reason else "stopped", reason or "interrupted")
 
-            t0 = time.perf_counter()
+            clock.start()
             lr = s.set_lr()
             step_loss = torch.zeros((), dtype=torch.float32, device=s.device)
-            for micro, (x, y) in enumerate(s.micro_batches(p.step)):
+            for micro, (x, y) in enumerate(batches.next_step()):
                 with s.gradient_sync(micro):
                     with autocast_context(s.device, s.precision):
                         out = s.train_model(x, y)
@@ -99,7 +99,7 @@ def training_loop(s: Session) -> Ending:
             interval.add(step_loss / cfg.grad_accum)
             p.step += 1
             p.tokens += s.tokens_per_step
-            p.elapsed_s += time.perf_counter() - t0
+            p.elapsed_s += clock.stop()
 
             write_row, evaluate, checkpoint = s.after_step(stop.requested)
             if write_row:
