@@ -108,7 +108,8 @@ def train_pair(args, work: Path):
     from rich.console import Console
 
     from pileablate.commands.train import train_config_from_args
-    from pileablate.data.prepare import prepare_for_tests
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test helpers: a small store
+    from helpers.stores import prepare_for_tests
     from pileablate.data.store import TokenSplit
     from pileablate.train.run import load_run
     from pileablate.train.trainer import train

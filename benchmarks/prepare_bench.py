@@ -36,10 +36,12 @@ from typing import Iterator
 
 import zstandard
 
-from pileablate.data.bpe import learn_bpe, write_tiktoken_file
-from pileablate.data.config import available_cores
-from pileablate.data.sources import sample_files, stdlib_dir
-from pileablate.data.tokenizer import load_tokenizer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the BPE learner lives with the tests
+from helpers.bpe import learn_bpe, write_tiktoken_file  # noqa: E402
+
+from pileablate.data.config import available_cores  # noqa: E402
+from pileablate.data.sources import sample_files, stdlib_dir  # noqa: E402
+from pileablate.data.tokenizer import load_tokenizer  # noqa: E402
 
 FRAME_BYTES = 8 << 20  # like the Pile's files: many frames per file
 

@@ -35,7 +35,8 @@ import torch
 
 
 def make_store(root: Path) -> Path:
-    from pileablate.data.prepare import prepare_for_tests
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test helpers: a small store
+    from helpers.stores import prepare_for_tests
 
     out = root / "data"
     prepare_for_tests(out, train_tokens=400_000, val_tokens=40_000)

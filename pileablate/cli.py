@@ -6,6 +6,7 @@ pyarrow) inside the function, so `pileablate --help` stays instant.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import Optional
 
@@ -24,17 +25,25 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-app.command("prepare", short_help="Stream a corpus (The Pile, the offline sample, files, URLs) into memory-mapped token files.")(prepare.prepare)
-app.command("mods", short_help="List the modifications: name, what each changes, what it cannot combine with.")(mods.mods)
-app.command("train", short_help="Train one model (baseline plus --mods) under a time/token/step budget; resumable.")(train.train)
+def _reflowed(command) -> str:
+    """The docstring as paragraphs, so that --help wraps to the terminal rather than where the source
+    lines happen to break."""
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+app.command("prepare", help=_reflowed(prepare.prepare), short_help="Stream a corpus (The Pile, the offline sample, files, URLs) into memory-mapped token files.")(prepare.prepare)
+app.command("mods", help=_reflowed(mods.mods), short_help="List the modifications: name, what each changes, what it cannot combine with.")(mods.mods)
+app.command("train", help=_reflowed(train.train), short_help="Train one model (baseline plus --mods) under a time/token/step budget; resumable.")(train.train)
 app.command(
     "ablate",
+    help=_reflowed(ablate.ablate),
     short_help="Run the grid (baseline, each modification alone, all together) over seeds with equal budgets.",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )(ablate.ablate)
-app.command("report", short_help="Loss tables (terminal, Markdown, CSV) and plots from run directories.")(report.report)
-app.command("generate", short_help="Sample text from a trained run, with a KV cache and optional speculative decoding.")(generate.generate)
-app.command("export", short_help="Export a trained run as a Hugging Face transformers checkpoint.")(export.export)
+app.command("report", help=_reflowed(report.report), short_help="Loss tables (terminal, Markdown, CSV) and plots from run directories.")(report.report)
+app.command("generate", help=_reflowed(generate.generate), short_help="Sample text from a trained run, with a KV cache and optional speculative decoding.")(generate.generate)
+app.command("export", help=_reflowed(export.export), short_help="Export a trained run as a Hugging Face transformers checkpoint.")(export.export)
 
 
 def _version(value: bool) -> None:

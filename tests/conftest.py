@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -18,7 +21,7 @@ def bytes_store(tmp_path_factory) -> Path:
 
     About 400k train tokens and 40k val tokens: enough for nano models to learn visibly in seconds.
     """
-    from pileablate.data.prepare import prepare_for_tests
+    from helpers.stores import prepare_for_tests
 
     out = tmp_path_factory.mktemp("bytes_store")
     prepare_for_tests(out, train_tokens=400_000, val_tokens=40_000)
@@ -28,10 +31,14 @@ def bytes_store(tmp_path_factory) -> Path:
 class LocalServer:
     """An HTTP server on 127.0.0.1 serving `routes` {path: bytes}; 404 for anything else.
 
+    It answers `Range: bytes=N-` with 206 (as real servers do) unless the path is in `ignore_range`.
     `throttle[path] = (block_bytes, pause_s)` sends that file slowly (to interrupt a run mid-way);
-    `cut[path] = n` announces the whole file but drops the connection after n bytes.
-    `hold[path] = (n, event)` sends the first n bytes, then waits for `event` before the rest (so a
+    `cut[path] = n` announces the whole file but drops the connection at byte n, on every request.
+    `hold[path] = (n, event)` sends up to byte n, then waits for `event` before the rest (so a
     test can interrupt a client mid-file however slow the machine is).
+    `faults[path]` is a list used up one per request: None (serve normally), ("status", code),
+    ("reset", n) (send up to byte n, then reset the connection: TCP RST), or ("stall", n) (send up to
+    byte n, then send nothing until the client gives up). Byte positions are offsets in the file.
     """
 
     def __init__(self) -> None:
@@ -39,43 +46,85 @@ class LocalServer:
         self.throttle: dict[str, tuple[int, float]] = {}
         self.cut: dict[str, int] = {}  # path -> bytes sent before the connection drops
         self.hold: dict[str, tuple[int, threading.Event]] = {}
+        self.faults: dict[str, list] = {}
+        self.ignore_range: set[str] = set()
         self.requests: list[str] = []
+        self.ranges: list[Optional[str]] = []  # the Range header of each request (None: none)
+        self.closing = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 server.requests.append(self.path)
+                server.ranges.append(self.headers.get("Range"))
                 body = server.routes.get(self.path)
                 if body is None:
                     self.send_error(404, "Not Found")
                     return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                pending = server.faults.get(self.path)
+                fault = pending.pop(0) if pending else None
+                if fault and fault[0] == "status":
+                    self.send_error(fault[1])
+                    return
+                start = self._range_start(len(body))
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                self.send_header("Content-Length", str(len(body) - start))
+                self.send_header("ETag", f'"{hashlib.sha1(body).hexdigest()[:16]}"')
                 self.send_header("Connection", "close")
                 self.end_headers()
-                if self.path in server.cut:  # announce the whole body, send part of it, hang up
-                    body = body[: server.cut[self.path]]
-                block, pause = server.throttle.get(self.path, (len(body) or 1, 0.0))
+                end = min(len(body), server.cut.get(self.path, len(body)))
                 try:
+                    if fault:  # reset / stall at byte fault[1]
+                        self._send(body, start, max(start, fault[1]))
+                        self._fail(fault[0])
+                        return
                     if self.path in server.hold:
                         first, release = server.hold[self.path]
-                        self.wfile.write(body[:first])
-                        self.wfile.flush()
-                        release.wait(timeout=120)
-                        body = body[first:]
-                    for i in range(0, len(body), block):
-                        self.wfile.write(body[i : i + block])
-                        if pause:
+                        if start < first:
+                            self._send(body, start, min(first, end))
                             self.wfile.flush()
-                            time.sleep(pause)
+                            release.wait(timeout=120)
+                            start = first
+                    self._send(body, start, end)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+            def _range_start(self, size: int) -> int:
+                header = self.headers.get("Range")
+                if not header or self.path in server.ignore_range:
+                    return 0
+                start = int(header.removeprefix("bytes=").split("-")[0])
+                return start if start < size else 0
+
+            def _send(self, body: bytes, start: int, end: int) -> None:
+                block, pause = server.throttle.get(self.path, (max(1, end - start), 0.0))
+                for i in range(start, end, block):
+                    self.wfile.write(body[i : min(end, i + block)])
+                    if pause:
+                        self.wfile.flush()
+                        time.sleep(pause)
+                self.wfile.flush()
+
+            def _fail(self, how: str) -> None:
+                if how == "stall":
+                    server.closing.wait(timeout=60)  # the client times out long before
+                    return
+                # SO_LINGER 0: close() sends a TCP RST, what a dropped connection looks like.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
 
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address) -> None:
+                pass  # a connection the test broke on purpose
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
@@ -83,12 +132,16 @@ class LocalServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
 
     def close(self) -> None:
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
 
 @pytest.fixture
-def http_server():
+def http_server(monkeypatch):
+    """A LocalServer; downloads retry fast (0.01 s backoff, 3 retries) so failing tests end quickly."""
+    monkeypatch.setenv("PILEABLATE_HTTP_BACKOFF", "0.01")
+    monkeypatch.setenv("PILEABLATE_HTTP_RETRIES", "3")
     server = LocalServer()
     yield server
     server.close()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -156,7 +154,7 @@ def test_interrupted_run_is_resumed_to_the_uninterrupted_result(ablation, bytes_
 
 def test_a_failed_run_does_not_stop_the_others(tmp_path, monkeypatch):
     """A modification failing its guards is recorded and reported; the remaining runs still train."""
-    from pileablate.ablate.plan import Configuration, plan_runs
+    from pileablate.ablate.plan import Experiment, plan_runs
     from pileablate.ablate.runner import run_grid
     from pileablate.train import trainer
     from pileablate.train.config import TrainConfig
@@ -170,11 +168,12 @@ def test_a_failed_run_does_not_stop_the_others(tmp_path, monkeypatch):
         return {"name": cfg.name, "status": "finished"}
 
     monkeypatch.setattr(trainer, "train", fake_train)
-    plan = plan_runs([Configuration("baseline", ()), Configuration("rope", ("rope",)),
-                      Configuration("swiglu", ("swiglu",))], [0])
+    plan = plan_runs([Experiment("baseline", ()), Experiment("rope", ("rope",)),
+                      Experiment("swiglu", ("swiglu",))], [0])
     from rich.console import Console
 
-    outcomes, interrupted = run_grid(TrainConfig(runs_dir=tmp_path, max_steps=1), plan, Console(quiet=True))
+    configs = [TrainConfig(runs_dir=tmp_path, max_steps=1, name=p.name) for p in plan]
+    outcomes, interrupted = run_grid(configs, plan, Console(quiet=True))
     assert trained == ["baseline-s0", "rope-s0", "swiglu-s0"] and not interrupted
     assert [o.error is not None for o in outcomes] == [False, True, False]
 
@@ -194,8 +193,9 @@ def test_an_interrupt_stops_the_grid_and_leaves_the_rest_for_the_rerun(tmp_path,
         return {"name": cfg.name, "status": "stopped" if cfg.name == "cosine-s0" else "finished"}
 
     monkeypatch.setattr(trainer, "train", fake_train)
-    outcomes, interrupted = run_grid(TrainConfig(runs_dir=tmp_path, max_steps=1),
-                                     plan_runs(default_grid(), [0]), Console(quiet=True))
+    plan = plan_runs(default_grid(), [0])
+    configs = [TrainConfig(runs_dir=tmp_path, max_steps=1, name=p.name) for p in plan]
+    outcomes, interrupted = run_grid(configs, plan, Console(quiet=True))
     assert interrupted and trained == ["baseline-s0", "warmup-s0", "cosine-s0"]
 
 

@@ -119,7 +119,7 @@ def test_missing_transformers_says_how_to_install(monkeypatch):
 
 
 def test_export_cli_writes_a_checkpoint_transformers_loads(capsys, tmp_path_factory, bytes_store, tmp_path):
-    from pileablate.train.run import load_run
+    from pileablate.train.run import load_trained_run
 
     run = trained_run(tmp_path_factory, bytes_store, "base")
     out = tmp_path / "hf"
@@ -127,7 +127,7 @@ def test_export_cli_writes_a_checkpoint_transformers_loads(capsys, tmp_path_fact
     assert code == 0, err
     assert "GPT2LMHeadModel" in err and "verified" in err
     assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "pileablate.json"}
-    model, config, _ = load_run(run)
+    model, config, _ = load_trained_run(run)
     loaded = transformers.AutoModelForCausalLM.from_pretrained(out, local_files_only=True).float().eval()
     assert logits_gap(model, loaded) < 1e-4
     # A second export into the same folder does not silently overwrite it.

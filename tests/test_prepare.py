@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import sysconfig
 from pathlib import Path
@@ -10,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import jsonl, zstd_frames
+from helpers.bpe import learn_bpe, write_tiktoken_file
 
 from pileablate.cli import main
-from pileablate.data.bpe import learn_bpe, write_tiktoken_file
 from pileablate.data.manifest import fingerprint, read_manifest
 from pileablate.data.store import TokenSplit
 from pileablate.data.tokenizer import load_tokenizer
@@ -273,7 +272,7 @@ def test_token_limits_stop_each_split(tmp_path, capsys):
 
 
 def test_prepare_for_tests_is_a_small_real_store(tmp_path):
-    from pileablate.data.prepare import prepare_for_tests
+    from helpers.stores import prepare_for_tests
 
     m = prepare_for_tests(tmp_path, train_tokens=50_000, val_tokens=5_000)
     assert m == read_manifest(tmp_path) and m["tokenizer"]["spec"] == "bytes"

@@ -67,3 +67,37 @@ def test_parts_of_a_different_split_count_are_refused(tmp_path, capsys):
     assert run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(out), "--part", "1/2")[0] == 0
     code, _, stderr = run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(out), "--part", "1/3")
     assert code == 2 and "parts_of" in stderr and "--overwrite" in stderr
+
+
+def test_with_limits_each_part_takes_its_share_from_its_own_documents(tmp_path, capsys):
+    """What README and --help promise: part K of N takes the first share(limit, K, N) documents of its
+    own records (record i goes to part i mod N), for each split; the totals are the limits."""
+    from pileablate.data.records import held_out
+
+    texts = make_texts(400, 4)
+    src = tmp_path / "a.jsonl"
+    src.write_bytes(jsonl({"text": t} for t in texts))
+    out, n, rows, val_rows = tmp_path / "data", 3, 100, 10
+    for k in range(1, n + 1):
+        assert run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(out), "--rows", str(rows),
+                       "--val-rows", str(val_rows), "--part", f"{k}/{n}")[0] == 0
+    want = {"train": [], "val": []}
+    for k in range(1, n + 1):
+        own = [t for i, t in enumerate(texts) if i % n == k - 1]
+        own_val = [t for t in own if held_out(t.encode("utf-8"))]
+        own_train = [t for t in own if not held_out(t.encode("utf-8"))]
+        want["train"] += own_train[: share(rows, k, n)]
+        want["val"] += own_val[: share(val_rows, k, n)]
+    tok = load_tokenizer("bytes")
+    # Part files sort by part number, so the store lists part 1's documents, then part 2's, ...
+    assert decoded_texts(out, "train", tok) == want["train"] and decoded_texts(out, "val", tok) == want["val"]
+    assert (len(want["train"]), len(want["val"])) == (rows, val_rows)
+    # A one-process run takes the first documents of the whole source instead: same totals, other documents.
+    single = tmp_path / "single"
+    assert run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(single), "--rows", str(rows),
+                   "--val-rows", str(val_rows))[0] == 0
+    assert len(decoded_texts(single, "train", tok)) == rows
+    assert sorted(decoded_texts(single, "train", tok)) != sorted(want["train"])
+    from pileablate.data.config import field_help
+
+    assert "its share of each limit" in field_help("part") and "from its own documents" in field_help("part")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pileablate.report.build import PLOTS, build_report, write_report
+from pileablate.report.build import PLOTS, build_report, markdown, write_report
 from pileablate.report.plots import (
     final_val_bar_figure,
     loss_vs_time_figure,
@@ -24,7 +24,7 @@ from pileablate.report.plots import (
     runs_grid_figure,
 )
 from pileablate.report.stats import smooth, std, welch
-from pileablate.report.table import SUMMARY_COLUMNS
+from pileablate.report.table import SUMMARY_COLUMNS, markdown_table
 
 FINGERPRINT = "f" * 64
 _CLOCK = itertools.count()
@@ -35,6 +35,7 @@ def make_run(
     runs: Path, name: str, mods=(), seed=0, final_val=2.0, final_train=None, steps=50,
     status="finished", stop_reason="max_steps", budget=None, fingerprint=FINGERPRINT,
     tokenizer=BYTES_TOKENIZER, epochs=0.5, guards=None, flags=(), val_bytes_per_token=1.0,
+    lr=1e-3, role=None, params=None, eval_tokens=4096,
 ) -> Path:
     """A run directory whose losses decay from ln(257) towards `final_val` (train to `final_train`)."""
     d = runs / name
@@ -45,12 +46,15 @@ def make_run(
     config = {
         "name": name, "mods": list(mods), "seed": seed, "preset": "nano", "model": {"n_layer": 2},
         "train": {"seed": seed, "max_steps": budget["max_steps"], "time_limit_s": budget["time_limit_s"],
-                  "max_tokens": budget["max_tokens"]},
+                  "max_tokens": budget["max_tokens"], "lr": lr, "batch_size": 8, "grad_accum": 1,
+                  "eval_tokens": eval_tokens},
         "data": {"dir": "data", "fingerprint": fingerprint, "tokenizer": tokenizer, "vocab_size": 257,
                  "val_bytes_per_token": val_bytes_per_token},
         "tokens_per_step": tokens_per_step, "world_size": 1, "pileablate_version": "0.1.0",
         "created": (datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=next(_CLOCK))).isoformat(),
     }
+    if role is not None:
+        config["role"] = role
     start = math.log(257)
     rows = []
     for step in range(1, steps + 1):
@@ -69,7 +73,7 @@ def make_run(
         "steps": steps, "tokens": steps * tokens_per_step, "elapsed_s": 0.1 * steps,
         "final_train_loss": rows[-1]["train_loss"], "final_val_loss": final_val,
         "best_val_loss": final_val, "val_bits_per_byte": final_val / math.log(2) / val_bytes_per_token,
-        "params_total": 100_000 + 1000 * len(mods), "params_active": 100_000 + 1000 * len(mods),
+        "params_total": params or 100_000 + 100 * len(mods), "params_active": params or 100_000 + 100 * len(mods),
         "epochs": epochs, "tokens_per_s": 10240.0, "peak_mem_bytes": None, "budget": budget,
         "guards": guards or {"causality": "passed", "initial_loss": 5.6}, "flags": list(flags),
     }
@@ -131,14 +135,16 @@ def test_delta_is_significant_only_when_it_beats_seed_noise(tmp_path):
     assert configs["rope"].delta.marker == "*"
 
 
-@pytest.mark.parametrize("shift", [0.0, 0.003, 0.5])
+@pytest.mark.parametrize("shift", [0.0, 0.003, 0.5, 1.0, 1.5])
 def test_welch_property_shifting_one_side_moves_delta_not_noise(shift):
     a, b = [1.0, 1.1, 0.9, 1.05], [2.0, 2.2, 1.9]
     base = welch(a, b)
     moved = welch([x + shift for x in a], b)
     assert moved.delta == pytest.approx(base.delta + shift)
     assert moved.stderr == pytest.approx(base.stderr)
-    assert moved.significant == (abs(moved.delta) > moved.threshold)
+    assert moved.ci[1] - moved.ci[0] == pytest.approx(base.ci[1] - base.ci[0])
+    # uncorrected, p < 5% exactly when the 95% interval leaves out zero
+    assert moved.significant == (moved.ci[0] > 0 or moved.ci[1] < 0)
 
 
 def test_smooth_keeps_constants_and_length():
@@ -259,3 +265,236 @@ def test_report_paths_that_are_not_runs_are_one_line_errors(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a directory"):
         build_report([tmp_path / "file"])
+
+
+# ---- which runs count -----------------------------------------------------------------------------
+
+def three_seed_grid(runs: Path, broken: dict | None = None) -> Path:
+    """baseline, rope and swiglu with seeds 0-2; `broken` = {run name: make_run overrides}."""
+    values = {"baseline": [2.00, 2.02, 2.01], "rope": [1.90, 1.93, 1.91], "swiglu": [1.99, 2.03, 2.00]}
+    for name, losses in values.items():
+        for seed, loss in enumerate(losses):
+            kw = dict(mods=() if name == "baseline" else (name,), seed=seed, final_val=loss)
+            kw.update((broken or {}).get(f"{name}-s{seed}", {}))
+            make_run(runs, f"{name}-s{seed}", **kw)
+    return runs
+
+
+def test_a_failed_seed_is_listed_apart_and_never_pooled(tmp_path):
+    from scipy import stats
+
+    runs = three_seed_grid(tmp_path / "runs", {"rope-s1": dict(
+        status="failed", stop_reason="non_finite_loss", flags=["non_finite_loss"], final_val=9.5)})
+    report = build_report([runs])
+    rope = next(c for c in report.configurations if c.name == "rope")
+    assert rope.excluded == {"rope-s1": "failed (non_finite_loss)"}
+    assert rope.seeds == [0, 2] and rope.values("final_val_loss") == [1.90, 1.91]
+    assert rope.delta.delta == pytest.approx((1.90 + 1.91) / 2 - 2.01)
+    # seeds no longer pair: Welch, and the report says why
+    assert rope.delta.test == "welch" and rope.delta.why == "Welch: seeds differ (0,2 vs baseline 0,1,2)"
+    assert rope.delta.p == pytest.approx(stats.ttest_ind([1.90, 1.91], [2.00, 2.02, 2.01], equal_var=False).pvalue)
+    swiglu = next(c for c in report.configurations if c.name == "swiglu")
+    assert swiglu.delta.why == "paired t-test over seeds 0,1,2"
+    assert swiglu.delta.p == pytest.approx(stats.ttest_rel([1.99, 2.03, 2.00], [2.00, 2.02, 2.01]).pvalue)
+
+    files = write_report(report, tmp_path / "out", plots=False)
+    md = files["report.md"].read_text()
+    section = md.split("## Runs that do not count")[1].split("##")[0]
+    assert "| rope-s1 | rope | 1 | failed (non_finite_loss) |" in section
+    assert "Welch: seeds differ (0,2 vs baseline 0,1,2)" in md and "| 2 of 3 (s0,s2) |" in md
+    rows = {r["configuration"]: r for r in csv.DictReader(files["summary.csv"].open())}
+    assert rows["rope"]["seeds"] == "0 2" and rows["rope"]["runs"] == "3" and rows["rope"]["runs_excluded"] == "1"
+    assert float(rows["rope"]["final_val_loss"]) == pytest.approx(1.905)
+    assert float(rows["rope"]["delta_ci_low"]) < float(rows["rope"]["delta_vs_baseline"]) < float(rows["rope"]["delta_ci_high"])
+    run_rows = {r["name"]: r for r in csv.DictReader(files["runs.csv"].open())}
+    assert run_rows["rope-s1"]["counted"] == "false" and run_rows["rope-s1"]["excluded_reason"] == "failed (non_finite_loss)"
+    assert run_rows["rope-s0"]["counted"] == "true"
+
+
+@pytest.mark.parametrize("broken, reason", [
+    (dict(status="failed", stop_reason="guard_failed", guards={"causality": "failed", "error": "leaks"}),
+     "failed (guard_failed)"),
+    (dict(status="stopped", stop_reason="interrupted"), "unfinished: stopped (interrupted)"),
+    (dict(status="running", stop_reason=None), "unfinished: running"),
+    (dict(flags=["implausible_loss"]), "flagged implausible_loss"),
+    (dict(final_val=float("nan")), "non-finite final validation loss"),
+    (dict(final_val=0.05), "loss below what the data allows"),
+    (dict(guards={"causality": "failed", "initial_loss": 5.6}), "guard causality failed"),
+])
+def test_every_kind_of_failed_or_unfinished_run_is_kept_out(tmp_path, broken, reason):
+    runs = three_seed_grid(tmp_path / "runs", {"rope-s2": broken})
+    rope = next(c for c in build_report([runs]).configurations if c.name == "rope")
+    assert list(rope.excluded) == ["rope-s2"] and rope.excluded["rope-s2"].startswith(reason)
+    assert rope.values("final_val_loss") == [1.90, 1.93]
+
+
+def test_over_fitting_is_a_finding_not_a_failure(tmp_path):
+    runs = three_seed_grid(tmp_path / "runs", {"rope-s0": dict(final_train=1.2, epochs=12.0)})
+    rope = next(c for c in build_report([runs]).configurations if c.name == "rope")
+    assert rope.excluded == {} and any("over-fitting" in f for f in rope.flags)
+    assert rope.delta.test == "paired"
+
+
+def test_a_configuration_without_a_counted_run_shows_no_delta(tmp_path):
+    failed = dict(status="failed", stop_reason="non_finite_loss", flags=["non_finite_loss"])
+    runs = three_seed_grid(tmp_path / "runs", {f"rope-s{s}": failed for s in range(3)})
+    report = build_report([runs])
+    rope = next(c for c in report.configurations if c.name == "rope")
+    assert rope.delta is None and rope.mean("final_val_loss") is None and len(rope.excluded) == 3
+    row = next(r for r in markdown_table(report.configurations).splitlines() if r.startswith("| rope |"))
+    assert "| 0 of 3 |" in row and "–" in row
+    # the two comparisons left form the Holm family
+    swiglu = next(c for c in report.configurations if c.name == "swiglu")
+    assert swiglu.delta.p_adjusted == pytest.approx(min(1.0, swiglu.delta.p))
+
+
+def test_a_baseline_without_a_counted_run_leaves_no_delta_and_says_so(tmp_path):
+    failed = dict(status="failed", stop_reason="implausible_loss", flags=["implausible_loss"])
+    runs = three_seed_grid(tmp_path / "runs", {f"baseline-s{s}": failed for s in range(3)})
+    report = build_report([runs])
+    assert all(c.delta is None for c in report.configurations)
+    assert any("no baseline run counts" in w for w in report.warnings)
+
+
+def test_holm_correction_runs_over_every_comparison_of_the_report(tmp_path):
+    from pileablate.report.stats import holm
+
+    runs = three_seed_grid(tmp_path / "runs")
+    for seed, loss in enumerate([2.05, 2.04, 2.08]):
+        make_run(runs, f"mla-s{seed}", mods=("mla",), seed=seed, final_val=loss)
+    others = [c for c in build_report([runs]).configurations if not c.is_baseline]
+    assert [c.delta.p_adjusted for c in others] == pytest.approx(holm([c.delta.p for c in others]))
+    assert all(c.delta.significant == (c.delta.p_adjusted < 0.05) for c in others)
+
+
+@pytest.mark.parametrize("change, aspect", [
+    (dict(budget={"time_limit_s": None, "max_tokens": None, "max_steps": 40}), "budget"),
+    (dict(eval_tokens=8192), "validation windows"),
+])
+def test_seeds_that_do_not_pair_fall_back_to_welch_and_the_report_says_why(tmp_path, change, aspect):
+    runs = three_seed_grid(tmp_path / "runs", {f"rope-s{s}": change for s in range(3)})
+    report = build_report([runs])
+    rope = next(c for c in report.configurations if c.name == "rope")
+    assert rope.delta.test == "welch" and rope.delta.why == f"Welch: not the same {aspect} for each seed"
+    md = markdown(report, None)
+    assert f"Welch: not the same {aspect} for each seed" in md.split("## Statistics")[1]
+
+
+def test_parameter_difference_is_shown_and_flagged_above_two_percent(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "baseline-s0", params=100_000)
+    make_run(runs, "gqa-s0", mods=("gqa",), params=88_000)
+    make_run(runs, "rope-s0", mods=("rope",), params=100_900)
+    report = build_report([runs])
+    configs = {c.name: c for c in report.configurations}
+    assert configs["gqa"].params_vs_baseline == pytest.approx(-0.12)
+    assert any("parameters -12.0% vs the baseline" in f for f in configs["gqa"].flags)
+    assert configs["rope"].params_vs_baseline == pytest.approx(0.009) and configs["rope"].flags == []
+    table = markdown_table(report.configurations)
+    assert "| -12.0% |" in table and "| +0.9% |" in table
+    rows = {r["configuration"]: r for r in csv.DictReader(
+        write_report(report, tmp_path / "out", plots=False)["summary.csv"].open())}
+    assert float(rows["gqa"]["params_vs_baseline_pct"]) == pytest.approx(-12.0)
+
+
+def test_final_loss_figure_draws_each_delta_with_its_interval(tmp_path):
+    runs = three_seed_grid(tmp_path / "runs")
+    configs = build_report([runs]).configurations
+    fig = final_val_bar_figure(configs)
+    deltas = fig.axes[1]
+    assert len(deltas.containers) == 2  # rope and swiglu: one error bar each
+    rope = next(c for c in configs if c.name == "rope")
+    low, high = deltas.containers[0].lines[2][0].get_segments()[0][:, 1]
+    assert (low, high) == pytest.approx(rope.delta.ci)
+
+
+# ---- learning-rate tuning -------------------------------------------------------------------------
+
+def tuning_grid(runs: Path, losses: dict, seeds=(0, 1)) -> None:
+    """Tuning runs under runs/tuning/: losses = {mods name: {lr: loss or None (failed)}}."""
+    for name, by_lr in losses.items():
+        mods = () if name == "baseline" else (name,)
+        for lr, loss in by_lr.items():
+            for seed in seeds:
+                failed = dict(status="failed", stop_reason="non_finite_loss", flags=["non_finite_loss"])
+                make_run(runs / "tuning", f"tune-{name}-lr{lr:g}-s{seed}", mods=mods, seed=seed, lr=lr,
+                         role="tuning", final_val=(loss or 9.0) + 0.01 * seed, **(failed if loss is None else {}))
+
+
+def test_choose_lr_picks_the_lowest_mean_tuning_loss_and_flags_the_edges():
+    from pileablate.errors import UserError
+    from pileablate.report.tuning import choose_lr
+
+    grid = [(3e-4, 2.30), (3e-4, 2.32), (1e-3, 2.20), (1e-3, 2.24), (3e-3, 2.21), (3e-3, 2.22)]
+    assert choose_lr(grid) == (3e-3, True)  # mean 2.215 beats 2.22: the largest rate, an edge
+    assert choose_lr([(lr, loss + (0.1 if lr == 3e-3 else 0)) for lr, loss in grid]) == (1e-3, False)
+    # a rate at which one seed failed is never chosen, however good its other seed
+    assert choose_lr([*grid, (1e-2, 1.0), (1e-2, None)]) == (3e-3, False)
+    assert choose_lr([(1e-3, 2.0), (3e-3, 2.0)]) == (1e-3, True)  # tie: the smaller rate
+    assert choose_lr([(1e-3, 2.0)]) == (1e-3, True)  # one rate: nothing brackets it
+    with pytest.raises(UserError, match="no learning rate tried for rope"):
+        choose_lr([(1e-3, None), (3e-3, float("nan"))], "rope")
+
+
+def test_tuning_runs_stay_out_of_the_comparison_and_get_their_own_section(tmp_path):
+    runs = three_seed_grid(tmp_path / "runs")
+    tuning_grid(runs, {"baseline": {3e-4: 2.3, 1e-3: 2.2, 3e-3: 2.25},
+                       "rope": {3e-4: 2.3, 1e-3: 2.2, 3e-3: 2.1, 1e-2: None}})
+    report = build_report([runs])
+    assert len(report.runs) == 9 and len(report.tuning_runs) == 14
+    assert all(r.role == "report" for c in report.configurations for r in c.runs)
+    tuning = {t.name: t for t in report.tuning}
+    assert (tuning["baseline"].chosen, tuning["baseline"].at_edge) == (1e-3, False)
+    assert (tuning["rope"].chosen, tuning["rope"].at_edge) == (3e-3, False)  # 1e-2 was tried and failed
+    files = write_report(report, tmp_path / "out")
+    md = files["report.md"].read_text()
+    section = md.split("## Learning-rate tuning")[1].split("\n## ")[0]
+    assert "| rope | 0.0003/0.001/0.003/0.01 |" in section and "0.01: 2 of 2 failed" in section
+    assert files["lr_sensitivity"].exists() and "plots/lr_sensitivity.png" in md
+    run_rows = list(csv.DictReader(files["runs.csv"].open()))
+    assert sum(r["role"] == "tuning" for r in run_rows) == 14
+    assert all(r["counted"] == "false" for r in run_rows if r["role"] == "tuning")
+
+
+def test_a_choice_at_the_edge_of_the_grid_is_flagged(tmp_path):
+    runs = three_seed_grid(tmp_path / "runs")
+    tuning_grid(runs, {"rope": {3e-4: 2.3, 1e-3: 2.2, 3e-3: 2.1}})
+    report = build_report([runs])
+    assert any("the chosen lr 0.003 is the largest tried" in w for w in report.warnings)
+    assert "largest tried" in markdown(report, None).split("## Flags")[1]
+
+
+def test_lr_sensitivity_figure_has_one_curve_per_configuration_on_a_log_axis(tmp_path):
+    from pileablate.report.plots import lr_sensitivity_figure
+
+    runs = three_seed_grid(tmp_path / "runs")
+    tuning_grid(runs, {"baseline": {3e-4: 2.3, 1e-3: 2.2, 3e-3: 2.25}, "rope": {1e-3: 2.2, 3e-3: 2.1}})
+    report = build_report([runs])
+    ax = lr_sensitivity_figure(report.tuning, report.configurations).axes[0]
+    assert ax.get_xscale() == "log"
+    curves = {line.get_label(): list(line.get_xdata()) for line in ax.lines}
+    assert curves == {"baseline": [3e-4, 1e-3, 3e-3], "rope": [1e-3, 3e-3]}
+
+
+def test_the_terminal_shows_runs_that_do_not_count_and_the_tuning(tmp_path):
+    from typer.testing import CliRunner
+
+    from pileablate.cli import app
+
+    runs = three_seed_grid(tmp_path / "runs", {"rope-s1": dict(status="stopped", stop_reason="interrupted")})
+    tuning_grid(runs, {"rope": {1e-3: 2.2, 3e-3: 2.1}})
+    result = CliRunner().invoke(app, ["report", str(runs), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    assert "Runs that do not count" in result.stdout and "unfinished: stopped (interrupted)" in result.stdout
+    assert "Learning-rate tuning" in result.stdout and "8 of 9 runs count" in result.stdout
+
+
+def test_a_report_of_tuning_runs_alone_shows_the_tuning(tmp_path):
+    runs = tmp_path / "runs"
+    tuning_grid(runs, {"baseline": {1e-3: 2.2, 3e-3: 2.1, 1e-2: 2.3}})
+    report = build_report([runs])
+    assert report.configurations == [] and report.tuning[0].chosen == 3e-3
+    files = write_report(report, tmp_path / "out")
+    assert set(files) == {"lr_sensitivity", "report.md", "summary.csv", "runs.csv"}
+    md = files["report.md"].read_text()
+    assert "No runs to compare yet" in md and "## Learning-rate tuning" in md

@@ -10,7 +10,8 @@ import pytest
 
 from pileablate.commands.train import train_config_from_args
 from pileablate.errors import UserError
-from pileablate.train.config import TrainConfig, field_help, parse_checkpoint_every, parse_count, parse_duration
+from pileablate.train.config import TrainConfig, field_help, parse_checkpoint_every
+from pileablate.units import parse_count, parse_duration
 from pileablate.train.data_loader import BatchLayout, TrainWindows, ValWindows, val_window_starts
 from pileablate.train.schedule import Schedule, budget_progress
 
@@ -48,20 +49,23 @@ def test_every_config_field_is_a_train_option_with_its_doc_as_help():
         "n_layer": ("--n-layer", "3"), "n_head": ("--n-head", "2"), "d_model": ("--d-model", "48"),
         "seq_len": ("--seq-len", "32"), "kv_heads": ("--kv-heads", "1"), "kv_latent_dim": ("--kv-latent-dim", "16"),
         "experts": ("--experts", "4"), "top_k": ("--top-k", "1"), "mtp_depth": ("--mtp-depth", "3"),
+        "match_params": ("--no-match-params", None),
         "lr": ("--lr", "0.002"), "min_lr": ("--min-lr", "0.0001"), "weight_decay": ("--weight-decay", "0.05"),
         "beta1": ("--beta1", "0.8"), "beta2": ("--beta2", "0.99"), "grad_clip": ("--grad-clip", "0.5"),
         "batch_size": ("--batch-size", "4"), "grad_accum": ("--grad-accum", "2"), "warmup_steps": ("--warmup-steps", "7"),
         "time_limit_s": ("--time-limit", "1h30m"), "max_tokens": ("--max-tokens", "5M"), "max_steps": ("--max-steps", "9"),
         "eval_every": ("--eval-every", "11"), "eval_tokens": ("--eval-tokens", "4k"), "log_every": ("--log-every", "2"),
-        "checkpoint_every": ("--checkpoint-every", "5m"), "device": ("--device", "cpu"), "precision": ("--precision", "fp32"),
-        "compile": ("--compile", None), "resume": ("--resume", None),
+        "checkpoint_every": ("--checkpoint-every", "5m"), "trackers": ("--tracker", "wandb,tensorboard"),
+        "device": ("--device", "cpu"), "precision": ("--precision", "fp32"),
+        "compile": ("--compile", None), "tuning": ("--tuning", None), "resume": ("--resume", None),
     }
     assert set(values) == {f.name for f in dataclasses.fields(TrainConfig)}
     args = [a for option, value in values.values() for a in ([option] if value is None else [option, value])]
     cfg = train_config_from_args(args)
     assert cfg.mods == ("rope", "swiglu") and cfg.time_limit_s == 5400 and cfg.max_tokens == 5_000_000
     assert cfg.eval_tokens == 4000 and cfg.compile and cfg.resume and cfg.kv_heads == 1 and cfg.lr == 0.002
-    assert str(cfg.data_dir) == "d" and cfg.checkpoint_every == "5m"
+    assert str(cfg.data_dir) == "d" and cfg.checkpoint_every == "5m" and cfg.match_params is False
+    assert cfg.trackers == ("wandb", "tensorboard")
     from pileablate.commands.train import _command
 
     params = {p.name: p for p in _command().params}
@@ -72,6 +76,7 @@ def test_every_config_field_is_a_train_option_with_its_doc_as_help():
 def test_defaults_parse_and_bad_options_are_user_errors():
     cfg = train_config_from_args([])
     assert cfg.preset == "micro" and cfg.mods == () and str(cfg.data_dir) == "data" and str(cfg.runs_dir) == "runs"
+    assert cfg.match_params is True  # sizes are matched unless --no-match-params
     for bad in (["--mods", "nope"], ["--time-limit", "soon"], ["--max-tokens", "lots"], ["--device", "tpu"],
                 ["--precision", "fp8"], ["--no-such-option"], ["--batch-size", "0"]):
         with pytest.raises(UserError):

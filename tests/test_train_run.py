@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -204,16 +203,16 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path, bytes_store):
 
 
 def test_load_run_rebuilds_the_trained_model(tmp_path, bytes_store):
-    from pileablate.train.run import load_run
+    from pileablate.train.run import load_trained_run
 
     summary = train(nano(tmp_path, bytes_store, max_steps=3, mods=("rmsnorm",)))
-    model, config, tokenizer = load_run(summary["run_dir"])
+    model, config, tokenizer = load_trained_run(summary["run_dir"])
     state = torch.load(Path(summary["run_dir"]) / "ckpt" / "latest.pt", weights_only=True)
     assert all(torch.equal(v, state["model"][k]) for k, v in model.state_dict().items())
     assert config["mods"] == ["rmsnorm"] and tokenizer.n_vocab == config["data"]["tokenizer"]["n_vocab"]
     assert not model.training
     with pytest.raises(UserError, match="not a run directory"):
-        load_run(tmp_path)
+        load_trained_run(tmp_path)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

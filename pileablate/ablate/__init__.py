@@ -1,2 +1,6 @@
-"""Ablations: the grid of configurations × seeds (plan.py), driven one run after another with an
-equal budget (runner.py), reported at the end (ablation.py)."""
+"""The ablation grid as a Python API (`Ablation`, `run_ablation`); `commands/ablate.py` is its command line."""
+
+from pileablate.ablate.ablation import Ablation, AblationResult, run_ablation
+from pileablate.ablate.plan import Experiment, default_grid, grid_from_toml
+
+__all__ = ["Ablation", "AblationResult", "Experiment", "default_grid", "grid_from_toml", "run_ablation"]

@@ -1,4 +1,4 @@
-"""The ablation grid: which configurations, which seeds, which run names.
+"""The ablation grid: which experiments, which seeds, which run names.
 
 Default (the seed study's seven experiments): the baseline, each of warmup, cosine, rmsnorm, rope,
 swiglu alone, and all five together. `--mods a,b,c` makes the same shape over another set;
@@ -28,9 +28,14 @@ mods = "all"                    # a comma list or an alias works too"""
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
 
+# Tuning runs use seeds of their own, this far above the reported seeds, so that no reported run
+# repeats the data order (and initialisation) of a run that chose its learning rate.
+TUNING_SEED_OFFSET = 1000
+
+
 @dataclass(frozen=True)
-class Configuration:
-    """One point of the grid: a label and the modifications on top of the baseline."""
+class Experiment:
+    """One cell of the grid: a label and the modifications on top of the baseline."""
 
     label: str
     mods: tuple[str, ...]
@@ -38,11 +43,13 @@ class Configuration:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    index: int          # 1-based position in the plan
-    name: str           # run directory name: <label>-s<seed>
+    index: int          # 1-based position in its plan
+    name: str           # run directory name: <label>-s<seed>, or tune-<label>-lr<lr>-s<seed>
     label: str
     mods: tuple[str, ...]
     seed: int
+    role: str = "report"          # "report" (scored on the validation windows) or "tuning"
+    lr: Optional[float] = None    # None: the base learning rate (or the preset's default)
 
 
 def label_for(mods: Sequence[str]) -> str:
@@ -57,7 +64,7 @@ def label_for(mods: Sequence[str]) -> str:
     return "+".join(mods)
 
 
-def default_grid(mods_spec: Optional[str] = None) -> list[Configuration]:
+def default_grid(mods_spec: Optional[str] = None) -> list[Experiment]:
     """Baseline, each modification alone, and all of them together (duplicates dropped)."""
     from pileablate.model.registry import SEED_MODS, resolve_mods
 
@@ -71,14 +78,14 @@ def default_grid(mods_spec: Optional[str] = None) -> list[Configuration]:
     for combo in combos:
         if combo not in unique:
             unique.append(combo)
-    return [Configuration(label_for(c), c) for c in unique]
+    return [Experiment(label_for(c), c) for c in unique]
 
 
 def _load_toml(path: Path) -> dict:
     try:
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        raise UserError("--grid needs Python 3.11 or newer (tomllib); use --mods, or upgrade Python") from None
+    except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI (a dependency there)
+        import tomli as tomllib
     try:
         with Path(path).open("rb") as fh:
             return tomllib.load(fh)
@@ -88,8 +95,8 @@ def _load_toml(path: Path) -> dict:
         raise UserError(f"--grid {path}: not valid TOML ({err})") from None
 
 
-def grid_from_toml(path: Path) -> tuple[list[Configuration], Optional[int]]:
-    """Configurations (and an optional seed count) from a grid file; see GRID_EXAMPLE."""
+def grid_from_toml(path: Path) -> tuple[list[Experiment], Optional[int]]:
+    """Experiments (and an optional seed count) from a grid file; see GRID_EXAMPLE."""
     from pileablate.model.registry import resolve_mods
 
     data = _load_toml(path)
@@ -100,7 +107,7 @@ def grid_from_toml(path: Path) -> tuple[list[Configuration], Optional[int]]:
     if not isinstance(entries, list) or not entries:
         raise UserError(f"--grid {path}: no [[config]] tables; list each configuration as a [[config]] table "
                         "with mods = [\"rope\", \"swiglu\"] and optionally name = \"...\" (see 'pileablate ablate --help')")
-    configs: list[Configuration] = []
+    configs: list[Experiment] = []
     for i, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict) or "mods" not in entry or set(entry) - {"name", "mods"}:
             raise UserError(f"--grid {path}: [[config]] #{i} needs 'mods' (and optionally 'name'), nothing else")
@@ -108,7 +115,7 @@ def grid_from_toml(path: Path) -> tuple[list[Configuration], Optional[int]]:
         label = str(entry.get("name") or label_for(mods))
         if not _NAME_OK.match(label):
             raise UserError(f"--grid {path}: name {label!r} of [[config]] #{i} must be a plain directory name")
-        configs.append(Configuration(label, mods))
+        configs.append(Experiment(label, mods))
     labels = [c.label for c in configs]
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:
@@ -119,11 +126,36 @@ def grid_from_toml(path: Path) -> tuple[list[Configuration], Optional[int]]:
     return configs, seeds
 
 
-def plan_runs(configs: Sequence[Configuration], seeds: Sequence[int]) -> list[PlannedRun]:
-    """Seeds outermost: a full first pass over the configurations is a one-seed ablation already,
-    so an interrupted multi-seed grid leaves something comparable behind."""
+def plan_runs(configs: Sequence[Experiment], seeds: Sequence[int],
+              lrs: Optional[dict[str, float]] = None) -> list[PlannedRun]:
+    """Seeds outermost: a full first pass over the experiments is a one-seed ablation already,
+    so an interrupted multi-seed grid leaves something comparable behind. `lrs` gives an
+    experiment's learning rate by label (the tuned one)."""
     runs: list[PlannedRun] = []
     for seed in seeds:
         for config in configs:
-            runs.append(PlannedRun(len(runs) + 1, f"{config.label}-s{seed}", config.label, config.mods, seed))
+            lr = (lrs or {}).get(config.label)
+            runs.append(PlannedRun(len(runs) + 1, f"{config.label}-s{seed}", config.label, config.mods, seed, lr=lr))
     return runs
+
+
+def format_lr(lr: float) -> str:
+    """3 significant digits, as run names and tables show a learning rate: 0.001, 0.00316, 0.01."""
+    return f"{lr:.3g}"
+
+
+def plan_tuning(configs: Sequence[Experiment], lrs: Sequence[float], seeds: Sequence[int]) -> list[PlannedRun]:
+    """Every experiment at every candidate learning rate, on the tuning seeds."""
+    runs: list[PlannedRun] = []
+    for seed in seeds:
+        for config in configs:
+            for lr in lrs:
+                name = f"tune-{config.label}-lr{format_lr(lr)}-s{seed}"
+                runs.append(PlannedRun(len(runs) + 1, name, config.label, config.mods, seed, "tuning", lr))
+    return runs
+
+
+def tuning_seeds(reported: Sequence[int], count: int) -> list[int]:
+    if max(reported) >= TUNING_SEED_OFFSET:
+        raise UserError(f"--tune-lr keeps seeds >= {TUNING_SEED_OFFSET} for its tuning runs; use smaller --seed")
+    return [TUNING_SEED_OFFSET + min(reported) + i for i in range(count)]

@@ -43,7 +43,7 @@ def _same_budget(a: dict, b: dict) -> bool:
     return True
 
 
-def _read_summary(run_dir: Path) -> Optional[dict]:
+def read_summary(run_dir: Path) -> Optional[dict]:
     import json
 
     path = run_dir / "summary.json"
@@ -56,7 +56,7 @@ def _read_summary(run_dir: Path) -> Optional[dict]:
 
 
 def run_state(run_dir: Path) -> RunState:
-    summary = _read_summary(run_dir) or {}
+    summary = read_summary(run_dir) or {}
     status, steps = summary.get("status"), summary.get("steps") or 0
     if status == "failed":
         # Checked first: a run that failed its guards has a summary but no config.json.
@@ -88,40 +88,40 @@ def grid_budget(base, vocab_size: int):
     return dataclasses.replace(base, max_tokens=tc.DEFAULT_TOKENS_PER_PARAM * active), True
 
 
-def check_existing(base, plan: Sequence[PlannedRun], fingerprint: str) -> None:
+def check_existing(ablation, plan: Sequence[PlannedRun], fingerprint: str) -> None:
     """Before training anything: every run folder the plan would reuse must hold the same experiment
     (data, model, optimiser settings, budget).
     Otherwise a re-run with, say, another --lr would skip old runs and mix two ablations in one table."""
-    import json
-
     from pileablate.report.checks import describe_budget
+    from pileablate.jsonfile import read_json
     from pileablate.train.run_files import RESUMABLE_CHANGES
-    from pileablate.train.trainer import resolve_config
+    from pileablate.train.session import resolve_config
 
     for planned in plan:
-        config_file = Path(base.runs_dir) / planned.name / "config.json"
+        config_file = Path(ablation.base.runs_dir) / planned.name / "config.json"
         if not config_file.is_file():
             continue
         try:
-            old = json.loads(config_file.read_text())
+            old = read_json(config_file)
         except (OSError, ValueError):
             raise UserError(f"{config_file} is unreadable; delete {config_file.parent} to redo that run") from None
         differences = []
         if (old.get("data") or {}).get("fingerprint") != fingerprint:
-            differences.append(f"data {base.data_dir} differs (fingerprint)")
+            differences.append(f"data {ablation.base.data_dir} differs (fingerprint)")
         # Budget-independent defaults resolve the same way the trainer will (params do not matter here).
-        expected = resolve_config(config_for(base, planned), planned.mods, 0).to_json()
+        cfg = ablation.config_for(planned)
+        expected = resolve_config(cfg, planned.mods, 0).to_json()
         stored = old.get("train") or {}
         for key, value in expected.items():
             if key not in RESUMABLE_CHANGES and key in stored and stored[key] != value:
                 differences.append(f"{key} {stored[key]} -> {value}")
         old_budget = {k: stored.get(k) for k in BUDGET_FIELDS}
-        if not differences and not _same_budget(old_budget, budget_of(base)):
+        if not differences and not _same_budget(old_budget, budget_of(cfg)):
             # Extending a run is not the same experiment as running it with the larger budget from the
             # start: warmup and cosine follow the fraction of the budget used.
             raise UserError(
                 f"{config_file.parent} was given another budget ({describe_budget(old_budget)}, now "
-                f"{describe_budget(budget_of(base))}); every run of an ablation needs the same one: repeat "
+                f"{describe_budget(budget_of(cfg))}); every run of an ablation needs the same one: repeat "
                 "its budget, or use another --runs-dir"
             )
         if differences:
@@ -129,10 +129,6 @@ def check_existing(base, plan: Sequence[PlannedRun], fingerprint: str) -> None:
                 f"{config_file.parent} was made with other settings ({'; '.join(differences[:3])}); repeat that "
                 "ablation's options to continue it, or use another --runs-dir for this one"
             )
-
-
-def config_for(base, planned: PlannedRun):
-    return dataclasses.replace(base, mods=planned.mods, seed=planned.seed, name=planned.name, resume=False)
 
 
 @dataclass
@@ -143,32 +139,33 @@ class Outcome:
     error: Optional[str] = None
 
 
-def run_grid(base, plan: Sequence[PlannedRun], console) -> tuple[list[Outcome], bool]:
-    """Train every planned run in order. Returns the outcomes and whether the grid was interrupted
-    (a Ctrl-C or SIGTERM inside a run: its checkpoint is saved, the remaining runs are left for
-    the next invocation)."""
+def run_grid(configs: Sequence, plan: Sequence[PlannedRun], console) -> tuple[list[Outcome], bool]:
+    """Train every planned run (with its TrainConfig) in order. Returns the outcomes and whether the grid
+    was interrupted (a Ctrl-C or SIGTERM inside a run: its checkpoint is saved, the remaining runs are
+    left for the next invocation)."""
     from pileablate.train.trainer import RunFailed, train
 
     from pileablate.report.fmt import format_seconds
 
     outcomes: list[Outcome] = []
     durations: list[float] = []
-    to_train = sum(run_state(Path(base.runs_dir) / p.name).action in ("train", "resume") for p in plan)
-    for planned in plan:
-        run_dir = Path(base.runs_dir) / planned.name
+    to_train = sum(run_state(Path(c.runs_dir) / p.name).action in ("train", "resume") for c, p in zip(configs, plan))
+    for cfg, planned in zip(configs, plan):
+        run_dir = Path(cfg.runs_dir) / planned.name
         state = run_state(run_dir)
         header = (f"run {planned.index}/{len(plan)}: {planned.name} · mods "
-                  f"{','.join(planned.mods) or 'baseline'} · seed {planned.seed}")
+                  f"{','.join(planned.mods) or 'baseline'} · seed {planned.seed}"
+                  + (f" · lr {cfg.lr:.3g}" if cfg.lr is not None else ""))
         if state.action in ("skip", "failed"):
             console.print(f"[dim]{header} · {state.detail}: skipped[/dim]", highlight=False)
-            outcomes.append(Outcome(planned, state, _read_summary(run_dir)))
+            outcomes.append(Outcome(planned, state, read_summary(run_dir)))
             continue
         left = to_train - len(durations)
         eta = f" · ~{format_seconds(sum(durations) / len(durations) * left)} left" if durations else ""
         console.rule(f"[bold]{header}[/bold]" + ("" if state.action == "train" else f" · {state.action}") + eta)
         start = time.monotonic()
         try:
-            summary = train(config_for(base, planned), console=console)
+            summary = train(cfg, console=console)
         except RunFailed as err:
             # One modification failing its guards or going non-finite must not cost the other runs.
             console.print(f"[red]{planned.name} failed:[/red] {err}", highlight=False)

@@ -1,4 +1,8 @@
-"""`pileablate ablate`: the grid (baseline, each modification alone, all together) × seeds, equal budgets."""
+"""`pileablate ablate`: the grid (baseline, each modification alone, all together) × seeds, equal budgets.
+
+All parsing happens here: the train options through `pileablate train`'s own parser, then `--mods` /
+`--grid` / `--seeds` / `--tune-*` into an `Ablation`, which `pileablate.ablate` runs.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,47 @@ def ablate(
         help="Seeds per configuration (--seed S gives seeds S, S+1, ...). Default 1, or the grid file's seeds.",
         show_default=False,
     ),
+    tune_lr: Optional[str] = typer.Option(
+        None, "--tune-lr", metavar="auto|N|LR,LR,...",
+        help="Tune the learning rate of every configuration before the reported runs: 'auto' tries 5 rates "
+             "log-spaced over x1/10..x10 of the preset's default, N tries N such rates, or give the rates "
+             "(3e-4,1e-3,3e-3). Tuning runs use seeds of their own (1000+) and are scored on held-out tuning "
+             "windows disjoint from the validation windows the report scores; each configuration's reported "
+             "runs then train at its chosen rate.",
+        show_default=False,
+    ),
+    tune_seeds: int = typer.Option(1, "--tune-seeds", min=1, help="Tuning runs per configuration and rate."),
+    tune_budget: float = typer.Option(
+        1.0, "--tune-budget", metavar="FRACTION",
+        help="The tuning runs' budget as a fraction of the reported runs' budget (the best rate moves with the "
+             "budget: shorten with care).",
+    ),
+    jobs: int = typer.Option(
+        1, "--jobs", min=1, help="Runs at once on this machine, each in its own process: one per GPU, or on a CPU "
+        "each with its share of the cores (a tiny model gains little from a second thread). Results are "
+        "bit-identical to the same runs made one after another with that many threads.",
+    ),
+    devices: Optional[str] = typer.Option(
+        None, "--devices", help="Devices for --jobs, comma list (cuda:0,cuda:1). Default: every visible GPU, "
+        "else the CPU.", show_default=False,
+    ),
+    task: Optional[str] = typer.Option(
+        None, "--task", metavar="K/N", help="Make only this task's share of the plan (every N-th run from the "
+        "K-th): N tasks of a job array cover the grid exactly once. No report: run 'pileablate report' after.",
+        show_default=False,
+    ),
+    stage: str = typer.Option("all", "--stage", help="tune, report or all: with --tune-lr a job array runs the "
+                              "tuning runs first (--stage tune), then the reported ones (--stage report)."),
+    emit: Optional[str] = typer.Option(
+        None, "--emit", metavar="slurm", help="Write sbatch job-array scripts for this ablation and the "
+        "submit.sh that submits them into RUNS/slurm/, and stop (nothing trains here).", show_default=False,
+    ),
+    array_tasks: Optional[int] = typer.Option(None, "--array-tasks", min=1, help="With --emit: tasks per array "
+                                              "(default: one per run).", show_default=False),
+    gpus_per_run: int = typer.Option(1, "--gpus-per-run", min=0, help="With --emit: GPUs per array task."),
+    cpus_per_run: int = typer.Option(8, "--cpus-per-run", min=1, help="With --emit: CPU cores per array task."),
+    slurm_time: Optional[str] = typer.Option(None, "--slurm-time", metavar="[D-]HH:MM:SS", help="With --emit: "
+                                             "the array's time limit (default: from --time-limit).", show_default=False),
     dry_run: bool = typer.Option(
         False, "--dry-run",
         help="Print the plan (runs, budget, what is finished or will resume) and stop. Every other option is a "
@@ -39,10 +84,77 @@ def ablate(
     Every other option is a train option and applies to every run (see 'pileablate train --help'),
     e.g. --data, --runs-dir, --preset, --max-tokens, --time-limit, --lr, --device.
     Without a budget, every run gets the baseline's default token budget. Runs are named
-    <configuration>-s<seed> (baseline-s0, rope-s0, all-s1); re-running the command skips finished
-    runs and resumes an interrupted one. The report (report.md, summary.csv, plots/) is written into
-    the runs folder.
+    <configuration>-s<seed> (baseline-s0, rope-s0, all-s1), tuning runs tune-<configuration>-lr<rate>-s<seed>;
+    re-running the command skips finished runs and resumes an interrupted one. The report (report.md,
+    summary.csv, plots/) is written into the runs folder.
     """
-    from pileablate.ablate.ablation import run_ablation
+    from pileablate.ablate import Ablation, default_grid, grid_from_toml, run_ablation
+    from pileablate.commands.train import train_config_from_args
+    from pileablate.errors import UserError
 
-    run_ablation(ctx.args, mods=mods, grid=grid, seeds=seeds, dry_run=dry_run)
+    base = train_config_from_args(list(ctx.args))
+    if mods is not None and grid is not None:
+        raise UserError("--mods and --grid both choose the configurations; give one of them")
+    experiments, grid_seeds = grid_from_toml(grid) if grid is not None else (default_grid(mods), None)
+    count = seeds if seeds is not None else (grid_seeds or 1)
+    ablation = Ablation(base, experiments, [base.seed + i for i in range(count)],
+                        tune_lrs=_tune_rates(tune_lr, base), tune_seeds=tune_seeds, tune_budget=tune_budget,
+                        jobs=jobs, devices=devices, task=_parse_task(task), stage=stage)
+    if emit is not None:
+        if emit != "slurm":
+            raise UserError(f"--emit {emit!r}: only 'slurm' is supported")
+        given = [("--mods", mods), ("--grid", grid), ("--seeds", seeds), ("--tune-lr", tune_lr),
+                 ("--tune-seeds", tune_seeds if tune_lr else None), ("--tune-budget", tune_budget if tune_lr else None)]
+        args = [str(x) for name, value in given if value is not None for x in (name, value)] + list(ctx.args)
+        _emit_slurm(ablation, args, array_tasks, gpus_per_run, cpus_per_run, slurm_time)
+    elif dry_run:
+        _print_plan(ablation)
+    else:
+        run_ablation(ablation)
+
+
+def _parse_task(text: Optional[str]):
+    from pileablate.errors import UserError
+
+    if text is None:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"--task {text!r}: use K/N, e.g. 3/8 (task 3 of 8)") from None
+    if not 1 <= k <= n:
+        raise UserError(f"--task {text!r}: K must be between 1 and N")
+    return k, n
+
+
+def _emit_slurm(ablation, args, tasks, gpus, cpus, time) -> None:
+    from pileablate.ablate.ablation import prepared
+    from pileablate.ablate.slurm import write_scripts
+    from pileablate.console import stderr_console
+
+    files = write_scripts(prepared(ablation), args, tasks, gpus, cpus, time)
+    console = stderr_console()
+    for path in files:
+        console.print(f"wrote {path}", highlight=False)
+    console.print(f"submit with: bash {files[-1]}   then, when it has finished: pileablate report "
+                  f"{ablation.base.runs_dir}", highlight=False)
+
+
+def _tune_rates(spec: Optional[str], base) -> tuple[float, ...]:
+    from pileablate.ablate.tuning import lr_candidates
+    from pileablate.train.config import preset_defaults
+
+    if spec is None:
+        return ()
+    return lr_candidates(spec, preset_defaults(base.preset)["lr"])
+
+
+def _print_plan(ablation) -> None:
+    from pileablate.console import stderr_console
+
+    from pileablate.ablate.ablation import describe, plan_table, prepared
+    from pileablate.console import stdout_console
+
+    ablation = prepared(ablation)
+    stderr_console().print(describe(ablation), highlight=False)
+    stdout_console().print(plan_table(ablation, ablation.tuning_plan() + ablation.report_plan()))

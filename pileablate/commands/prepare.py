@@ -29,8 +29,7 @@ def prepare(
     'pileablate prepare --source sample --tokenizer bytes' (offline). Interrupted? Run the same
     command again: it continues from the last committed chunk.
     """
-    from rich.console import Console
-
+    from pileablate.console import stderr_console, stdout_console
     from pileablate.data.config import PrepareConfig, parse_count
     from pileablate.data.prepare import prepare as run_prepare
 
@@ -48,4 +47,4 @@ def prepare(
         chunk_tokens=chunk if chunk is not None else DEFAULT_CHUNK_TOKENS,
         workers=workers,
     )
-    run_prepare(cfg, console=Console(stderr=True), summary_console=Console())
+    run_prepare(cfg, console=stderr_console(), summary_console=stdout_console())

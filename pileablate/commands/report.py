@@ -22,19 +22,32 @@ def report(
         False, "--force", help="Mix runs made on different data or tokenizers in one table (the report says so)."
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots (PNG and SVG)."),
+    tracker: Optional[List[str]] = typer.Option(
+        None, "--tracker", metavar="NAME", help="Also add the table and plots beside the runs' live curves: tensorboard "
+        "(RUNS_DIR/tensorboard), wandb (the runs' W&B group); comma list or repeated.", show_default=False,
+    ),
 ) -> None:
     """Loss tables and plots from run directories.
 
     Prints one row per configuration (seeds pooled: mean ± std) to stdout and writes report.md,
-    summary.csv (per configuration), runs.csv (per run) and plots/*.png|svg. Differences to the
-    baseline are marked significant only when they beat seed-to-seed noise (Welch's t-test, 5%).
+    summary.csv (per configuration), runs.csv (per run) and plots/*.png|svg. Only finished runs that
+    passed their guards count; the others are listed apart with the reason. Each difference to the
+    baseline comes with its 95% interval and is marked significant only when it beats seed-to-seed
+    noise (paired t-test over seeds, or Welch's where seeds do not pair; Holm-corrected, 5%).
     """
     from pileablate.report.build import build_report, write_report
-    from pileablate.report.console import print_files, stdout_console
+    from pileablate.console import stdout_console
+    from pileablate.report.console import print_files
 
+    from pileablate.report.build import publish_to_trackers
+    from pileablate.train.trackers import parse_trackers, require_packages
+
+    trackers = parse_trackers(tracker)
+    require_packages(trackers)
     paths = list(runs_dirs) if runs_dirs else [Path("runs")]
     result = build_report(paths, force=force)
     out_dir = out if out is not None else paths[0]
     files = write_report(result, out_dir, plots=plots)
     stdout_console().print(result.table())
     print_files(result, files)
+    publish_to_trackers(result, files, trackers, paths[0])

@@ -7,7 +7,7 @@ command's own parser through `train_config_from_args`, so every train option pas
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -37,6 +37,7 @@ def train(
     experts: Optional[int] = typer.Option(None, "--experts", help=_h("experts"), rich_help_panel=_P),
     top_k: Optional[int] = typer.Option(None, "--top-k", help=_h("top_k"), rich_help_panel=_P),
     mtp_depth: Optional[int] = typer.Option(None, "--mtp-depth", help=_h("mtp_depth"), rich_help_panel=_P),
+    match_params: bool = typer.Option(_d("match_params"), "--match-params/--no-match-params", help=_h("match_params"), rich_help_panel=_P),
     lr: Optional[float] = typer.Option(None, "--lr", help=_h("lr"), rich_help_panel=_O),
     min_lr: Optional[float] = typer.Option(None, "--min-lr", help=_h("min_lr"), rich_help_panel=_O),
     weight_decay: float = typer.Option(_d("weight_decay"), "--weight-decay", help=_h("weight_decay"), rich_help_panel=_O),
@@ -53,9 +54,11 @@ def train(
     eval_tokens: str = typer.Option(str(_d("eval_tokens")), "--eval-tokens", metavar="N", help=_h("eval_tokens"), rich_help_panel=_E),
     log_every: int = typer.Option(_d("log_every"), "--log-every", help=_h("log_every"), rich_help_panel=_E),
     checkpoint_every: str = typer.Option(_d("checkpoint_every"), "--checkpoint-every", metavar="STEPS|DURATION", help=_h("checkpoint_every"), rich_help_panel=_E),
+    tracker: Optional[List[str]] = typer.Option(None, "--tracker", metavar="NAME", help=_h("trackers"), rich_help_panel=_E),
     device: str = typer.Option(_d("device"), "--device", help=_h("device"), rich_help_panel=_H),
     precision: str = typer.Option(_d("precision"), "--precision", help=_h("precision"), rich_help_panel=_H),
     compile: bool = typer.Option(False, "--compile", help=_h("compile"), rich_help_panel=_H),
+    tuning: bool = typer.Option(False, "--tuning", help=_h("tuning"), rich_help_panel=_E),
     resume: bool = typer.Option(False, "--resume", help=_h("resume")),
 ) -> None:
     """Train one model (baseline plus --mods) under a time/token/step budget; resumable.
@@ -76,24 +79,25 @@ def train(
 
 
 def _config(*, mods, preset, data, runs_dir, name, seed, n_layer, n_head, d_model, seq_len, kv_heads, kv_latent_dim,
-            experts, top_k, mtp_depth, lr, min_lr, weight_decay, beta1, beta2, grad_clip, batch_size, grad_accum,
+            experts, top_k, mtp_depth, match_params, lr, min_lr, weight_decay, beta1, beta2, grad_clip, batch_size, grad_accum,
             warmup_steps, time_limit, max_tokens, max_steps, eval_every, eval_tokens, log_every, checkpoint_every,
-            device, precision, compile, resume) -> TrainConfig:
+            tracker, device, precision, compile, tuning, resume) -> TrainConfig:
     """Command-line values -> a validated TrainConfig (budget strings parsed, one-line errors)."""
     from pileablate.model.registry import resolve_mods
-    from pileablate.train.config import parse_count, parse_duration, validate
+    from pileablate.train.config import validate
+    from pileablate.units import parse_count, parse_duration
 
     cfg = TrainConfig(
         data_dir=data, runs_dir=runs_dir, name=name, mods=resolve_mods(mods), preset=preset, seed=seed,
         n_layer=n_layer, n_head=n_head, d_model=d_model, seq_len=seq_len, kv_heads=kv_heads,
-        kv_latent_dim=kv_latent_dim, experts=experts, top_k=top_k, mtp_depth=mtp_depth,
+        kv_latent_dim=kv_latent_dim, experts=experts, top_k=top_k, mtp_depth=mtp_depth, match_params=match_params,
         lr=lr, min_lr=min_lr, weight_decay=weight_decay, beta1=beta1, beta2=beta2, grad_clip=grad_clip,
         batch_size=batch_size, grad_accum=grad_accum, warmup_steps=warmup_steps,
         time_limit_s=parse_duration(time_limit) if time_limit is not None else None,
         max_tokens=parse_count(max_tokens, "--max-tokens") if max_tokens is not None else None,
         max_steps=max_steps, eval_every=eval_every, eval_tokens=parse_count(eval_tokens, "--eval-tokens"),
-        log_every=log_every, checkpoint_every=checkpoint_every, device=device, precision=precision,
-        compile=compile, resume=resume,
+        log_every=log_every, checkpoint_every=checkpoint_every, trackers=tuple(tracker or ()), device=device,
+        precision=precision, compile=compile, tuning=tuning, resume=resume,
     )
     validate(cfg)
     return cfg

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from pileablate import units
 from pileablate.errors import UserError
 
 DEFAULT_VAL_ROWS = 5000
@@ -23,19 +24,8 @@ def available_cores() -> int:
 
 
 def parse_count(text: Optional[str], option: str) -> Optional[int]:
-    """'1000', '250k', '1.5M', '2B' -> int; '' / 'all' -> None (no limit)."""
-    if text is None or str(text).strip().lower() in ("", "all", "none"):
-        return None
-    raw = str(text).strip().replace("_", "").replace(",", "")
-    scale = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}.get(raw[-1].lower(), 1)
-    number = raw[:-1] if scale != 1 else raw
-    try:
-        value = float(number) * scale
-    except ValueError:
-        raise UserError(f"{option} {text}: expected a count like 1000, 250k, 1.5M or 2B (or 'all')") from None
-    if value < 0 or value != int(value):
-        raise UserError(f"{option} {text}: expected a whole count of 0 or more")
-    return int(value)
+    """A count option of prepare: 0 or more, or '' / 'all' / 'none' for no limit (grammar: pileablate.units)."""
+    return units.parse_count(text, option, minimum=0, allow_all=True)
 
 
 def _opt(default, help: str):
@@ -56,16 +46,21 @@ class PrepareConfig:
     tokenizer: str = _opt(
         "gpt2", "A tiktoken encoding name (gpt2, cl100k_base, ...), a path to a .tiktoken ranks file, or 'bytes'."
     )
-    rows: Optional[int] = _opt(None, "Train documents to take (all when omitted). Suffixes k, M, B.")
+    rows: Optional[int] = _opt(None, "Train documents to take (all when omitted). Suffixes k, M, G/B, T.")
     val_rows: Optional[int] = _opt(
         DEFAULT_VAL_ROWS,
         "Validation documents: from the source's own validation shard when it has one (the Pile's "
         "val.jsonl.zst), else held out by a hash of the text (5% of documents, capped at this number).",
     )
-    tokens: Optional[int] = _opt(None, "Stop taking train documents once this many tokens are taken. Suffixes k, M, B.")
+    tokens: Optional[int] = _opt(None, "Stop taking train documents once this many tokens are taken. Suffixes k, M, G/B, T.")
     val_tokens: Optional[int] = _opt(None, "Stop taking validation documents once this many tokens are taken.")
     part: Optional[str] = _opt(
-        None, "K/N: prepare part K of N into the same --out (one process or machine per part; disjoint documents)."
+        None,
+        "K/N: prepare part K of N into the same --out (one process or machine per part; disjoint documents). "
+        "Without limits the parts hold exactly a one-process run's documents. With --rows, --tokens, --val-rows or "
+        "--val-tokens, each part takes its share of each limit (limit // N, +1 for the first limit % N parts) "
+        "from its own documents, in order: the totals are the limits, but not the documents a one-process "
+        "run would take.",
     )
     overwrite: bool = _opt(False, "Replace a store in --out made with another tokenizer, sources or limits.")
     chunk_tokens: int = _opt(

@@ -10,6 +10,8 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
+from pileablate.data.tokenizer import UNKNOWN_FILE_PATTERN
+
 
 def _si(value: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -65,6 +67,9 @@ class PrepareDisplay:
 def summary_table(manifest: dict, elapsed_s: Optional[float], out: str, note: str = "") -> Table:
     tok = manifest["tokenizer"]
     title = f"prepared {out} · tokenizer {tok['name']} (vocab {tok['n_vocab']}, {manifest['dtype']})"
+    if tok.get("pattern") == UNKNOWN_FILE_PATTERN:
+        title += (" · the ranks file is not a known tiktoken encoding: GPT-2 split pattern, "
+                  f"end-of-text {tok['eot_id']} after the last rank")
     table = Table(title=title, title_justify="left")
     for column in ("split", "documents", "tokens", "text MB", "bytes/token", "parts"):
         table.add_column(column, justify="right" if column != "split" else "left")

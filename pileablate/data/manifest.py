@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pileablate.errors import UserError
+from pileablate.jsonfile import read_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -27,10 +27,7 @@ def read_manifest(directory) -> dict:
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise UserError(f"no prepared data in {directory}; run 'pileablate prepare' first")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError:
-        raise UserError(f"{path} is not valid JSON; run 'pileablate prepare --overwrite' to rebuild it") from None
+    manifest = read_json(path, fix="run 'pileablate prepare --overwrite' to rebuild it")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise UserError(
@@ -38,18 +35,6 @@ def read_manifest(directory) -> dict:
             "rerun 'pileablate prepare' with this version"
         )
     return manifest
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file, fsync, rename: readers see the old or the new file, never half."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def tokenizer_identity(tokenizer: dict) -> dict:

@@ -9,14 +9,14 @@ part) the same as an uninterrupted run. `manifest.json` is written last, from th
 `--part K/N` lets N processes (machines sharing the output directory) prepare disjoint parts:
 sources of a role are dealt out whole when there are at least N of them (the Pile's 30 train
 shards), else their records are dealt out by record index (line i goes to part i mod N). Row and
-token limits are totals, shared out among parts. Each part writes its own part files
+token limits are totals, shared out among parts: part K takes `share(limit, K, N)` from its own
+documents in order (a one-process run takes the first documents of all sources, so with limits the
+documents differ; the totals do not). Each part writes its own part files
 (`part-KKKofNNN-CCCCC.arrow`) and state; the last part to finish writes the merged manifest.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -27,15 +27,17 @@ import numpy as np
 from pileablate import __version__
 from pileablate.data import records
 from pileablate.data.config import PrepareConfig, available_cores, parse_part, share
-from pileablate.data.manifest import MANIFEST, SPLITS, build_manifest, read_manifest, write_json_atomic
+from pileablate.data.manifest import MANIFEST, SPLITS, build_manifest, read_manifest
 from pileablate.data.pipeline import Document, Pipeline
 from pileablate.data.reading import SourceError
 from pileablate.data.sources import Source, resolve_sources
 from pileablate.data.store import PartWriter, dtype_for_vocab
 from pileablate.data.tokenizer import Tokenizer, load_tokenizer
 from pileablate.errors import UserError
+from pileablate.jsonfile import TEMP_SUFFIX, read_json, temp_prefix, write_json_atomic
 
 STATE_DIR = ".prepare"
+_START_OVER = "pass --overwrite to prepare {out} from the start"
 
 
 class Interrupted(UserError):
@@ -262,7 +264,8 @@ def _describe_difference(old: dict, new: dict) -> str:
 
 
 def _own_files(out: Path) -> list[Path]:
-    found = [out / MANIFEST, out / (MANIFEST + ".tmp"), out / STATE_DIR]
+    found = [out / MANIFEST, out / STATE_DIR, out / (MANIFEST + ".tmp"),  # (the temporary name of older versions)
+             *out.glob(temp_prefix(out / MANIFEST) + "*" + TEMP_SUFFIX)]
     for split in SPLITS:
         found += list((out / split).glob("part-*.arrow")) + list((out / split).glob("part-*.arrow.tmp"))
     return [p for p in found if p.exists()]
@@ -281,8 +284,8 @@ def _check_out_dir(out: Path, settings: dict, overwrite: bool) -> None:
     if (out / STATE_DIR).is_dir():
         for path in sorted((out / STATE_DIR).glob("state*.json")):
             try:
-                previous.append(json.loads(path.read_text())["settings"])
-            except (ValueError, KeyError):
+                previous.append(read_json(path)["settings"])
+            except (UserError, KeyError):
                 previous.append({})
     if (out / MANIFEST).is_file():
         try:
@@ -340,7 +343,7 @@ def _load_states(out: Path, n: int) -> list[Optional[dict]]:
     states = []
     for k in range(1, n + 1):
         path = state_path(out, k, n)
-        states.append(json.loads(path.read_text()) if path.is_file() else None)
+        states.append(read_json(path, fix=_START_OVER.format(out=out)) if path.is_file() else None)
     return states
 
 
@@ -374,7 +377,7 @@ def prepare(cfg: PrepareConfig, console=None, summary_console=None) -> dict:
         raise UserError(f"cannot create --out {out}: {err.strerror or err}; choose a writable directory") from None
 
     path = state_path(out, k, n)
-    state = json.loads(path.read_text()) if path.is_file() else _new_state(settings, dtype_for_vocab(tokenizer.n_vocab), k, n)
+    state = read_json(path, fix=_START_OVER.format(out=out)) if path.is_file() else _new_state(settings, dtype_for_vocab(tokenizer.n_vocab), k, n)
     run = _Run(cfg, tokenizer, sources, k, n, state)
     note = ""
     if not state["done"]:
@@ -426,9 +429,3 @@ def prepare(cfg: PrepareConfig, console=None, summary_console=None) -> dict:
         summary_console.print(summary_table(manifest, time.monotonic() - started, str(out), note))
     return manifest
 
-
-def prepare_for_tests(out: Path, train_tokens: int, val_tokens: int) -> dict:
-    """A small real store for tests: stdlib source, `bytes` tokenizer, hash hold-out for val."""
-    cfg = PrepareConfig(sources=["sample"], out=Path(out), tokenizer="bytes", tokens=train_tokens,
-                        val_tokens=val_tokens, val_rows=None, workers=2)
-    return prepare(cfg)

@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
-from pileablate.data.sources import Source, open_url, sample_files
+from pileablate.data.download import DownloadFailed, open_url
+from pileablate.data.sources import Source, sample_files
 from pileablate.errors import UserError
 
 READ_BLOCK = 1 << 20  # compressed bytes per read
@@ -55,30 +56,22 @@ class _Counter:
 
 
 def _raw_blocks(source: Source, on_bytes: Callable[[int], None]) -> Iterator[bytes]:
-    expected = None
     if source.is_url:
+        # Resets, stalls and 5xx are retried inside, continuing with a Range request: the blocks
+        # come out unbroken, and a body that ends short of its length is an error, not an end.
         stream = open_url(source.location)
-        length = stream.headers.get("Content-Length")
-        if length and length.isdigit() and not stream.headers.get("Content-Encoding"):
-            expected = int(length)
     else:
         try:
             stream = open(source.location, "rb")
         except OSError as err:
             raise UserError(f"cannot read {source.location}: {err.strerror or err}") from None
     counter = _Counter(stream, on_bytes)
-    received = 0
     with stream:
         while True:
             block = counter.read(READ_BLOCK)
             if not block:
                 break
-            received += len(block)
             yield block
-    # http.client ends a body that stops short of its Content-Length quietly; a lost connection must
-    # not pass for the end of the file.
-    if expected is not None and received < expected:
-        raise ValueError(f"the connection closed after {received:,} of {expected:,} bytes")
 
 
 def _zstd_blocks(blocks: Iterator[bytes]) -> Iterator[bytes]:
@@ -189,7 +182,7 @@ def iter_batches(
         kind = type(err).__name__
         if kind == "ZstdError":
             detail = f"corrupt zstd data ({err})"
-        elif isinstance(err, ValueError):
+        elif isinstance(err, (ValueError, DownloadFailed)):
             detail = str(err)
         else:
             detail = f"read failed ({kind}: {err})"

@@ -17,13 +17,12 @@ from __future__ import annotations
 import glob
 import os
 import sysconfig
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from pileablate.data.download import open_url
 from pileablate.errors import UserError
 
 # The uncopyrighted mirror of The Pile (Gao et al. 2020) without the Books3/OpenSubtitles/... subsets.
@@ -34,8 +33,6 @@ PILE_BASE_URL_ENV = "PILEABLATE_PILE_URL"  # a mirror with the same layout (trai
 SUFFIXES = (".jsonl", ".jsonl.zst", ".json.zst")
 VAL_STEMS = ("val", "validation", "valid")
 TEST_STEMS = ("test",)
-HTTP_TIMEOUT_S = 30
-USER_AGENT = "pileablate-prepare"
 
 SAMPLE = "sample"
 PILE = "pile"
@@ -100,26 +97,26 @@ def sample_files(root: Optional[Path] = None) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _expand_local(spec: str) -> list[tuple[Path, bool]]:
-    """Paths for one local spec, each with `explicit` (named directly rather than found in a dir)."""
+def _expand_local(spec: str) -> list[Path]:
+    """The files one local spec (a file, a directory, a glob) names."""
     if any(ch in spec for ch in "*?["):
         matches = sorted(glob.glob(os.path.expanduser(spec), recursive=True))
         files = [Path(m) for m in matches if Path(m).is_file() and _supported(m)]
         if not files:
             raise UserError(f"no {'/'.join(SUFFIXES)} files match {spec}; check the pattern")
-        return [(f.resolve(), False) for f in files]
+        return [f.resolve() for f in files]
     path = Path(spec).expanduser()
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and _supported(p.name))
         files = [p for p in files if _stem(p.name) not in TEST_STEMS]  # never train on a test set
         if not files:
             raise UserError(f"directory {spec} holds no {'/'.join(SUFFIXES)} files; pass files, a glob, 'pile' or 'sample'")
-        return [(f.resolve(), False) for f in files]
+        return [f.resolve() for f in files]
     if not path.exists():
         raise UserError(f"source {spec} does not exist; pass 'pile', 'sample', files, directories, globs or URLs")
     if not _supported(path.name):
         raise UserError(f"source {spec} is not {', '.join(SUFFIXES)}; prepare reads JSON lines (optionally zstd-compressed)")
-    return [(path.resolve(), True)]
+    return [path.resolve()]
 
 
 def _check_file(path: Path) -> int:
@@ -131,22 +128,8 @@ def _check_file(path: Path) -> int:
         raise UserError(f"cannot read {path}: {err.strerror or err}; check its permissions") from None
 
 
-def open_url(url: str, offset: int = 0):
-    """An HTTP(S) response for `url` (redirects followed). Raises UserError with what to do."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    try:
-        return urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S)
-    except urllib.error.HTTPError as err:
-        hint = " (a private or gated dataset needs a mirror: set " + PILE_BASE_URL_ENV + ")" if err.code in (401, 403) else ""
-        raise UserError(f"{url} answered HTTP {err.code} {err.reason}{hint}; check the URL") from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise UserError(
-            f"cannot reach {url} ({reason}); check the network, or use local files or --source sample"
-        ) from None
-
-
 def _check_url(url: str) -> Optional[int]:
+    """The size of `url` (None when not announced); a one-line UserError when it cannot be read."""
     with open_url(url) as response:
         length = response.headers.get("Content-Length")
         return int(length) if length and length.isdigit() else None
@@ -173,7 +156,7 @@ def resolve_sources(specs: list[str]) -> list[Source]:
                 raise UserError(f"URL {spec} is not {', '.join(SUFFIXES)}; prepare reads JSON lines (optionally zstd)")
             entries.append((spec, None, _stem(spec) in VAL_STEMS))
         else:
-            for path, _explicit in _expand_local(spec):
+            for path in _expand_local(spec):
                 entries.append((str(path), _check_file(path), _stem(path.name) in VAL_STEMS))
     seen: set[str] = set()
     unique = []

@@ -1,9 +1,11 @@
 """Tokenizers: a tiktoken encoding by name, a local `.tiktoken` ranks file, or raw bytes.
 
-Every tokenizer has an identity (`name`, `sha256` of its ranks) that is written into the manifest,
-so that a store, and every run trained on it, says exactly which vocabulary its token ids belong to.
-The sha256 is taken over the ranks in the `.tiktoken` file format (one `base64(token) rank` line per
-token, in rank order), so a named encoding and the same ranks loaded from a file agree.
+Every tokenizer has an identity (`name`, `sha256` of its ranks, `pattern`) that is written into the
+manifest, so that a store, and every run trained on it, says exactly which vocabulary its token ids
+belong to. The sha256 is taken over the ranks in the `.tiktoken` file format (one `base64(token) rank`
+line per token, in rank order), so a named encoding and the same ranks loaded from a file agree. A
+ranks file of one of tiktoken's encodings is that encoding exactly (split pattern and special-token
+ids); any other ranks file gets GPT-2's pattern, and its identity says so (`pattern`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import hashlib
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -22,9 +25,49 @@ from pileablate.errors import UserError
 
 ENDOFTEXT = "<|endoftext|>"
 
-# GPT-2's pre-tokenisation regex (as shipped by tiktoken for gpt2/r50k_base), used for `.tiktoken`
-# files, which carry only ranks: text is split into words/numbers/punctuation/space runs, then BPE'd.
+# A `.tiktoken` file carries only ranks; the pre-tokenisation pattern (how text is split into
+# words/numbers/punctuation/space runs before BPE) and the special tokens belong to the encoding.
+# Ranks files of tiktoken's own encodings are recognised by their sha256 and get exactly that
+# encoding's pattern and special-token ids. The hashes are the `expected_hash` that tiktoken's registry
+# (tiktoken_ext/openai_public.py) pins for each file; patterns, special tokens and explicit_n_vocab are
+# copied from the same constructors (tests/test_data_tokenizer.py checks all of it against the
+# installed tiktoken). gpt2's ranks are r50k_base's, so that file stands for both. The files are written
+# in rank order, one `base64 rank` line each, so their sha256 is also `ranks_sha256` of their ranks
+# (checked on the real cl100k_base.tiktoken).
 GPT2_PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+CL100K_PAT_STR = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+O200K_PAT_STR = "|".join([
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""\p{N}{1,3}""",
+    r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+    r"""\s*[\r\n]+""",
+    r"""\s+(?!\S)""",
+    r"""\s+""",
+])
+
+
+@dataclass(frozen=True)
+class KnownEncoding:
+    name: str
+    pat_str: str
+    special_tokens: dict
+    explicit_n_vocab: Optional[int] = None
+
+
+KNOWN_RANKS_FILES: dict[str, KnownEncoding] = {
+    "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930": KnownEncoding(
+        "r50k_base", GPT2_PAT_STR, {ENDOFTEXT: 50256}, 50257),
+    "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069": KnownEncoding(
+        "p50k_base", GPT2_PAT_STR, {ENDOFTEXT: 50256}, 50281),
+    "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7": KnownEncoding(
+        "cl100k_base", CL100K_PAT_STR, {ENDOFTEXT: 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
+                                        "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}),
+    "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d": KnownEncoding(
+        "o200k_base", O200K_PAT_STR, {ENDOFTEXT: 199999, "<|endofprompt|>": 200018}),
+}
+# What an unknown ranks file gets: GPT-2's pattern, end-of-text right after the last rank.
+UNKNOWN_FILE_PATTERN = "gpt2 (unknown ranks file)"
 
 BYTES_SPEC = "bytes"
 
@@ -39,6 +82,11 @@ def ranks_sha256(token_bytes_in_rank_order: Sequence[tuple[int, bytes]]) -> str:
 
 def parse_tiktoken_file(path: Path) -> dict[bytes, int]:
     """Read a `.tiktoken` ranks file (`base64(token) rank` per line)."""
+    return _read_ranks_file(path)[0]
+
+
+def _read_ranks_file(path: Path) -> tuple[dict[bytes, int], str]:
+    """(ranks, sha256 of the file's bytes)."""
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -65,7 +113,7 @@ def parse_tiktoken_file(path: Path) -> dict[bytes, int]:
         )
     if len(set(ranks.values())) != len(ranks):
         raise UserError(f"{path} gives the same rank to two tokens; it is not a valid ranks file")
-    return ranks
+    return ranks, hashlib.sha256(data).hexdigest()
 
 
 class Tokenizer:
@@ -76,6 +124,7 @@ class Tokenizer:
     sha256: str
     n_vocab: int
     eot_id: int
+    pattern: str  # whose pre-tokenisation split and special tokens: an encoding name, or UNKNOWN_FILE_PATTERN
 
     def encode(self, text: str) -> list[int]:
         return self.encode_array(text).tolist()
@@ -96,7 +145,7 @@ class Tokenizer:
     def identity(self) -> dict:
         """The manifest's `tokenizer` entry."""
         return {"spec": self.spec, "name": self.name, "sha256": self.sha256,
-                "n_vocab": self.n_vocab, "eot_id": self.eot_id}
+                "n_vocab": self.n_vocab, "eot_id": self.eot_id, "pattern": self.pattern}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, n_vocab={self.n_vocab}, eot_id={self.eot_id})"
@@ -111,6 +160,7 @@ class BytesTokenizer(Tokenizer):
         self.sha256 = ranks_sha256([(b, bytes([b])) for b in range(256)])
         self.n_vocab = 257
         self.eot_id = 256
+        self.pattern = "none"  # no split: every byte is a token
 
     def encode_array(self, text: str) -> np.ndarray:
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.uint32)
@@ -122,11 +172,12 @@ class BytesTokenizer(Tokenizer):
 class TiktokenTokenizer(Tokenizer):
     """A `tiktoken.Encoding`; its Rust core releases the GIL, so threads encode in parallel."""
 
-    def __init__(self, encoding, spec: str, name: str, sha256: str) -> None:
+    def __init__(self, encoding, spec: str, name: str, sha256: str, pattern: str) -> None:
         self.encoding = encoding
         self.spec = spec
         self.name = name
         self.sha256 = sha256
+        self.pattern = pattern
         self.n_vocab = encoding.n_vocab
         self.eot_id = encoding.eot_token
 
@@ -180,23 +231,36 @@ def _from_named(name: str) -> TiktokenTokenizer:
             continue
     if ENDOFTEXT not in encoding.special_tokens_set:
         raise UserError(f"tiktoken encoding '{name}' has no {ENDOFTEXT} token; choose another tokenizer")
-    return TiktokenTokenizer(encoding, spec=name, name=name, sha256=ranks_sha256(ranked))
+    return TiktokenTokenizer(encoding, spec=name, name=name, sha256=ranks_sha256(ranked), pattern=name)
+
+
+def known_encoding(file_sha256: str, ranks_sha: str) -> Optional[KnownEncoding]:
+    """tiktoken's encoding for these ranks, recognised by the file's sha256 (or its ranks')."""
+    return KNOWN_RANKS_FILES.get(file_sha256) or KNOWN_RANKS_FILES.get(ranks_sha)
 
 
 def _from_file(path: Path) -> TiktokenTokenizer:
     import tiktoken
 
-    ranks = parse_tiktoken_file(path)
-    eot = max(ranks.values()) + 1  # end-of-text goes right after the ranks
-    name = path.name[: -len(".tiktoken")] if path.name.endswith(".tiktoken") else path.stem
-    try:
-        encoding = tiktoken.Encoding(
-            name=f"pileablate-{name}", pat_str=GPT2_PAT_STR, mergeable_ranks=ranks, special_tokens={ENDOFTEXT: eot}
-        )
-    except Exception as err:
-        raise UserError(f"{path} is not a usable BPE ranks file ({err}); pass a tiktoken ranks file or 'bytes'") from None
+    ranks, file_sha = _read_ranks_file(path)
     ranked = sorted(((r, t) for t, r in ranks.items()))
-    return TiktokenTokenizer(encoding, spec=str(path.resolve()), name=name, sha256=ranks_sha256(ranked))
+    ranks_sha = ranks_sha256(ranked)
+    known = known_encoding(file_sha, ranks_sha)
+    stem = path.name[: -len(".tiktoken")] if path.name.endswith(".tiktoken") else path.stem
+    if known is not None:
+        name, pattern, specials, n_vocab = known.name, known.name, dict(known.special_tokens), known.explicit_n_vocab
+        pat_str = known.pat_str
+    else:
+        # Never let another file pass under the name of a real encoding.
+        name = f"{stem}-custom" if stem in tiktoken.list_encoding_names() else stem
+        pattern, specials, n_vocab, pat_str = UNKNOWN_FILE_PATTERN, {ENDOFTEXT: max(ranks.values()) + 1}, None, GPT2_PAT_STR
+    try:
+        encoding = tiktoken.Encoding(name=f"pileablate-{name}", pat_str=pat_str, mergeable_ranks=ranks,
+                                     special_tokens=specials, explicit_n_vocab=n_vocab)
+    except Exception as err:  # tiktoken asserts or raises on ranks that clash with the special tokens
+        raise UserError(f"{path} is not a usable BPE ranks file ({err or type(err).__name__}); "
+                        "pass a tiktoken ranks file or 'bytes'") from None
+    return TiktokenTokenizer(encoding, spec=str(path.resolve()), name=name, sha256=ranks_sha, pattern=pattern)
 
 
 def load_tokenizer(spec: str) -> Tokenizer:

@@ -31,7 +31,6 @@ class DecodeStats:
     elapsed_s: float = 0.0
     forward_passes: int = 0
     target_forward_passes: int = 0
-    rounds: int = 0
     drafted: int = 0
     accepted: int = 0
     window_shifts: int = 0
@@ -239,7 +238,6 @@ def _speculative(
         q_all = torch.stack(draft_probs) if draft_probs else p[:0]
         drafts = torch.tensor(proposed, dtype=torch.long, device=p.device)
         accepted, next_token = accept_drafts(p, q_all, drafts, generator)
-        stats.rounds += 1
         stats.drafted += k
         stats.accepted += accepted
         new = proposed[:accepted] + [next_token]

@@ -51,7 +51,9 @@ class ModelConfig:
 
     attention: str = field(default="mha", metadata=_help("'mha' (multi-head), 'gqa' (grouped-query) or 'mla' (multi-head latent)."))
     kernel: str = field(default="sdpa", metadata=_help("'sdpa' (F.scaled_dot_product_attention, flash when available) or 'math' (explicit reference)."))
-    n_kv_head: Optional[int] = field(default=None, metadata=_help("gqa: key/value heads; must divide n_head. None: n_head//4 (at least 1). 1 = MQA."))
+    n_kv_head: Optional[int] = field(
+        default=None, metadata=_help("gqa: key/value heads; must divide n_head. None: a real grouping (default_kv_heads). 1 = MQA.")
+    )
     kv_latent_dim: Optional[int] = field(default=None, metadata=_help("mla: width of the key/value latent. None: max(d_model//4, head_dim)."))
     mla_rope_dim: Optional[int] = field(default=None, metadata=_help("mla with rope: width of the decoupled rotary query/key part. None: head_dim//2."))
 
@@ -109,7 +111,7 @@ class ModelConfig:
         """Key/value heads actually used: n_head except for gqa."""
         if self.attention != "gqa":
             return self.n_head
-        return self.n_kv_head if self.n_kv_head is not None else max(1, self.n_head // 4)
+        return self.n_kv_head if self.n_kv_head is not None else default_kv_heads(self.n_head)
 
     @property
     def latent_dim(self) -> int:
@@ -135,6 +137,17 @@ class ModelConfig:
     @property
     def real_vocab_size(self) -> int:
         return self.data_vocab_size if self.data_vocab_size is not None else self.vocab_size
+
+
+def default_kv_heads(n_head: int) -> int:
+    """gqa's key/value heads when none are asked for: the divisor of n_head strictly between 1 and
+    n_head nearest n_head/4 (ties: the larger), so the default is a real grouping and not multi-query
+    attention: 4 heads -> 2, 6 -> 2, 12 -> 3, 16 -> 4. Only without such a divisor (n_head < 4, or
+    prime) is it 1. Multi-query attention is `--kv-heads 1`."""
+    groups = [d for d in range(2, n_head) if n_head % d == 0]
+    if not groups:
+        return 1
+    return min(groups, key=lambda d: (abs(d - n_head / 4), -d))
 
 
 def _divisors(n: int) -> str:
@@ -191,12 +204,28 @@ def pad_vocab(vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
     return int(math.ceil(vocab_size / multiple) * multiple)
 
 
-def build_model_config(preset: str, mods: Union[str, Sequence[str]], vocab_size: int, **overrides: Any) -> ModelConfig:
+def build_model_config(preset: str, mods: Union[str, Sequence[str]], vocab_size: int, *,
+                       match_params: bool = False, **overrides: Any) -> ModelConfig:
     """The config for `preset` + `mods` on data whose tokenizer has `vocab_size` ids.
 
     Overrides that are None are ignored. Accepted: the CLI names in OVERRIDES (kv_heads, experts, ...)
     and any ModelConfig field name (e.g. kernel="math", dropout=0.1).
+
+    `match_params`: give the model the parameter count of the baseline (same preset and overrides, no
+    model modification) through its MLP width, the rule of pileablate/model/matching.py. An explicit
+    `mlp_hidden` override is the caller's choice and is kept as given.
     """
+    config = _build(preset, mods, vocab_size, overrides)
+    if match_params and overrides.get("mlp_hidden") is None:
+        baseline = _build(preset, (), vocab_size, overrides)
+        if config != baseline:  # trainer-only modifications leave the model as it is
+            from pileablate.model.matching import match_to_baseline
+
+            config = match_to_baseline(config, baseline)
+    return config
+
+
+def _build(preset: str, mods: Union[str, Sequence[str]], vocab_size: int, overrides: dict) -> ModelConfig:
     from pileablate.model.registry import model_changes, resolve_mods
 
     if preset not in PRESETS:

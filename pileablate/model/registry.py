@@ -38,7 +38,7 @@ _MODS = [
                  reference="Su et al. 2021 (RoFormer); Llama rotate-half layout"),
     Modification("swiglu", "SwiGLU MLP w2(silu(w1 x) * w3 x), hidden ~8/3 d, params = GELU MLP", "model", {"mlp": "swiglu"},
                  reference="Shazeer 2020"),
-    Modification("gqa", "grouped-query attention: --kv-heads key/value heads (default n_head/4; 1 = MQA)", "model",
+    Modification("gqa", "grouped-query attention: --kv-heads key/value heads (default a real grouping near n_head/4; 1 = MQA)", "model",
                  {"attention": "gqa"}, frozenset({"mla"}), reference="Ainslie et al. 2023"),
     Modification("mla", "multi-head latent attention: keys/values from a --kv-latent-dim latent, decoupled rope part",
                  "model", {"attention": "mla"}, frozenset({"gqa"}), reference="DeepSeek-AI 2024 (DeepSeek-V2)"),

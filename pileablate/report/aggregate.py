@@ -1,29 +1,42 @@
-"""Runs grouped into configurations (seeds of one experiment), with seed statistics and Δ to baseline."""
+"""Runs grouped into configurations (seeds of one experiment): which runs count, seed statistics,
+Δ to the baseline (tested and Holm-corrected), and the size difference to the baseline."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pileablate.report.checks import run_flags
+from pileablate.report.checks import exclusion_reason, run_flags
+from pileablate.report.compare import compare
 from pileablate.report.runs import Run
-from pileablate.report.stats import Difference, mean, std, welch
+from pileablate.report.stats import Difference, mean, std, with_holm
+
+# Parameter difference to the baseline above which a configuration is flagged as not size-matched
+# (matching aims at 1%; 2% leaves room for hand-made runs that are close but not exact).
+PARAMS_FLAG_FRACTION = 0.02
 
 
 @dataclass
 class Configuration:
-    """All seeds of one configuration and their figures (means over seeds; std where it matters)."""
+    """All seeds of one configuration. Figures are over the runs that count (finished, guards passed);
+    the others are kept, with the reason, in `excluded`."""
 
     name: str
     mods: tuple[str, ...]
     runs: list[Run]
+    excluded: dict[str, str] = field(default_factory=dict)  # run name -> why it does not count
     flags: list[str] = field(default_factory=list)
     delta: Optional[Difference] = None
     is_baseline: bool = False
+    params_vs_baseline: Optional[float] = None  # active parameters / the baseline's - 1
+
+    @property
+    def counted(self) -> list[Run]:
+        return [r for r in self.runs if r.name not in self.excluded]
 
     def values(self, key: str) -> list[float]:
-        """`key` from each run's summary, over the runs that have it."""
-        return [float(r.summary[key]) for r in self.runs if r.summary.get(key) is not None]
+        """`key` from each counted run's summary, over the runs that have it."""
+        return [float(r.summary[key]) for r in self.counted if r.summary.get(key) is not None]
 
     def mean(self, key: str) -> Optional[float]:
         return mean(self.values(key))
@@ -33,12 +46,25 @@ class Configuration:
 
     @property
     def seeds(self) -> list[int]:
-        return sorted(r.seed for r in self.runs if r.seed is not None)
+        """Seeds of the runs that count."""
+        return sorted(r.seed for r in self.counted if r.seed is not None)
 
     @property
     def peak_mem_bytes(self) -> Optional[float]:
         values = self.values("peak_mem_bytes")
         return max(values) if values else None
+
+    @property
+    def params_active(self) -> Optional[float]:
+        """Active parameters (the matched quantity; total for all but moe), from any run that
+        recorded them: a run that failed still had its model built."""
+        counts = [float(r.summary.get("params_active") or r.summary["params_total"])
+                  for r in self.runs if r.summary.get("params_active") or r.summary.get("params_total")]
+        return mean(counts)
+
+    @property
+    def lrs(self) -> list[float]:
+        return sorted({r.lr for r in self.runs if r.lr is not None})
 
 
 def _order(config: Configuration) -> tuple:
@@ -48,7 +74,7 @@ def _order(config: Configuration) -> tuple:
     return (not config.is_baseline, len(config.mods), created, config.name)
 
 
-def group_runs(runs: list[Run], delta_key: str = "final_val_loss") -> list[Configuration]:
+def _group(runs: list[Run]) -> list[Configuration]:
     """Seeds of one configuration share a name up to `-sN` and the same modifications."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
@@ -61,16 +87,39 @@ def group_runs(runs: list[Run], delta_key: str = "final_val_loss") -> list[Confi
         members.sort(key=lambda r: (r.seed is None, r.seed or 0, r.name))
         config = Configuration(name=label, mods=mods, runs=members)
         for run in members:
+            reason = exclusion_reason(run)
+            if reason:
+                config.excluded[run.name] = reason
             for flag in run_flags(run):
                 config.flags.append(flag if len(members) == 1 else f"{run.name}: {flag}")
+        if not config.counted:
+            config.flags.append("no run counts (see excluded runs): no figures, no Δ")
         configs.append(config)
+    return configs
 
+
+def _size_difference(config: Configuration, baseline: Configuration) -> None:
+    mine, base = config.params_active, baseline.params_active
+    if mine is None or not base:
+        return
+    config.params_vs_baseline = mine / base - 1
+    if abs(config.params_vs_baseline) > PARAMS_FLAG_FRACTION:
+        config.flags.append(f"parameters {config.params_vs_baseline:+.1%} vs the baseline "
+                            f"(over {PARAMS_FLAG_FRACTION:.0%}: sizes not matched)")
+
+
+def group_runs(runs: list[Run], delta_key: str = "final_val_loss") -> list[Configuration]:
+    """Configurations in reading order, each with its Δ to the baseline over the runs that count."""
+    configs = _group(runs)
     baselines = [c for c in configs if not c.mods]
     baseline = next((c for c in baselines if c.name == "baseline"), baselines[0] if baselines else None)
     if baseline is not None:
         baseline.is_baseline = True
-        for config in configs:
-            if config is not baseline:
-                config.delta = welch(config.values(delta_key), baseline.values(delta_key))
+        others = [c for c in configs if c is not baseline]
+        for config in others:
+            _size_difference(config, baseline)
+        deltas = with_holm([compare(c.counted, baseline.counted, delta_key) for c in others])
+        for config, delta in zip(others, deltas):
+            config.delta = delta
     configs.sort(key=_order)
     return configs

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional
 
-from pileablate.report.aggregate import Configuration, group_runs
+from pileablate.report.aggregate import PARAMS_FLAG_FRACTION, Configuration, group_runs
 from pileablate.report.checks import (
     MIN_PLAUSIBLE_BITS_PER_BYTE,
     OVERFIT_GAP_NATS,
@@ -18,11 +18,19 @@ from pileablate.report.checks import (
     budget_flags,
     describe_budget,
 )
+from pileablate.report.listings import (
+    EXCLUDED_HEADERS,
+    TUNING_HEADERS,
+    excluded_rows,
+    rich_grid,
+    tuning_rows,
+)
 from pileablate.report.runs import Run, check_same_data, load_runs
 from pileablate.report.stats import SIGNIFICANCE_RULE
 from pileablate.report.table import (
     RUN_COLUMNS,
     SUMMARY_COLUMNS,
+    markdown_grid,
     markdown_table,
     rich_table,
     run_markdown_table,
@@ -30,35 +38,71 @@ from pileablate.report.table import (
     summary_rows,
     to_csv,
 )
+from pileablate.report.tuning import Tuning, tuning_results
 
 PLOTS = ("loss_vs_tokens", "loss_vs_time", "runs_grid", "final_val_loss", "lr_schedule")
+TUNING_PLOT = "lr_sensitivity"  # drawn when the runs include learning-rate tuning runs
 
 
 @dataclass
 class Report:
-    runs: list[Run]
+    runs: list[Run]  # the runs the report compares (tuning runs are apart)
     configurations: list[Configuration]
     notes: list[str] = field(default_factory=list)   # mixed data (only with --force)
-    warnings: list[str] = field(default_factory=list)  # report-wide flags: unequal budgets
+    warnings: list[str] = field(default_factory=list)  # report-wide flags: unequal budgets, no baseline, lr at an edge
     delta_key: str = "final_val_loss"
+    tuning: list[Tuning] = field(default_factory=list)
 
     @property
     def delta_metric(self) -> str:
         return "val bits/byte" if self.delta_key == "val_bits_per_byte" else "val loss (nats/token)"
 
+    @property
+    def tuning_runs(self) -> list[Run]:
+        return [r for t in self.tuning for r in t.runs]
+
     def table(self):
-        return rich_table(self.configurations, title=f"pileablate report: {len(self.runs)} runs, "
-                          f"Δ on final {self.delta_metric}")
+        """The results table, then (when there are any) the runs that do not count and the tuning."""
+        from rich.console import Group
+
+        counted = sum(len(c.counted) for c in self.configurations)
+        parts = [rich_table(self.configurations, title=f"pileablate report: {counted} of {len(self.runs)} runs "
+                            f"count, Δ on final {self.delta_metric}")]
+        excluded = excluded_rows(self.configurations)
+        if excluded:
+            parts.append(rich_grid("Runs that do not count (in no mean, Δ or test)", EXCLUDED_HEADERS, excluded))
+        if self.tuning:
+            parts.append(rich_grid("Learning-rate tuning (loss on the tuning split)", TUNING_HEADERS,
+                                   tuning_rows(self.tuning), style="bold"))
+        return Group(*parts)
+
+
+def _baseline_warnings(configs: list[Configuration]) -> list[str]:
+    baseline = next((c for c in configs if c.is_baseline), None)
+    if baseline is None:
+        return ["no baseline (a run without modifications) among the runs: no Δ"]
+    if not baseline.counted:
+        return ["no baseline run counts (see the runs that do not count): no Δ"]
+    return []
 
 
 def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list[Run]] = None) -> Report:
-    """Load and check the runs under `paths` (or the given runs); refuses mixed data unless forced."""
+    """Load and check the runs under `paths` (or the given runs); refuses mixed data unless forced.
+    Learning-rate tuning runs (role "tuning") are kept apart from the runs the report compares."""
     runs = runs if runs is not None else load_runs(paths)
-    notes = check_same_data(runs, force)
-    mixed_tokenizers = len({r.tokenizer_id for r in runs if r.fingerprint}) > 1
+    compared = [r for r in runs if r.role != "tuning"]
+    notes = check_same_data(compared, force)
+    mixed_tokenizers = len({r.tokenizer_id for r in compared if r.fingerprint}) > 1
     delta_key = "val_bits_per_byte" if mixed_tokenizers else "final_val_loss"
-    configs = group_runs(runs, delta_key=delta_key)
-    return Report(runs=runs, configurations=configs, notes=notes, warnings=budget_flags(runs), delta_key=delta_key)
+    configs = group_runs(compared, delta_key=delta_key)
+    names: dict[tuple, str] = {}
+    for config in configs:
+        names.setdefault(config.mods, config.name)
+    tuning = tuning_results([r for r in runs if r.role == "tuning"], names)
+    warnings = budget_flags(compared) + (_baseline_warnings(configs) if configs else [])
+    warnings += [flag for t in tuning for flag in [t.edge_flag(), t.problem] if flag]
+    return Report(runs=compared, configurations=configs, notes=notes, warnings=warnings, delta_key=delta_key,
+                  tuning=tuning)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -67,57 +111,119 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def markdown(report: Report, plot_dir: Optional[str] = "plots") -> str:
-    runs = report.runs
+def _header(report: Report) -> list[str]:
+    runs = report.runs or report.tuning_runs
     first = next((r for r in runs if r.fingerprint), runs[0])
     data = first.data
     tok = data.get("tokenizer") or {}
+    counted = sum(len(c.counted) for c in report.configurations)
     lines = [
         "# pileablate report",
         "",
-        f"{len(runs)} runs in {len(report.configurations)} configurations, "
-        f"made {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `pileablate report`.",
+        f"{len(report.runs)} runs in {len(report.configurations)} configurations"
+        + (f", and {len(report.tuning_runs)} learning-rate tuning runs" if report.tuning else "")
+        + f", made {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `pileablate report`.",
         "",
         (f"- Data: `{data.get('dir', '?')}` (fingerprint `{(first.fingerprint or 'unknown')[:16]}`), "
          f"tokenizer `{tok.get('name') or tok.get('spec') or '?'}` (vocabulary {tok.get('n_vocab', '?')}).")
         if not report.notes else "- Data: MIXED, see below.",
-        f"- Budget per run: {describe_budget(first.budget) if not report.warnings else 'UNEQUAL, see flags'}.",
+        f"- Budget per run: {describe_budget(first.budget) if not budget_flags(report.runs) else 'UNEQUAL, see flags'}.",
+        f"- Runs that count: {counted} of {len(report.runs)} (finished their budget, passed their guards); "
+        "the others are listed apart and enter no figure.",
         f"- Δ vs baseline: difference of the mean final {report.delta_metric} to the baseline's "
         "(negative is better).",
     ]
-    for note in report.notes:
-        lines.append(f"- **Mixed data (--force):** {note}.")
-    lines += ["", "## Results", "", markdown_table(report.configurations), "",
-              "Means over seeds, ± one sample standard deviation. " + SIGNIFICANCE_RULE, ""]
+    if report.tuning:
+        lines.append("- Learning rates: chosen per configuration on the tuning split (see Learning-rate tuning).")
+    lines += [f"- **Mixed data (--force):** {note}." for note in report.notes]
+    return lines
+
+
+def _statistics(configs: list[Configuration]) -> list[str]:
+    """One line per comparison: Δ, its interval, which test and why, p and the Holm-adjusted p."""
+    lines = ["## Statistics", "", SIGNIFICANCE_RULE, ""]
+    for c in configs:
+        d = c.delta
+        if c.is_baseline:
+            continue
+        if d is None:
+            lines.append(f"- {c.name}: no Δ (no run of it, or of the baseline, counts).")
+        elif d.p is None:
+            lines.append(f"- {c.name}: Δ {d.delta:+.4f}; {d.why}.")
+        else:
+            verdict = "significant" if d.significant else "not significant"
+            t = "" if d.t is None else f"t = {d.t:.3f}, "
+            lines.append(f"- {c.name}: Δ {d.delta:+.4f}, 95% CI [{d.ci[0]:+.4f}, {d.ci[1]:+.4f}]; {d.why}: "
+                         f"{t}df = {d.df:.3g}, p = {d.p:.3g}, Holm-adjusted p = {d.p_adjusted:.3g} ({verdict}).")
+    return lines + [""]
+
+
+def _not_counted(configs: list[Configuration]) -> list[str]:
+    lines = ["## Runs that do not count", ""]
+    rows = excluded_rows(configs)
+    if not rows:
+        return lines + ["None: every run finished its budget and passed its guards.", ""]
+    return lines + [markdown_grid(EXCLUDED_HEADERS, rows), "",
+                    "They enter no mean, standard deviation, Δ, interval or test; their curves stay in the plots.", ""]
+
+
+def _tuning(report: Report) -> list[str]:
+    if not report.tuning:
+        return []
+    return ["## Learning-rate tuning", "", markdown_grid(TUNING_HEADERS, tuning_rows(report.tuning)), "",
+            "Each configuration trains at the lr with the lowest mean final loss on the tuning split (a part of "
+            "the training data, never the validation windows reported above) over its tuning seeds, among the "
+            "rates at which every tuning seed finished; a choice at the smallest or largest rate tried is flagged.",
+            ""]
+
+
+def _flags(report: Report) -> list[str]:
     flagged = [(c.name, f) for c in report.configurations for f in c.flags]
-    lines += ["## Flags", ""]
+    lines = ["## Flags", ""]
     if not flagged and not report.warnings:
         lines.append("None: every run finished its budget, passed its guards, and shows no over-fitting "
-                     "or impossible loss.")
-    for warning in report.warnings:
-        lines.append(f"- **{warning}**")
-    for name, flag in flagged:
-        lines.append(f"- {name}: {flag}")
-    lines += [
+                     "or impossible loss; every configuration is the baseline's size.")
+    lines += [f"- **{warning}**" for warning in report.warnings]
+    lines += [f"- {name}: {flag}" for name, flag in flagged]
+    return lines + [
         "",
         f"Rules: over-fitting when the mean train loss over the last 10% of logged steps is more than "
         f"{OVERFIT_GAP_NATS} nats/token and {OVERFIT_GAP_RELATIVE:.0%} below the final validation loss; "
         f"an impossible loss is one below {MIN_PLAUSIBLE_BITS_PER_BYTE} bits per byte (no model compresses "
-        "text that well: a sign of leaked future tokens); guards and flags come from each run's summary.",
+        "text that well: a sign of leaked future tokens); sizes differ when a configuration's active "
+        f"parameters are more than {PARAMS_FLAG_FRACTION:.0%} away from the baseline's; guards and flags come "
+        "from each run's summary.",
         "",
     ]
+
+
+CAPTIONS = {
+    "loss_vs_tokens": "Train (faint raw, bold smoothed) and validation (dashed) loss against tokens",
+    "loss_vs_time": "The same against wall-clock time",
+    "runs_grid": "One panel per run",
+    "final_val_loss": "Final validation loss per configuration (±1 std over seeds) and Δ with its 95% interval",
+    "lr_schedule": "Learning-rate schedules",
+    TUNING_PLOT: "Learning-rate sensitivity: final tuning loss against lr",
+}
+
+
+def markdown(report: Report, plot_dir: Optional[str] = "plots") -> str:
+    lines = _header(report)
+    if not report.configurations:
+        lines += ["", "No runs to compare yet: only learning-rate tuning runs."]
+    lines += ["", "## Results", "", markdown_table(report.configurations), "",
+              "Means over the seeds that count, ± one sample standard deviation. Δ params: active parameters "
+              "against the baseline's (the quantity `--match-params` matches; total parameters for all but "
+              "moe). The test column says which test gave the interval and p, and why.", ""]
+    lines += _statistics(report.configurations) + _not_counted(report.configurations) + _tuning(report)
+    lines += _flags(report)
     if plot_dir is not None:
         lines += ["## Plots", ""]
-        captions = {
-            "loss_vs_tokens": "Train (faint raw, bold smoothed) and validation (dashed) loss against tokens",
-            "loss_vs_time": "The same against wall-clock time",
-            "runs_grid": "One panel per run",
-            "final_val_loss": "Final validation loss per configuration (±1 std over seeds)",
-            "lr_schedule": "Learning-rate schedules",
-        }
-        for stem in PLOTS:
-            lines += [f"### {captions[stem]}", "", f"![{captions[stem]}]({plot_dir}/{stem}.png)", ""]
-    lines += ["## Runs", "", run_markdown_table(runs), ""]
+        for stem in (PLOTS if report.configurations else ()) + ((TUNING_PLOT,) if report.tuning else ()):
+            lines += [f"### {CAPTIONS[stem]}", "", f"![{CAPTIONS[stem]}]({plot_dir}/{stem}.png)", ""]
+    lines += ["## Runs", "", run_markdown_table(report.runs), ""]
+    if report.tuning:
+        lines += ["### Tuning runs", "", run_markdown_table(report.tuning_runs), ""]
     return "\n".join(lines)
 
 
@@ -129,12 +235,24 @@ def write_report(report: Report, out_dir: Path, plots: bool = True) -> dict[str,
     if plots:
         from pileablate.report.plots import build_figures, save_figure
 
-        for stem, fig in build_figures(report.configurations, report.delta_key).items():
+        for stem, fig in build_figures(report.configurations, report.delta_key, report.tuning).items():
             files[stem] = save_figure(fig, out_dir / "plots", stem)[0]
     metric = "val_bits_per_byte" if report.delta_key == "val_bits_per_byte" else "final_val_loss"
     _atomic_write(out_dir / "summary.csv", to_csv(summary_rows(report.configurations, metric), SUMMARY_COLUMNS))
-    _atomic_write(out_dir / "runs.csv", to_csv(run_rows(report.configurations), RUN_COLUMNS))
+    _atomic_write(out_dir / "runs.csv", to_csv(run_rows(report.configurations, report.tuning), RUN_COLUMNS))
     _atomic_write(out_dir / "report.md", markdown(report, "plots" if plots else None))
     files.update({"report.md": out_dir / "report.md", "summary.csv": out_dir / "summary.csv",
                   "runs.csv": out_dir / "runs.csv"})
     return files
+
+
+def publish_to_trackers(report: "Report", files: dict, trackers, runs_dir: Path) -> None:
+    """The report's table and plots beside the runs' live curves (TensorBoard, W&B), when asked."""
+    if not trackers:
+        return
+    from pileablate.console import stderr_console
+    from pileablate.report.table import markdown_table
+    from pileablate.train.trackers import publish_report
+
+    pngs = [p for p in files.values() if Path(p).suffix == ".png"]
+    publish_report(trackers, runs_dir, markdown_table(report.configurations), pngs, stderr_console())

@@ -23,6 +23,9 @@ OVERFIT_GAP_RELATIVE = 0.05
 
 _GUARD_OK = {"ok", "passed", "pass", "true", "skipped", "n/a", "none"}
 
+# Trainer flags that mean the run's numbers cannot be trusted (DESIGN.md "Runs").
+FAILING_FLAGS = frozenset({"guard_failed", "non_finite_loss", "implausible_loss", "diverged"})
+
 
 def train_loss_tail(run: Run, fraction: float = 0.1, minimum: int = 5) -> Optional[float]:
     """Mean train loss over the last 10% of logged steps: one batch's loss is too noisy to compare."""
@@ -34,11 +37,44 @@ def train_loss_tail(run: Run, fraction: float = 0.1, minimum: int = 5) -> Option
     return mean(losses[-n:])
 
 
-def bits_per_byte(run: Run, loss_nats: Optional[float]) -> Optional[float]:
+def run_bits_per_byte(run: Run, loss_nats: Optional[float]) -> Optional[float]:
+    """A loss of this run in bits per byte of its validation text (None when unknown)."""
+    from pileablate.train.metrics import bits_per_byte  # the one formula (no torch behind it)
+
     bpt = run.val_bytes_per_token
-    if loss_nats is None or not bpt:
-        return None
-    return loss_nats / math.log(2) / bpt
+    return None if loss_nats is None or not bpt else bits_per_byte(loss_nats, bpt)
+
+
+def _guard_failures(run: Run) -> list[str]:
+    guards = dict(run.summary.get("guards") or {})
+    error = guards.pop("error", None)
+    failures = []
+    for guard, value in guards.items():
+        # A guard records "passed", a measured number (the initial loss), or None when not reached.
+        if value is True or value is None or isinstance(value, (int, float)) or str(value).lower() in _GUARD_OK:
+            continue
+        failures.append(f"guard {guard} failed" + (f": {error}" if error else f": {value}"))
+        error = None
+    if error:
+        failures.append(f"guard failed: {error}")
+    return failures
+
+
+def _implausible_loss(run: Run, train_tail: Optional[float]) -> Optional[str]:
+    """The lowest of the run's losses in bits per byte, when it is below what any model reaches."""
+    lowest = [
+        bpb
+        for bpb in (
+            run.summary.get("val_bits_per_byte"),
+            run_bits_per_byte(run, run.summary.get("best_val_loss")),
+            run_bits_per_byte(run, train_tail),
+        )
+        if bpb is not None and math.isfinite(float(bpb))
+    ]
+    if lowest and min(lowest) < MIN_PLAUSIBLE_BITS_PER_BYTE:
+        return (f"loss below what the data allows: {min(lowest):.3f} bits/byte < {MIN_PLAUSIBLE_BITS_PER_BYTE}"
+                " (leak of future tokens?)")
+    return None
 
 
 def run_flags(run: Run) -> list[str]:
@@ -50,18 +86,7 @@ def run_flags(run: Run) -> list[str]:
         flags.append(f"failed ({reason or 'unknown reason'})")
     elif status in ("running", "stopped", "unknown") and reason not in ("time_limit", "max_tokens", "max_steps"):
         flags.append(f"incomplete: {status}" + (f" ({reason})" if reason else ""))
-
-    guards = dict(run.summary.get("guards") or {})
-    error = guards.pop("error", None)
-    for guard, value in guards.items():
-        # A guard records "passed", a measured number (the initial loss), or None when not reached.
-        if value is True or value is None or isinstance(value, (int, float)) or str(value).lower() in _GUARD_OK:
-            continue
-        flags.append(f"guard {guard} failed" + (f": {error}" if error else f": {value}"))
-        error = None
-    if error:
-        flags.append(f"guard failed: {error}")
-
+    flags += _guard_failures(run)
     for flag in run.summary.get("flags") or []:
         if flag not in flags and flag != reason:  # the stop reason is already in the status flag
             flags.append(str(flag))
@@ -74,26 +99,40 @@ def run_flags(run: Run) -> list[str]:
             epochs = run.summary.get("epochs")
             at = f" after {float(epochs):.1f} epochs" if epochs is not None else ""
             flags.append(f"over-fitting: train {train:.3f} < val {float(val):.3f}{at}")
-
-    lowest = [
-        bpb
-        for bpb in (
-            run.summary.get("val_bits_per_byte"),
-            bits_per_byte(run, run.summary.get("best_val_loss")),
-            bits_per_byte(run, train),
-        )
-        if bpb is not None and math.isfinite(float(bpb))
-    ]
-    if lowest and min(lowest) < MIN_PLAUSIBLE_BITS_PER_BYTE:
-        flags.append(
-            f"loss below what the data allows: {min(lowest):.3f} bits/byte < {MIN_PLAUSIBLE_BITS_PER_BYTE}"
-            " (leak of future tokens?)"
-        )
+    implausible = _implausible_loss(run, train)
+    if implausible:
+        flags.append(implausible)
     for key in ("final_train_loss", "final_val_loss"):
         value = run.summary.get(key)
         if value is not None and not math.isfinite(float(value)):
             flags.append(f"non-finite {key.replace('_', ' ')}")
     return flags
+
+
+def exclusion_reason(run: Run) -> Optional[str]:
+    """Why a run must stay out of every mean, Δ, interval and test; None when it counts.
+
+    A run counts only when it finished its budget (status "finished"), passed its guards, carries none
+    of the trainer's failure flags, has a finite final validation loss, and no loss of it is below what
+    the data allows. Over-fitting is a finding about the configuration, not a failure: it counts.
+    """
+    status, reason = run.status, run.summary.get("stop_reason")
+    if status == "failed":
+        return f"failed ({reason or 'unknown reason'})"
+    if status != "finished":
+        return f"unfinished: {status}" + (f" ({reason})" if reason else "")
+    guards = _guard_failures(run)
+    if guards:
+        return guards[0]
+    failing = [str(f) for f in run.summary.get("flags") or [] if f in FAILING_FLAGS]
+    if failing:
+        return "flagged " + ", ".join(failing)
+    value = run.summary.get("final_val_loss")
+    if value is None:
+        return "no final validation loss"
+    if not math.isfinite(float(value)):
+        return "non-finite final validation loss"
+    return _implausible_loss(run, train_loss_tail(run))
 
 
 def describe_budget(budget: dict) -> str:

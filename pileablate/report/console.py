@@ -5,20 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def stdout_console():
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        # Piped into a file, a 16-column table at rich's default 80 columns is unreadable.
-        console = Console(width=220)
-    return console
-
-
 def print_files(report, files: dict[str, Path]) -> None:
-    from rich.console import Console
+    from pileablate.console import stderr_console
 
-    err = Console(stderr=True)
+    err = stderr_console()
     for warning in report.warnings + [f"mixed data (--force): {n}" for n in report.notes]:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     err.print(f"report: {files['report.md']}", highlight=False)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from pileablate.report.aggregate import Configuration
 from pileablate.report.fmt import format_count
 from pileablate.report.runs import Run
 from pileablate.report.stats import smooth
+from pileablate.report.tuning import Tuning
 
 RAW_ALPHA = 0.25
 
@@ -141,12 +142,15 @@ def runs_grid_figure(configs: list[Configuration], loss_unit: str = "nats/token"
     fig = _figure(3.2 * cols, 2.6 * rows + 0.4)
     axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
     colors = _run_color(configs)
+    excluded = {id(r) for c in configs for r in c.runs if r.name in c.excluded}
     full: list[float] = []
     for i, run in enumerate(runs):
         ax = axes[i // cols][i % cols]
         _draw_run(ax, run, colors[run.name], "tokens")
         full += smooth(run.series("train_loss")[1]) + run.series("val_loss")[1]
-        ax.set_title(run.name, fontsize="medium")
+        counts = id(run) not in excluded
+        ax.set_title(run.name + ("" if counts else " (does not count)"), fontsize="medium",
+                     color="black" if counts else "firebrick")
         ax.grid(alpha=0.3)
     for j in range(len(runs), rows * cols):
         axes[j // cols][j % cols].set_visible(False)
@@ -166,42 +170,96 @@ def runs_grid_figure(configs: list[Configuration], loss_unit: str = "nats/token"
     return fig
 
 
-def final_val_bar_figure(configs: list[Configuration], key: str = "final_val_loss", label: str = "final validation loss (nats/token)"):
-    """One bar per configuration: mean over seeds, error bar one standard deviation, seeds as dots."""
-    fig = _figure(max(6.0, 1.1 * len(configs) + 2), 4.8)
-    ax = fig.add_subplot()
+def _loss_bars(ax, configs: list[Configuration], key: str, label: str) -> None:
+    """Mean over the seeds that count, error bar one standard deviation, seeds as dots."""
     colors = _colors(configs)
-    names = [c.name for c in configs]
     means = [c.mean(key) for c in configs]
     stds = [c.std(key) or 0.0 for c in configs]
     heights = [m if m is not None else 0.0 for m in means]
     seeded = any(c.std(key) is not None for c in configs)
     # No error bar at all with one seed: a zero-width bar would read as "no noise".
     ax.bar(range(len(configs)), heights, yerr=stds if seeded else None, capsize=4,
-           color=[colors[n] for n in names], edgecolor="black", linewidth=0.6)
+           color=[colors[c.name] for c in configs], edgecolor="black", linewidth=0.6)
     for i, c in enumerate(configs):
         values = c.values(key)
         if len(values) > 1:
             ax.scatter([i] * len(values), values, color="black", s=10, zorder=3)
-        if c.delta is not None and means[i] is not None:
-            ax.annotate(f"{c.delta.delta:+.3f}{c.delta.marker}", (i, means[i] + stds[i]),
-                        textcoords="offset points", xytext=(0, 4), ha="center", fontsize="small")
     base = next((c for c in configs if c.is_baseline), None)
     if base is not None and base.mean(key) is not None:
         ax.axhline(base.mean(key), color="gray", linestyle=":", linewidth=1, label="baseline")
         ax.legend(fontsize="small", loc="lower right")
-    ax.set_xticks(range(len(configs)), names, rotation=30, ha="right")
+    ax.set_xticks(range(len(configs)), [c.name for c in configs], rotation=30, ha="right")
     ax.set_ylabel(label)
-    ax.set_xlabel("configuration (error bars: ±1 std over seeds; Δ vs baseline above)" if seeded else
-                  "configuration (one seed each: no error bars, significance of Δ unknown (?))")
+    ax.set_xlabel("configuration (bars: mean ±1 std over the seeds that count)" if seeded else
+                  "configuration (one seed each: no error bars)")
     ax.set_title("Final validation loss per configuration")
-    present = [m for m in means if m is not None]
+    present = [(m, sd) for m, sd in zip(means, stds) if m is not None]
     if present:
-        lo = min(m - s for m, s in zip(heights, stds) if m) if any(heights) else 0.0
-        hi = max(m + s for m, s in zip(heights, stds))
+        lo = min(m - sd for m, sd in present)
+        hi = max(m + sd for m, sd in present)
         # A loss axis from zero hides the differences this chart exists to show.
         ax.set_ylim(max(0.0, lo - 0.6 * (hi - lo + 1e-3)), hi + 0.25 * (hi - lo + 1e-3))
     ax.grid(axis="y", alpha=0.3)
+
+
+def _delta_intervals(ax, configs: list[Configuration]) -> None:
+    """Δ vs baseline per configuration with its 95% interval as an error bar (none when untested)."""
+    colors = _colors(configs)
+    others = [c for c in configs if not c.is_baseline]
+    for i, c in enumerate(others):
+        d = c.delta
+        if d is None:
+            continue
+        yerr = None if d.ci is None else [[d.delta - d.ci[0]], [d.ci[1] - d.delta]]
+        ax.errorbar([i], [d.delta], yerr=yerr, fmt="o", color=colors[c.name], capsize=5, markersize=6)
+        ax.annotate(f"{d.delta:+.3f}{d.marker}", (i, d.ci[1] if d.ci else d.delta), textcoords="offset points",
+                    xytext=(0, 4), ha="center", fontsize="small")
+    ax.axhline(0.0, color="gray", linestyle=":", linewidth=1)
+    ax.set_xticks(range(len(others)), [c.name for c in others], rotation=30, ha="right")
+    ax.set_ylabel("Δ vs baseline (negative is better)")
+    ax.set_xlabel("error bars: 95% interval; * significant (Holm)")
+    ax.set_title("Difference to the baseline")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def final_val_bar_figure(configs: list[Configuration], key: str = "final_val_loss",
+                         label: str = "final validation loss (nats/token)"):
+    """Left: one bar per configuration (mean over the seeds that count, ±1 std, seeds as dots).
+    Right: Δ to the baseline with its 95% confidence interval as error bars."""
+    fig = _figure(max(9.0, 1.6 * len(configs) + 3), 4.8)
+    bars, deltas = fig.subplots(1, 2, width_ratios=[len(configs), max(1, len(configs) - 1)])
+    _loss_bars(bars, configs, key, label)
+    _delta_intervals(deltas, configs)
+    return fig
+
+
+def lr_sensitivity_figure(tuning: list[Tuning], configs: Sequence[Configuration] = ()):
+    """Final tuning loss against learning rate (log x), one curve per configuration: the mean over
+    tuning seeds, each seed a dot, the chosen rate a star; rates at which a seed failed are left out.
+    A configuration keeps the colour it has in the other figures."""
+    from matplotlib import colormaps
+
+    fig = _figure(8, 5)
+    ax = fig.add_subplot()
+    cmap = colormaps["tab10" if len(tuning) <= 10 else "tab20"]
+    colors = _colors(list(configs)) if configs else {}
+    for i, t in enumerate(tuning):
+        color = colors.get(t.name, cmap(i % cmap.N))
+        lrs = [lr for lr in t.lrs if t.mean_loss(lr) is not None]
+        ax.plot(lrs, [t.mean_loss(lr) for lr in lrs], color=color, marker="o", linewidth=1.6, label=t.name)
+        for lr in lrs:
+            seeds = t.losses[lr]
+            if len(seeds) > 1:
+                ax.scatter([lr] * len(seeds), seeds, color=color, s=8, alpha=0.5)
+        if t.chosen is not None:
+            ax.scatter([t.chosen], [t.mean_loss(t.chosen)], color=color, marker="*", s=180, edgecolor="black", zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("peak learning rate")
+    ax.set_ylabel("final loss on the tuning split")
+    ax.set_title("Learning-rate sensitivity (star: chosen rate)")
+    ax.grid(alpha=0.3, which="both")
+    if ax.lines:
+        ax.legend(fontsize="small")
     return fig
 
 
@@ -240,8 +298,12 @@ def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def build_figures(configs: list[Configuration], delta_key: str = "final_val_loss") -> dict:
-    """name -> Figure, every figure of the report."""
+def build_figures(configs: list[Configuration], delta_key: str = "final_val_loss", tuning: Sequence[Tuning] = ()) -> dict:
+    """name -> Figure, every figure of the report (lr_sensitivity only with tuning runs, the others
+    only with runs to compare)."""
+    tuned = {"lr_sensitivity": lr_sensitivity_figure(list(tuning), configs)} if tuning else {}
+    if not configs:
+        return tuned
     if delta_key == "val_bits_per_byte":
         bar = final_val_bar_figure(configs, "val_bits_per_byte", "final validation bits per byte")
     else:
@@ -252,4 +314,5 @@ def build_figures(configs: list[Configuration], delta_key: str = "final_val_loss
         "runs_grid": runs_grid_figure(configs),
         "final_val_loss": bar,
         "lr_schedule": lr_schedule_figure(configs),
+        **tuned,
     }

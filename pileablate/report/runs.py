@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from pileablate.errors import UserError
+from pileablate.train.metrics import read_metrics  # tolerates a torn last line; no torch
 
 _SEED_SUFFIX = re.compile(r"-s\d+$")
 
@@ -79,6 +80,31 @@ class Run:
         return {k: budget.get(k) for k in ("time_limit_s", "max_tokens", "max_steps")}
 
     @property
+    def role(self) -> str:
+        """"tuning" for a learning-rate tuning run (measured on the tuning split), else "report"."""
+        return str(self.summary.get("role") or self.config.get("role") or "report")
+
+    @property
+    def lr(self) -> Optional[float]:
+        """The peak learning rate the run trained with (config.json records the resolved value)."""
+        value = (self.config.get("train") or {}).get("lr", self.summary.get("lr"))
+        return None if value is None else float(value)
+
+    @property
+    def pairing_key(self) -> dict:
+        """What seeds of two configurations must share for seed s to mean the same batches, the same
+        validation windows and the same budget: the data, the window length, the batch layout, the
+        validation tokens and the budget."""
+        train, model = self.config.get("train") or {}, self.config.get("model") or {}
+        return {
+            "data": self.fingerprint,
+            "batches": (model.get("seq_len"), train.get("batch_size"), train.get("grad_accum"),
+                        self.config.get("world_size")),
+            "validation windows": (model.get("seq_len"), train.get("eval_tokens")),
+            "budget": tuple(self.budget.values()),
+        }
+
+    @property
     def val_bytes_per_token(self) -> Optional[float]:
         value = self.data.get("val_bytes_per_token")
         return float(value) if value else None
@@ -101,23 +127,6 @@ def _read_json(path: Path) -> dict:
         raise UserError(f"cannot read {path}: {err}; delete or repair that run directory") from None
 
 
-def _read_metrics(path: Path) -> list[dict]:
-    """metrics.jsonl, tolerating a torn last line (a run killed mid-write is still reportable)."""
-    if not path.is_file():
-        return []
-    rows = []
-    with path.open() as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
 def is_run_dir(path: Path) -> bool:
     return (path / "config.json").is_file() or (path / "summary.json").is_file()
 
@@ -126,7 +135,19 @@ def load_run(path: Path) -> Run:
     path = Path(path)
     config = _read_json(path / "config.json") if (path / "config.json").is_file() else {}
     summary = _read_json(path / "summary.json") if (path / "summary.json").is_file() else {}
-    return Run(path=path, config=config, summary=summary, metrics=_read_metrics(path / "metrics.jsonl"))
+    return Run(path=path, config=config, summary=summary, metrics=read_metrics(path / "metrics.jsonl"))
+
+
+def _runs_in(folder: Path) -> list[Path]:
+    """The runs in a folder of runs, and in its subfolders that are folders of runs themselves (ablate
+    keeps learning-rate tuning runs apart in one)."""
+    runs: list[Path] = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if is_run_dir(sub):
+            runs.append(sub)
+        else:
+            runs += sorted(p for p in sub.iterdir() if p.is_dir() and is_run_dir(p))
+    return runs
 
 
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
@@ -139,10 +160,7 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
                             "or make runs with 'pileablate ablate'")
         if not path.is_dir():
             raise UserError(f"{path} is not a directory; pass a runs folder (default runs/) or one run's folder")
-        if is_run_dir(path):
-            candidates = [path]
-        else:
-            candidates = sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
+        candidates = [path] if is_run_dir(path) else _runs_in(path)
         for run_dir in candidates:
             if run_dir.resolve() not in {p.resolve() for p in found}:
                 found.append(run_dir)

@@ -1,42 +1,25 @@
-"""Seed statistics: mean, standard deviation, and when a difference to the baseline beats seed noise.
+"""Seed statistics: mean, standard deviation, the difference to the baseline with its 95% interval,
+its t-test (paired over seeds where seeds pair, Welch otherwise) and the Holm correction.
 
-The rule (stated in every report): a configuration differs from the baseline significantly when
-Welch's two-sided t-test over the seeds rejects equal means at the 5% level, i.e.
-|mean_a - mean_b| > t(0.975, df) * sqrt(s_a^2/n_a + s_b^2/n_b) with the Welch-Satterthwaite df
-(Welch, 1947). It needs at least two seeds on both sides; with one seed significance is unknown,
-because one run per configuration says nothing about how much a different seed would move it.
+The tests come from scipy.stats; tests/test_report_stats.py pins them against textbook values.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
+ALPHA = 0.05  # two-sided, family-wise (Holm) over the report's comparisons
+
 SIGNIFICANCE_RULE = (
-    "A difference to the baseline is marked significant (*) when Welch's two-sided t-test over seeds "
-    "rejects equal means at the 5% level: |Δ| > t(0.975, df) × √(s²_a/n_a + s²_b/n_b), df by "
-    "Welch–Satterthwaite. It needs ≥ 2 seeds on both sides; with one seed, significance is unknown (?)."
+    "Δ is the mean over the configuration's counted seeds minus the baseline's. Where both have the same "
+    "seeds (and so the same batches and validation windows) under the same budget, the test is a paired "
+    "t-test on the per-seed differences; otherwise Welch's t-test. The 95% interval is that test's "
+    "interval for Δ. A difference is marked significant (*) when its p-value, Holm–Bonferroni-adjusted "
+    "over every comparison in the report, is below 5%. A test needs ≥ 2 seeds on both sides; with one "
+    "seed, significance is unknown (?)."
 )
-
-# Two-sided 95% critical values of Student's t (0.975 quantile) for df = 1..30; beyond 30 the normal
-# value is within 4%. A fractional Welch df is rounded down: the larger critical value is the
-# conservative choice.
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)
-
-
-def t_critical_975(df: float) -> float:
-    if df < 1:
-        return _T975[0]
-    if df >= 120:
-        return 1.980 if df < 1000 else 1.960
-    if df > 30:
-        return 2.042 if df < 40 else (2.021 if df < 60 else 2.000)
-    return _T975[int(math.floor(df)) - 1]
 
 
 def mean(values: Sequence[float]) -> Optional[float]:
@@ -53,31 +36,99 @@ def std(values: Sequence[float]) -> Optional[float]:
 
 @dataclass(frozen=True)
 class Difference:
-    delta: float              # mean(a) - mean(b)
-    stderr: Optional[float]   # sqrt(s_a^2/n_a + s_b^2/n_b); None with fewer than 2 seeds a side
-    threshold: Optional[float]  # t * stderr: |delta| above it is significant
-    significant: Optional[bool]  # None: unknown (one seed)
+    """mean(a) - mean(b) and what the seeds say about it."""
+
+    delta: float
+    why: str                                   # which test and why, e.g. "paired t-test over seeds 0,1,2"
+    test: Optional[str] = None                 # "paired" | "welch" | None (too few seeds to test)
+    stderr: Optional[float] = None
+    df: Optional[float] = None
+    t: Optional[float] = None
+    p: Optional[float] = None                  # two-sided, uncorrected
+    ci: Optional[tuple[float, float]] = None   # 95% interval for delta
+    p_adjusted: Optional[float] = None         # Holm over the report's comparisons
+
+    @property
+    def significant(self) -> Optional[bool]:
+        """None: not testable (one seed). Judged on the Holm-adjusted p once it is set."""
+        if self.p is None:
+            return None
+        return (self.p_adjusted if self.p_adjusted is not None else self.p) < ALPHA
 
     @property
     def marker(self) -> str:
         return {True: "*", False: "", None: "?"}[self.significant]
 
 
-def welch(a: Sequence[float], b: Sequence[float]) -> Optional[Difference]:
-    """Difference of means of `a` over `b` and whether it exceeds seed-to-seed noise."""
+def _t_quantile(df: float) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(1 - ALPHA / 2, df))
+
+
+def _result(delta: float, why: str, test: str, se: float, df: float, p_of_t, values: Sequence[float]) -> Difference:
+    rounding = 1e-12 * max(abs(v) for v in values)
+    if se <= rounding:
+        # Rounding noise, not seed noise: the seeds gave the same numbers (or the same differences).
+        # Any difference is then exact, none of it is noise.
+        return Difference(delta, why, test, 0.0, df, None, 1.0 if abs(delta) <= rounding else 0.0, (delta, delta))
+    t = delta / se
+    half = _t_quantile(df) * se
+    return Difference(delta, why, test, se, df, t, p_of_t(), (delta - half, delta + half))
+
+
+def untested(a: Sequence[float], b: Sequence[float], why: str) -> Optional[Difference]:
+    """The difference without a test (too few seeds); None when a side has no value at all."""
     if not a or not b:
         return None
-    delta = mean(a) - mean(b)
+    return Difference(mean(a) - mean(b), why)
+
+
+def paired(a: Sequence[float], b: Sequence[float], why: str = "paired t-test") -> Optional[Difference]:
+    """Paired t-test on a[i] - b[i] (the same seed on both sides): df = n - 1."""
+    from scipy import stats
+
+    if len(a) != len(b):
+        raise ValueError("paired samples need the same length")
+    if len(a) < 2:
+        return untested(a, b, "one seed: significance unknown")
+    diffs = [x - y for x, y in zip(a, b)]
+    n = len(diffs)
+    se = std(diffs) / math.sqrt(n)
+    return _result(mean(diffs), why, "paired", se, n - 1, lambda: float(stats.ttest_rel(a, b).pvalue), [*a, *b])
+
+
+def welch(a: Sequence[float], b: Sequence[float], why: str = "Welch's t-test") -> Optional[Difference]:
+    """Welch's unequal-variance t-test of mean(a) - mean(b), Welch–Satterthwaite df."""
+    from scipy import stats
+
     if len(a) < 2 or len(b) < 2:
-        return Difference(delta, None, None, None)
+        return untested(a, b, "one seed: significance unknown")
     va, vb = std(a) ** 2 / len(a), std(b) ** 2 / len(b)
     se = math.sqrt(va + vb)
-    if se == 0.0:
-        # Identical seeds on both sides: any difference is exact, none is noise.
-        return Difference(delta, 0.0, 0.0, delta != 0.0)
-    df = (va + vb) ** 2 / ((va**2) / (len(a) - 1) + (vb**2) / (len(b) - 1)) if va + vb > 0 else 1.0
-    threshold = t_critical_975(df) * se
-    return Difference(delta, se, threshold, abs(delta) > threshold)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else len(a) + len(b) - 2
+    return _result(mean(a) - mean(b), why, "welch", se, df,
+                   lambda: float(stats.ttest_ind(a, b, equal_var=False).pvalue), [*a, *b])
+
+
+def holm(pvalues: Sequence[Optional[float]]) -> list[Optional[float]]:
+    """Holm–Bonferroni adjusted p-values (Holm 1979), in the given order; None entries (untested)
+    are left out of the family and stay None. The i-th smallest of m is multiplied by m - i
+    (i from 0), then made non-decreasing and capped at 1."""
+    tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    m = len(tested)
+    adjusted: list[Optional[float]] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def with_holm(differences: Sequence[Optional[Difference]]) -> list[Optional[Difference]]:
+    """The differences with `p_adjusted` set by Holm over those that were tested."""
+    adjusted = holm([d.p if d is not None else None for d in differences])
+    return [d if d is None or q is None else replace(d, p_adjusted=q) for d, q in zip(differences, adjusted)]
 
 
 def smooth(values: Sequence[float], span: Optional[int] = None) -> list[float]:

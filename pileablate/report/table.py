@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Callable
+from typing import Callable, Sequence
 
 from pileablate.report.aggregate import Configuration
-from pileablate.report.checks import train_loss_tail
+from pileablate.report.checks import exclusion_reason, train_loss_tail
 from pileablate.report.fmt import (
     DASH,
     format_bytes,
@@ -19,21 +19,25 @@ from pileablate.report.fmt import (
     format_seconds,
 )
 from pileablate.report.runs import Run
+from pileablate.report.tuning import Tuning
 
 # summary.csv: one row per configuration; means over seeds, `_std` the sample standard deviation.
+# Figures are over the runs that count; `runs_excluded` says how many did not (runs.csv says why).
 SUMMARY_COLUMNS = (
-    "configuration", "mods", "seeds", "runs", "status",
-    "params_total", "params_active", "tokens", "steps", "wall_time_s", "epochs",
+    "configuration", "mods", "seeds", "runs", "runs_excluded", "status", "lr",
+    "params_total", "params_active", "params_vs_baseline_pct", "tokens", "steps", "wall_time_s", "epochs",
     "final_train_loss", "final_train_loss_std", "final_val_loss", "final_val_loss_std",
     "best_val_loss", "best_val_loss_std", "val_bits_per_byte", "val_bits_per_byte_std",
-    "delta_vs_baseline", "delta_metric", "delta_threshold", "delta_significant",
+    "delta_vs_baseline", "delta_metric", "delta_ci_low", "delta_ci_high", "delta_p", "delta_p_holm",
+    "delta_significant", "delta_test",
     "tokens_per_s", "peak_mem_bytes",
     "budget_time_limit_s", "budget_max_tokens", "budget_max_steps", "flags",
 )
 
-# runs.csv: one row per run, the figures of summary.json as they are.
+# runs.csv: one row per run (tuning runs too), the figures of summary.json as they are, and whether
+# the run counts in the statistics.
 RUN_COLUMNS = (
-    "name", "configuration", "mods", "seed", "status", "stop_reason",
+    "name", "configuration", "role", "mods", "seed", "lr", "status", "stop_reason", "counted", "excluded_reason",
     "params_total", "params_active", "tokens", "steps", "elapsed_s", "epochs",
     "final_train_loss", "final_val_loss", "best_val_loss", "val_bits_per_byte",
     "tokens_per_s", "peak_mem_bytes", "budget_time_limit_s", "budget_max_tokens", "budget_max_steps",
@@ -51,9 +55,23 @@ def _status(config: Configuration) -> str:
 
 
 def _seeds_text(config: Configuration) -> str:
-    """How many runs, and which seeds: '3 (s0,s1,s2)'."""
+    """How many runs count, and which seeds: '3 (s0,s1,s2)', or '2 of 3 (s0,s2)' when one does not."""
     seeds = config.seeds
-    return f"{len(config.runs)}" + (f" ({','.join(f's{s}' for s in seeds)})" if seeds else "")
+    counted = len(config.counted)
+    total = f"{counted}" if counted == len(config.runs) else f"{counted} of {len(config.runs)}"
+    return total + (f" ({','.join(f's{s}' for s in seeds)})" if seeds else "")
+
+
+def format_lr(lrs: list[float]) -> str:
+    return "/".join(f"{lr:g}" for lr in lrs) if lrs else DASH
+
+
+def _params_vs_baseline(config: Configuration) -> str:
+    if config.is_baseline:
+        return "(baseline)"
+    if config.params_vs_baseline is None:
+        return DASH
+    return f"{config.params_vs_baseline:+.1%}"
 
 
 def _params(config: Configuration) -> str:
@@ -74,6 +92,26 @@ def _delta(config: Configuration) -> str:
     return f"{d.delta:+.3f}{d.marker}"
 
 
+def _interval(config: Configuration) -> str:
+    d = config.delta
+    if config.is_baseline or d is None or d.ci is None:
+        return DASH
+    return f"[{d.ci[0]:+.3f}, {d.ci[1]:+.3f}]"
+
+
+def _p_holm(config: Configuration) -> str:
+    d = config.delta
+    if config.is_baseline or d is None or d.p_adjusted is None:
+        return DASH
+    return f"{d.p_adjusted:.3g}"
+
+
+def _test(config: Configuration) -> str:
+    if config.is_baseline or config.delta is None:
+        return ""
+    return config.delta.why
+
+
 def _train_loss(config: Configuration) -> str:
     return format_mean_std(config.mean("final_train_loss"), config.std("final_train_loss"))
 
@@ -84,6 +122,8 @@ DISPLAY_COLUMNS: tuple[tuple[str, Callable[[Configuration], str]], ...] = (
     ("mods", lambda c: mods_text(c.mods)),
     ("seeds", _seeds_text),
     ("params (total/active)", _params),
+    ("Δ params", _params_vs_baseline),
+    ("lr", lambda c: format_lr(c.lrs)),
     ("tokens", lambda c: format_count(c.mean("tokens"))),
     ("steps", lambda c: format_count(c.mean("steps"))),
     ("wall time", lambda c: format_seconds(c.mean("elapsed_s"))),
@@ -93,6 +133,9 @@ DISPLAY_COLUMNS: tuple[tuple[str, Callable[[Configuration], str]], ...] = (
     ("best val", lambda c: format_mean_std(c.mean("best_val_loss"), c.std("best_val_loss"))),
     ("val bits/byte", lambda c: format_mean_std(c.mean("val_bits_per_byte"), c.std("val_bits_per_byte"))),
     ("Δ vs baseline", _delta),
+    ("95% CI of Δ", _interval),
+    ("p (Holm)", _p_holm),
+    ("test", _test),
     ("tokens/s", lambda c: format_count(c.mean("tokens_per_s"))),
     ("peak mem", lambda c: format_bytes(c.peak_mem_bytes)),
     ("flags", lambda c: "; ".join(c.flags) if c.flags else ""),
@@ -113,9 +156,13 @@ def summary_rows(configs: list[Configuration], delta_metric: str) -> list[dict]:
             "mods": mods_text(c.mods),
             "seeds": " ".join(str(s) for s in c.seeds),
             "runs": len(c.runs),
+            "runs_excluded": len(c.excluded),
             "status": _status(c),
-            "params_total": _num(c.mean("params_total")),
-            "params_active": _num(c.mean("params_active")),
+            "lr": " ".join(f"{lr:g}" for lr in c.lrs),
+            "params_total": _num(_first(c, "params_total")),
+            "params_active": _num(c.params_active),
+            "params_vs_baseline_pct": 0.0 if c.is_baseline else _num(
+                None if c.params_vs_baseline is None else 100 * c.params_vs_baseline),
             "tokens": _num(c.mean("tokens")),
             "steps": _num(c.mean("steps")),
             "wall_time_s": _num(c.mean("elapsed_s")),
@@ -130,8 +177,12 @@ def summary_rows(configs: list[Configuration], delta_metric: str) -> list[dict]:
             "val_bits_per_byte_std": _num(c.std("val_bits_per_byte")),
             "delta_vs_baseline": 0.0 if c.is_baseline else _num(d.delta if d else None),
             "delta_metric": delta_metric,
-            "delta_threshold": _num(d.threshold if d else None),
+            "delta_ci_low": _num(d.ci[0] if d and d.ci else None),
+            "delta_ci_high": _num(d.ci[1] if d and d.ci else None),
+            "delta_p": _num(d.p if d else None),
+            "delta_p_holm": _num(d.p_adjusted if d else None),
             "delta_significant": "" if (c.is_baseline or d is None or d.significant is None) else str(d.significant).lower(),
+            "delta_test": "" if (c.is_baseline or d is None) else d.why,
             "tokens_per_s": _num(c.mean("tokens_per_s")),
             "peak_mem_bytes": _num(c.peak_mem_bytes),
             "budget_time_limit_s": _num(budget["time_limit_s"]),
@@ -142,14 +193,24 @@ def summary_rows(configs: list[Configuration], delta_metric: str) -> list[dict]:
     return rows
 
 
-def run_rows(configs: list[Configuration]) -> list[dict]:
+def _first(config: Configuration, key: str):
+    """A figure every run of a configuration shares (its model's size), from the first run with it."""
+    return next((r.summary[key] for r in config.runs if r.summary.get(key) is not None), None)
+
+
+def run_rows(configs: list[Configuration], tuning: Sequence[Tuning] = ()) -> list[dict]:
+    """One row per run of every configuration, then per tuning run."""
+    groups = [(c.name, c.runs) for c in configs] + [(t.name, t.runs) for t in tuning]
     rows = []
-    for c in configs:
-        for r in c.runs:
+    for name, runs in groups:
+        for r in runs:
             s, budget = r.summary, r.budget
+            reason = exclusion_reason(r)
             rows.append({
-                "name": r.name, "configuration": c.name, "mods": mods_text(r.mods),
-                "seed": _num(r.seed), "status": r.status, "stop_reason": _num(s.get("stop_reason")),
+                "name": r.name, "configuration": name, "role": r.role, "mods": mods_text(r.mods),
+                "seed": _num(r.seed), "lr": _num(r.lr), "status": r.status,
+                "stop_reason": _num(s.get("stop_reason")),
+                "counted": str(reason is None and r.role == "report").lower(), "excluded_reason": reason or "",
                 "params_total": _num(s.get("params_total")), "params_active": _num(s.get("params_active")),
                 "tokens": _num(s.get("tokens")), "steps": _num(s.get("steps")),
                 "elapsed_s": _num(s.get("elapsed_s")), "epochs": _num(s.get("epochs")),
@@ -201,28 +262,30 @@ def rich_table(configs: list[Configuration], title: str = "pileablate report"):
     return table
 
 
-def markdown_table(configs: list[Configuration]) -> str:
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|")
+def markdown_grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table (pipes in cells escaped)."""
+    def line(cells) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
-    headers = [h for h, _ in DISPLAY_COLUMNS]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    for row in display_rows(configs):
-        lines.append("| " + " | ".join(esc(cell) for cell in row) + " |")
-    return "\n".join(lines)
+    return "\n".join([line(headers), "|" + "|".join("---" for _ in headers) + "|", *map(line, rows)])
+
+
+def markdown_table(configs: list[Configuration]) -> str:
+    return markdown_grid([h for h, _ in DISPLAY_COLUMNS], display_rows(configs))
 
 
 def run_markdown_table(runs: list[Run]) -> str:
-    headers = ["run", "seed", "status", "tokens", "steps", "wall time", "train loss (tail)",
+    headers = ["run", "seed", "lr", "status", "tokens", "steps", "wall time", "train loss (tail)",
                "val loss", "best val", "bits/byte"]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    rows = []
     for r in runs:
         s = r.summary
         reason = f" ({s['stop_reason']})" if s.get("stop_reason") else ""
-        lines.append("| " + " | ".join([
-            r.name, str(r.seed) if r.seed is not None else DASH, r.status + reason,
-            format_count(s.get("tokens")), format_count(s.get("steps")), format_seconds(s.get("elapsed_s")),
-            format_float(train_loss_tail(r)), format_float(s.get("final_val_loss")),
-            format_float(s.get("best_val_loss")), format_float(s.get("val_bits_per_byte")),
-        ]) + " |")
-    return "\n".join(lines)
+        rows.append([
+            r.name, str(r.seed) if r.seed is not None else DASH, format_lr([r.lr] if r.lr else []),
+            r.status + reason, format_count(s.get("tokens")), format_count(s.get("steps")),
+            format_seconds(s.get("elapsed_s")), format_float(train_loss_tail(r)),
+            format_float(s.get("final_val_loss")), format_float(s.get("best_val_loss")),
+            format_float(s.get("val_bits_per_byte")),
+        ])
+    return markdown_grid(headers, rows)

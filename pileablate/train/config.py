@@ -7,13 +7,14 @@ by `resolve_defaults` once the model size is known.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
 from pileablate.errors import UserError
+from pileablate.train.trackers import parse_trackers, require_packages
+from pileablate.units import parse_duration
 
 # Learning rate and batch per preset. Small models tolerate (and need) larger rates: 1e-3 is what
 # minGPT/nanoGPT use for models up to ~10M parameters, 6e-4 is GPT-2 small's rate (GPT-3 paper,
@@ -61,11 +62,12 @@ class TrainConfig:
     n_head: Optional[int] = _opt(None, "Override the preset's number of attention heads.")
     d_model: Optional[int] = _opt(None, "Override the preset's model width.")
     seq_len: Optional[int] = _opt(None, "Override the preset's context length (tokens per window).")
-    kv_heads: Optional[int] = _opt(None, "Key/value heads for 'gqa' (default n_head/4; 1 = multi-query).")
+    kv_heads: Optional[int] = _opt(None, "Key/value heads for 'gqa' (default: the divisor of n_head nearest n_head/4, above 1 when one exists; 1 = multi-query).")
     kv_latent_dim: Optional[int] = _opt(None, "Latent width of keys/values for 'mla'.")
     experts: Optional[int] = _opt(None, "Number of experts for 'moe'.")
     top_k: Optional[int] = _opt(None, "Experts per token for 'moe'.")
     mtp_depth: Optional[int] = _opt(None, "Tokens predicted ahead for 'mtp' (2 = t+1 and t+2).")
+    match_params: bool = _opt(True, "Give a modified model the baseline's parameter count (active parameters, within 1%) by its MLP width; --no-match-params keeps the modification's own size.")
     # Optimisation.
     lr: Optional[float] = _opt(None, "Peak learning rate. Default per preset: 1e-3 nano/micro/mini, 6e-4 small, 3e-4 medium.")
     min_lr: Optional[float] = _opt(None, "Final learning rate of the 'cosine' schedule. Default lr/10.")
@@ -85,10 +87,14 @@ class TrainConfig:
     eval_tokens: int = _opt(131072, "Validation tokens per evaluation: fixed windows of the held-out split, the same for every run.")
     log_every: int = _opt(10, "Write a metrics.jsonl row every N steps.")
     checkpoint_every: str = _opt("10m", "Checkpoint every N steps (e.g. 500) or every duration (e.g. 10m); also at the end and on Ctrl-C.")
+    trackers: tuple[str, ...] = _opt((), "Live curves: tensorboard (in RUNS_DIR/tensorboard) and/or wandb (Weights & Biases, "
+                                         "grouped by runs folder); comma list or repeated. Needs pip install -e '.[tensorboard]' / '.[wandb]'.")
     # Hardware.
     device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu).")
     precision: str = _opt("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on GPUs with native bf16, compute capability 8.0+; else fp16 with loss scaling; fp32 on CPU/MPS).")
     compile: bool = _opt(False, "torch.compile the model (faster on GPU after a warm-up compile).")
+    tuning: bool = _opt(False, "A learning-rate tuning run: evaluated on tuning windows of the held-out split that are "
+                              "disjoint from the validation windows reports score (set by 'ablate --tune-lr').")
     resume: bool = _opt(False, "Continue the existing run of this name (re-running the same command also resumes).")
 
     def __post_init__(self) -> None:
@@ -98,6 +104,7 @@ class TrainConfig:
             self.mods = tuple(m for m in (s.strip() for s in self.mods.split(",")) if m)
         else:
             self.mods = tuple(self.mods)
+        self.trackers = parse_trackers(self.trackers)
 
     def model_overrides(self) -> dict:
         """The model options given (None: the preset's value), as `build_model_config` takes them."""
@@ -133,40 +140,7 @@ def field_default(name: str):
 
 
 # ---------------------------------------------------------------------------------------------
-# Parsing budget strings.
-
-_DURATION = re.compile(r"^(?:(?P<d>\d+(?:\.\d+)?)d)?(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
-_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def parse_duration(text: str, option: str = "--time-limit") -> float:
-    """'30s', '90m', '1h', '1h30m', '2d', or plain seconds ('45') -> seconds."""
-    raw = str(text).strip().lower()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        match = _DURATION.match(raw)
-        if not raw or not match or not any(match.groupdict().values()):
-            raise UserError(f"{option} {text!r}: not a duration; use e.g. 30s, 90m, 1h or 1h30m") from None
-        seconds = sum(float(v) * _UNITS[k] for k, v in match.groupdict().items() if v)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise UserError(f"{option} {text!r}: must be a positive duration, e.g. 30s, 90m, 1h")
-    return seconds
-
-
-_COUNT = re.compile(r"^(\d+(?:\.\d+)?)([kmbt]?)$")
-_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
-
-
-def parse_count(text: str, option: str) -> int:
-    """'2000', '500k', '5M', '1.5B' -> int (positive)."""
-    match = _COUNT.match(str(text).strip().lower().replace("_", ""))
-    if not match:
-        raise UserError(f"{option} {text!r}: not a count; use e.g. 20000, 500k, 5M or 1.5B")
-    value = int(round(float(match.group(1)) * _SCALE[match.group(2)]))
-    if value <= 0:
-        raise UserError(f"{option} {text!r}: must be positive")
-    return value
+# Parsing budget strings (counts and durations: pileablate.units).
 
 
 def parse_checkpoint_every(text: str) -> tuple[Optional[int], Optional[float]]:
@@ -209,6 +183,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.name is not None and (not cfg.name or "/" in cfg.name or cfg.name in (".", "..")):
         raise UserError(f"--name {cfg.name!r}: use a plain directory name")
     parse_checkpoint_every(cfg.checkpoint_every)
+    require_packages(cfg.trackers)  # on every rank, before anything trains
 
 
 def option_name(field_name: str) -> str:

@@ -93,11 +93,26 @@ def val_window_starts(num_tokens: int, seq_len: int, eval_tokens: int) -> np.nda
     return slots * seq_len
 
 
-class ValWindows:
-    """The fixed validation windows, materialised once (eval_tokens is small)."""
+def tuning_window_starts(num_tokens: int, seq_len: int, eval_tokens: int) -> np.ndarray:
+    """Windows for choosing a learning rate: as many as the validation windows, evenly spread over the
+    slots those leave free, so that no token a report scores is ever used to choose something."""
+    available = (num_tokens - 1) // seq_len
+    taken = set((val_window_starts(num_tokens, seq_len, eval_tokens) // seq_len).tolist())
+    free = np.array([slot for slot in range(available) if slot not in taken], dtype=np.int64)
+    count = len(taken)
+    if len(free) < count:
+        raise UserError(f"the val split ({num_tokens:,} tokens) cannot hold {count} tuning windows apart from the "
+                        f"{count} validation windows; lower --eval-tokens or prepare more validation data")
+    return free[np.floor(np.arange(count) * (len(free) / count)).astype(np.int64)] * seq_len
 
-    def __init__(self, split: TokenSplit, seq_len: int, eval_tokens: int):
-        self.starts = val_window_starts(split.num_tokens, seq_len, eval_tokens)
+
+class ValWindows:
+    """The fixed validation windows (or, for a learning-rate tuning run, the tuning windows disjoint from
+    them), materialised once (eval_tokens is small)."""
+
+    def __init__(self, split: TokenSplit, seq_len: int, eval_tokens: int, tuning: bool = False):
+        starts = tuning_window_starts if tuning else val_window_starts
+        self.starts = starts(split.num_tokens, seq_len, eval_tokens)
         rows = np.stack([split.window(int(s), seq_len + 1) for s in self.starts]).astype(np.int64)
         self.data = torch.from_numpy(rows)
 

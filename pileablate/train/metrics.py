@@ -25,6 +25,8 @@ import math
 from pathlib import Path
 from typing import Optional
 
+from pileablate.errors import UserError
+
 MIN_PLAUSIBLE_BITS_PER_BYTE = 0.3
 
 # Dense bf16 peak FLOP/s (no sparsity), matched as a substring of torch.cuda.get_device_name().
@@ -67,14 +69,27 @@ class MetricsLog:
         self.enabled = enabled
         self._handle = None
 
-    def truncate_after(self, step: int) -> None:
-        """Drop rows after `step` (resuming from a checkpoint taken at `step`)."""
+    def truncate_after(self, step: int) -> list[str]:
+        """Drop rows after `step` (resuming from a checkpoint taken at `step`) and a torn last line.
+
+        Returns notes for the user (what was dropped and why); empty when nothing was.
+        """
         if not self.enabled or not self.path.exists():
-            return
-        kept = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(self.path)
+            return []
+        text = _read_text(self.path)
+        rows, torn = _parse_rows(text, self.path)
+        kept = [row for row in rows if row.get("step", 0) <= step]
+        notes = []
+        if torn:
+            notes.append(f"{self.path.name}: dropped a torn last line (the previous session stopped while writing it)")
+        if len(kept) < len(rows):
+            notes.append(f"{self.path.name}: dropped {len(rows) - len(kept)} row(s) logged after the checkpoint "
+                         f"at step {step} (those steps are trained again)")
+        if notes or (text and not text.endswith("\n")):  # the next row must start on a line of its own
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+            tmp.replace(self.path)
+        return notes
 
     def write(self, row: dict) -> None:
         if not self.enabled:
@@ -90,8 +105,32 @@ class MetricsLog:
             self._handle = None
 
 
+def _parse_rows(text: str, path: Path) -> tuple[list[dict], bool]:
+    """(rows, whether a torn last line was left out). A bad line before the last is a UserError."""
+    numbered = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    rows = []
+    for i, (number, line) in enumerate(numbered):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        elif i == len(numbered) - 1:  # a process killed mid-write leaves at most its last line torn
+            return rows, True
+        else:
+            raise UserError(f"{path}:{number} is not a metrics row (the file was altered); "
+                            "delete that line or the run directory")
+    return rows, False
+
+
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")  # a torn multi-byte character is just a torn line
+
+
 def read_metrics(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl, without a torn last line (a run killed mid-write still reads)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return _parse_rows(_read_text(path), path)[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 from pileablate.errors import UserError
 
 
-def load_run(run_dir, device: str = "cpu"):
+def load_trained_run(run_dir, device: str = "cpu"):
     """(GPT in eval mode with the latest checkpoint's weights, config.json dict, Tokenizer).
 
     UserError when the directory is not a run or has no checkpoint yet.
@@ -16,7 +16,7 @@ def load_run(run_dir, device: str = "cpu"):
     from pileablate.model.config import ModelConfig
     from pileablate.model.gpt import GPT
     from pileablate.train.checkpoint import checkpoint_path, load_checkpoint
-    from pileablate.train.run_files import read_json
+    from pileablate.jsonfile import read_json
 
     run_dir = Path(run_dir)
     config_file = run_dir / "config.json"

@@ -1,40 +1,33 @@
-"""The run directory: config.json, summary.json (atomic JSON writes) and the resume compatibility check.
+"""The run directory: config.json, summary.json (atomic JSON writes: pileablate.jsonfile) and the resume check.
 
 A run directory is identified by its name. Re-running with the same settings continues it; settings
-that would change what the run *is* (model, data, optimiser, batch) must match, while the budget,
-evaluation/logging/checkpoint cadence and hardware may change between sessions (e.g. extend a finished
-run with a larger --max-steps, or move it to a GPU).
+that would change what the run *is* (model, data, optimiser, batch) must match, while the
+evaluation/logging/checkpoint cadence, trackers and hardware may change between sessions (e.g. move it
+to a GPU). The budget may change only when the learning rate does not depend on it (constant
+schedule): extend a finished baseline with a larger --max-steps, and it says so.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from pileablate.errors import UserError
+from pileablate.train.config import option_name
 
-# TrainConfig fields that may differ when a run is continued.
+BUDGET_FIELDS = ("max_steps", "max_tokens", "time_limit_s")
+
+# TrainConfig fields that may differ when a run is continued (a budget only under a constant schedule).
 RESUMABLE_CHANGES = frozenset({
     "data_dir", "runs_dir", "name", "time_limit_s", "max_tokens", "max_steps", "eval_every", "log_every",
-    "checkpoint_every", "device", "precision", "compile", "resume", "batch_size", "grad_accum",
+    "checkpoint_every", "device", "precision", "compile", "resume", "batch_size", "grad_accum", "trackers",
 })
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+def check_same_run(run_dir: Path, old: dict, new: dict) -> list[str]:
+    """Raise UserError unless `new` (a config.json dict about to be written) continues `old`.
 
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
-def check_same_run(run_dir: Path, old: dict, new: dict) -> None:
-    """Raise UserError unless `new` (a config.json dict about to be written) continues `old`."""
+    Returns notes to show the user (a budget that changed for a constant-schedule run); [] when none.
+    """
     name = run_dir.name
     old_tok, new_tok = old["data"]["tokenizer"], new["data"]["tokenizer"]
     if old_tok.get("sha256") != new_tok.get("sha256"):
@@ -61,3 +54,26 @@ def check_same_run(run_dir: Path, old: dict, new: dict) -> None:
             f"run '{name}' exists with other settings ({'; '.join(differences[:4])}); "
             "repeat its settings to continue it, or pass a new --name"
         )
+    return _check_budget(name, old, new)
+
+
+def _check_budget(name: str, old: dict, new: dict) -> list[str]:
+    """A new budget extends (or shortens) a constant-rate run; under warmup or cosine it is refused.
+
+    Warmup and cosine follow the fraction of the budget used, so with another budget the learning
+    rate would jump mid-run (a finished cosine run given twice the budget goes back from its minimum
+    rate to the middle of the curve): the result would be neither run.
+    """
+    changed = [f"{option_name(k)} {old['train'].get(k)} -> {new['train'].get(k)}"
+               for k in BUDGET_FIELDS if old["train"].get(k) != new["train"].get(k)]
+    if not changed:
+        return []
+    schedule = old.get("schedule", "constant")
+    if schedule != "constant":
+        raise UserError(
+            f"run '{name}' has the {schedule} schedule, which follows the fraction of its budget used, so another "
+            f"budget ({', '.join(changed)}) would change its learning rate mid-run; repeat its budget to continue "
+            "it, or pass a new --name to train with this budget from the start"
+        )
+    return [f"run '{name}': budget changed ({', '.join(changed)}); its learning rate is constant, so the run "
+            "continues from its checkpoint to the new budget"]

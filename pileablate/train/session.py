@@ -29,8 +29,10 @@ from pileablate.train.data_loader import BatchLayout, BatchPrefetcher, TrainWind
 from pileablate.train.distributed import DistInfo, reduce_max, reduce_sum, share_from_main
 from pileablate.train.hardware import autocast_context, configure_backends, pick_precision
 from pileablate.train.metrics import MIN_PLAUSIBLE_BITS_PER_BYTE, MetricsLog, bits_per_byte, peak_flops
-from pileablate.train.run_files import check_same_run, read_json, write_json_atomic
+from pileablate.jsonfile import read_json, write_json_atomic
+from pileablate.train.run_files import check_same_run
 from pileablate.train.schedule import Schedule, budget_progress
+from pileablate.train.trackers import Trackers, group_name, open_tracker, tensorboard_dir
 
 
 class RunFailed(UserError):
@@ -142,6 +144,8 @@ class Session:
     checkpoint_seconds: Optional[float] = None  # ... or as a duration
     flops_per_token: float = 0.0
     peak_flops_per_s: Optional[float] = None    # of the GPU at this precision (for MFU); None on CPU
+    fingerprint: str = ""                       # the data's identity (manifest fingerprint)
+    tracker: Trackers = field(default_factory=Trackers)  # live curves (TensorBoard, W&B); none by default
 
     # -- messages --------------------------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -191,6 +195,26 @@ class Session:
         live.update(progress=p.fraction(self.cfg), step=p.step, train_loss=p.last_train_loss, val_loss=p.last_val_loss,
                     lr=lr, tokens_per_s=self.last_tokens_per_s, elapsed_s=p.elapsed_s, epoch=self.windows.epochs(p.tokens))
 
+    def open_tracker(self) -> Trackers:
+        """The run's live curves (--tracker), on the main process, grouped by runs folder; a resumed
+        run continues its own curves from its checkpoint's step."""
+        cfg = self.cfg
+        self.tracker = open_tracker(cfg.trackers, run_dir=self.run_dir, run_name=cfg.name, group=group_name(cfg.runs_dir),
+                                    group_dir=tensorboard_dir(cfg.runs_dir), config=self.tracker_config(),
+                                    resume_step=self.progress.step, is_main=self.info.is_main, console=self.console)
+        return self.tracker
+
+    def tracker_config(self) -> dict:
+        """The hyperparameters a tracker shows beside the curves: what tells an ablation's runs apart."""
+        cfg = self.cfg
+        return {"mods": ",".join(cfg.mods) or "baseline", "preset": cfg.preset, "seed": cfg.seed, "role": role_of(cfg),
+                "lr": cfg.lr, "min_lr": cfg.min_lr, "schedule": self.schedule_kind, "warmup_steps": cfg.warmup_steps,
+                "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "tokens_per_step": self.tokens_per_step,
+                "seq_len": self.model_cfg.seq_len, "params_total": self.counts["total"],
+                "params_active": self.counts["active"],
+                "budget": {"time_limit_s": cfg.time_limit_s, "max_tokens": cfg.max_tokens, "max_steps": cfg.max_steps},
+                "data_fingerprint": self.fingerprint, "precision": self.precision, "world_size": self.info.world_size}
+
     # -- metrics, evaluation, checkpoints --------------------------------------------------------
     def write_row(self, interval: LossInterval, lr: float, grad_norm: Optional[float], evaluate: bool) -> Optional[str]:
         """The one metrics.jsonl row writer: mean training loss since the last row (all ranks), and the
@@ -212,6 +236,7 @@ class Session:
             if self.peak_flops_per_s:
                 row["mfu"] = self.flops_per_token * row["tokens_per_s"] / (self.peak_flops_per_s * self.info.world_size)
         self.metrics.write(row)
+        self.tracker.log(row)
         self.last_row_step, self.last_tokens_per_s = p.step, row["tokens_per_s"]
         return failure
 
@@ -274,11 +299,17 @@ class Session:
         return summary
 
 
+def role_of(cfg: TrainConfig) -> str:
+    """"tuning": a run that chooses a learning rate (scored on the tuning windows, never reported);
+    "report": a run whose loss on the validation windows is what reports compare."""
+    return "tuning" if cfg.tuning else "report"
+
+
 def summary_identity(cfg: TrainConfig, counts: dict, run_dir: Path) -> dict:
     """What a summary says the run is, whatever became of it."""
     return {
-        "name": cfg.name, "mods": list(cfg.mods), "seed": cfg.seed, "preset": cfg.preset,
-        "params_total": counts["total"], "params_active": counts["active"],
+        "name": cfg.name, "mods": list(cfg.mods), "seed": cfg.seed, "preset": cfg.preset, "role": role_of(cfg),
+        "lr": cfg.lr, "params_total": counts["total"], "params_active": counts["active"],
         "budget": {"time_limit_s": cfg.time_limit_s, "max_tokens": cfg.max_tokens, "max_steps": cfg.max_steps},
         "run_dir": str(run_dir),
     }
@@ -328,7 +359,8 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     for split in ("train", "val"):
         if not (requested.data_dir / split).is_dir():
             raise UserError(f"{requested.data_dir} has no {split} split; run 'pileablate prepare' again")
-    model_cfg = build_model_config(requested.preset, mods, manifest["vocab_size"], **requested.model_overrides())
+    model_cfg = build_model_config(requested.preset, mods, manifest["vocab_size"], match_params=requested.match_params,
+                                   **requested.model_overrides())
     precision = pick_precision(requested.precision, device)
     configure_backends(device)
     torch.manual_seed(requested.seed)
@@ -342,12 +374,13 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
         cfg=cfg, requested=requested, info=info, device=device, console=console, precision=precision,
         model=model, model_cfg=model_cfg, counts=counts, run_dir=cfg.runs_dir / cfg.name,
         windows=TrainWindows(TokenSplit(cfg.data_dir / "train"), model_cfg.seq_len, layout, cfg.seed),
-        val=ValWindows(TokenSplit(cfg.data_dir / "val"), model_cfg.seq_len, cfg.eval_tokens),
+        val=ValWindows(TokenSplit(cfg.data_dir / "val"), model_cfg.seq_len, cfg.eval_tokens, tuning=cfg.tuning),
         val_bytes_per_token=val_stats["bytes"] / max(1, val_stats["tokens"]),
         schedule=Schedule(schedule_kind, cfg.lr, cfg.min_lr, cfg.warmup_steps, tc.WARMUP_MAX_FRACTION),
         schedule_kind=schedule_kind, tokens_per_step=layout.global_windows * model_cfg.seq_len,
         progress=Progress(), resuming=False, guards={},
         metrics=MetricsLog(cfg.runs_dir / cfg.name / "metrics.jsonl", enabled=info.is_main),
+        fingerprint=manifest["fingerprint"],
     )
     state, finished = _continue_or_start(session, manifest)
     if finished is not None:
@@ -362,7 +395,7 @@ def _run_config(s: Session, manifest: dict) -> dict:
     """config.json: everything that defines the run, and where it ran."""
     cfg, device = s.cfg, s.device
     return {
-        "name": cfg.name, "mods": list(cfg.mods), "seed": cfg.seed, "preset": cfg.preset,
+        "name": cfg.name, "mods": list(cfg.mods), "seed": cfg.seed, "preset": cfg.preset, "role": role_of(cfg),
         "model": dataclasses.asdict(s.model_cfg), "train": cfg.to_json(),
         "data": {"dir": str(cfg.data_dir), "fingerprint": manifest["fingerprint"],
                  "tokenizer": manifest["tokenizer"], "vocab_size": manifest["vocab_size"],
@@ -382,7 +415,8 @@ def _continue_or_start(s: Session, manifest: dict) -> tuple[Optional[dict], Opti
     config_file, ckpt_file = s.run_dir / "config.json", checkpoint_path(s.run_dir)
     if config_file.exists():
         old = read_json(config_file)
-        check_same_run(s.run_dir, old, run_config)
+        for note in check_same_run(s.run_dir, old, run_config):
+            s.say(f"[yellow]note:[/yellow] {note}")
         run_config["created"] = old.get("created", run_config["created"])
         s.resuming = ckpt_file.exists()
     elif cfg.resume:
@@ -395,9 +429,10 @@ def _continue_or_start(s: Session, manifest: dict) -> tuple[Optional[dict], Opti
         summary_file = s.run_dir / "summary.json"
         summary = read_json(summary_file) if summary_file.exists() else {}
         if budget_reached(s.progress, cfg) and summary.get("status") == "finished":
+            further = ("pass a new --name to train it with another budget (its schedule follows the budget)"
+                       if s.schedule_kind != "constant" else "raise its budget to train further, or pass a new --name")
             s.say(f"run '{cfg.name}' is already finished ({summary.get('steps')} steps, "
-                  f"{summary.get('tokens'):,} tokens, stop: {summary.get('stop_reason')}); "
-                  "raise its budget to train further, or pass a new --name")
+                  f"{summary.get('tokens'):,} tokens, stop: {summary.get('stop_reason')}); {further}")
             return None, summary
     if s.info.is_main:
         s.run_dir.mkdir(parents=True, exist_ok=True)
@@ -452,7 +487,8 @@ def _start_training_state(s: Session, state: Optional[dict]) -> None:
         set_rng_state(state["rng"])
     if s.info.is_main:
         if s.resuming:
-            s.metrics.truncate_after(s.progress.step)
+            for note in s.metrics.truncate_after(s.progress.step):
+                s.say(f"[yellow]note:[/yellow] {note}")
         elif s.metrics.path.exists():
             s.metrics.path.unlink()  # a session that died before its first checkpoint
     s.last_ckpt_step = s.last_row_step = s.progress.step

@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 from rich.console import Console
 
+from pileablate.console import stderr_console
 from pileablate.train.clock import StepClock
 from pileablate.train.config import TrainConfig, validate
 from pileablate.train.display import LiveDisplay
@@ -41,7 +42,7 @@ def train(cfg: TrainConfig, console: Optional[Console] = None) -> dict:
     init_distributed(info, device)
     finished = False
     try:
-        session = open_session(cfg, info, device, console or Console(stderr=True))
+        session = open_session(cfg, info, device, console or stderr_console())
         summary = session if isinstance(session, dict) else run_to_end(session)
         finished = True
         return summary
@@ -52,10 +53,12 @@ def train(cfg: TrainConfig, console: Optional[Console] = None) -> dict:
 def run_to_end(s: Session) -> dict:
     """Train until the budget, an interrupt or a failure; then checkpoint, summarise and say how it ended."""
     print_header(s)
-    ending = training_loop(s)
-    s.metrics.close()
-    peak_mem = torch.cuda.max_memory_allocated(s.device) if s.device.type == "cuda" else None
-    summary = s.write_summary(ending.status, ending.stop_reason, peak_mem)
+    with s.open_tracker():  # closed however the run ends (a failure, a second Ctrl-C)
+        ending = training_loop(s)
+        s.metrics.close()
+        peak_mem = torch.cuda.max_memory_allocated(s.device) if s.device.type == "cuda" else None
+        summary = s.write_summary(ending.status, ending.stop_reason, peak_mem)
+        s.tracker.summary(summary)
     if ending.failure:
         raise RunFailed(ending.failure, summary)
     if ending.status == "stopped":

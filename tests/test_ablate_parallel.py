@@ -1,0 +1,82 @@
+"""The grid on many devices and machines: `--jobs` (runs at once), `--task K/N` (a job array's share)
+and `--emit slurm` (the job-array scripts)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from pileablate.ablate import Ablation, default_grid
+from pileablate.cli import app
+from pileablate.errors import UserError
+from pileablate.train.config import TrainConfig
+
+TINY = ["--preset", "nano", "--max-steps", "6", "--eval-every", "3", "--eval-tokens", "2048", "--log-every", "2"]
+
+
+def ablate(*args):
+    return CliRunner().invoke(app, ["ablate", *args], catch_exceptions=True)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 14])
+def test_the_tasks_of_an_array_cover_the_plan_exactly_once(n):
+    plans = []
+    for k in range(1, n + 1):
+        ablation = Ablation(TrainConfig(), default_grid(), [0, 1], task=(k, n))
+        plans.append([p.name for p in ablation.share(ablation.report_plan())])
+    names = [name for plan in plans for name in plan]
+    assert sorted(names) == sorted(p.name for p in Ablation(TrainConfig(), default_grid(), [0, 1]).report_plan())
+    assert max(map(len, plans)) - min(map(len, plans)) <= 1
+
+
+@pytest.mark.parametrize("args, message", [(["--task", "3/2"], "between 1 and N"), (["--task", "x"], "use K/N"),
+                                           (["--task", "1/2", "--tune-lr", "auto"], "--stage tune first"),
+                                           (["--stage", "tune"], "needs --tune-lr"), (["--emit", "pbs"], "only 'slurm'")])
+def test_bad_grid_options_are_one_line_errors(bytes_store, tmp_path, args, message):
+    result = ablate("--data", str(bytes_store), "--runs-dir", str(tmp_path / "r"), *args)
+    assert isinstance(result.exception, UserError) and message in str(result.exception), result.output
+    assert "\n" not in str(result.exception)
+
+
+def test_two_jobs_give_the_runs_made_one_after_another(bytes_store, tmp_path, one_torch_thread, monkeypatch):
+    """--jobs 2 on 2 cores: one thread each, in their own processes; the same numbers as one-thread runs
+    made in order."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    parallel, serial = tmp_path / "parallel", tmp_path / "serial"
+    result = ablate("--data", str(bytes_store), "--runs-dir", str(parallel), "--mods", "rope", "--jobs", "2",
+                    "--devices", "cpu,cpu", *TINY)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert ablate("--data", str(bytes_store), "--runs-dir", str(serial), "--mods", "rope", *TINY).exit_code == 0
+    for name in ("baseline-s0", "rope-s0"):
+        a = [json.loads(line) for line in (parallel / name / "metrics.jsonl").read_text().splitlines()]
+        b = [json.loads(line) for line in (serial / name / "metrics.jsonl").read_text().splitlines()]
+        assert [(r["step"], r["train_loss"], r.get("val_loss")) for r in a] == \
+               [(r["step"], r["train_loss"], r.get("val_loss")) for r in b]
+        assert (parallel / name / "train.log").read_text().strip()
+    assert (parallel / "report.md").exists()
+
+
+def test_a_task_makes_only_its_share_and_no_report(bytes_store, tmp_path, one_torch_thread):
+    runs = tmp_path / "runs"
+    result = ablate("--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope", "--task", "2/2", *TINY)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert sorted(p.name for p in runs.iterdir()) == ["rope-s0"]
+    assert "pileablate report" in result.output and not (runs / "report.md").exists()
+
+
+def test_emit_slurm_writes_one_array_per_stage_and_a_submit_script(bytes_store, tmp_path):
+    runs = tmp_path / "runs"
+    result = ablate("--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope", "--seeds", "2",
+                    "--time-limit", "20m", "--tune-lr", "1e-3,3e-3", "--emit", "slurm", "--array-tasks", "2")
+    assert result.exit_code == 0, (result.output, result.exception)
+    tune, report, submit = (runs / "slurm" / n for n in ("tune.sbatch", "report.sbatch", "submit.sh"))
+    assert "#SBATCH --array=1-2" in tune.read_text() and "--stage tune" in tune.read_text()
+    assert '--task "${SLURM_ARRAY_TASK_ID}/2"' in report.read_text() and "--stage report" in report.read_text()
+    assert "--tune-lr 1e-3,3e-3" in report.read_text() and "--time-limit 20m" in report.read_text()
+    # 4 reported runs in 2 tasks: 2 runs x 20 min x 1.5
+    assert "#SBATCH --time=01:00:00" in report.read_text()
+    text = submit.read_text()
+    assert text.index("tune.sbatch") < text.index("report.sbatch") and "afterok" in text
+    assert not any(p.name.endswith("-s0") for p in runs.iterdir())  # nothing trained
