@@ -63,8 +63,9 @@ def make_token_store(out: Path, vocab_size: int = GPT2_VOCAB, train_tokens: int 
                      val_tokens: int = 65_536, doc_tokens: int = 2048, seed: int = 0) -> Path:
     """A token store of random documents (ending with end-of-text = vocab_size - 1), as prepare writes one."""
     from pileablate import __version__
-    from pileablate.data.manifest import MANIFEST, build_manifest, write_json_atomic
+    from pileablate.data.manifest import MANIFEST, build_manifest
     from pileablate.data.store import PartWriter, dtype_for_vocab
+    from pileablate.jsonfile import write_json_atomic
 
     rng = np.random.default_rng(seed)
     dtype, eot = dtype_for_vocab(vocab_size), vocab_size - 1
