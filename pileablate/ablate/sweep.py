@@ -123,7 +123,8 @@ def parts(sweep: Sweep) -> list[Part]:
                 build_model_config(ablation.base.preset, experiment.mods, vocab_size,
                                    **ablation.base.model_overrides())
             except UserError as err:
-                raise UserError(f"--sweep point {point.label} ({point.describe()}), {experiment.label}: {err}") from None
+                raise UserError(f"--sweep point {point.label} ({point.describe()}), {experiment.label}: "
+                                f"{err}") from None
         base, defaulted = grid_budget(ablation.base, vocab_size)
         out.append(Part(point, dataclasses.replace(ablation, base=base), default_budget=defaulted))
     return out
@@ -246,7 +247,8 @@ def _raise_failures(ready: Sequence[Part], reported, result: AblationResult) -> 
     failed = [o for o in result.outcomes if o.run.role == "report" and (o.state.action == "failed" or o.error)]
     untuned = [f"{part.point.label}/{e.label}" for part in ready for e in part.ablation.experiments
                if part.ablation.tuning and f"{part.point.label}/{e.label}" not in result.chosen_lrs]
-    problems = [f"{len(failed)} of {len(reported)} runs failed ({', '.join(o.run.title for o in failed)})"] if failed else []
+    problems = [f"{len(failed)} of {len(reported)} runs failed ({', '.join(o.run.title for o in failed)})"
+                ] if failed else []
     problems += [f"not reported, no tuning run finished: {', '.join(untuned)}"] if untuned else []
     if problems:
         raise AblationFailed("; ".join(problems) + "; the report lists them. Fix the cause, delete those run "

@@ -1,7 +1,7 @@
 """`pileablate ablate`: the grid (baseline, each modification alone, all together) × seeds, equal budgets.
 
 All parsing happens here: the train options through `pileablate train`'s own parser, then `--mods` /
-`--grid` / `--seeds` / `--tune-*` into an `Ablation`, which `pileablate.ablate` runs.
+`--grid` / `--seeds` / `--tune-*` into an `Ablation` (with `--sweep`, a `Sweep` of it), which `pileablate.ablate` runs.
 """
 
 from __future__ import annotations
@@ -97,6 +97,10 @@ def ablate(
     <configuration>-s<seed> (baseline-s0, rope-s0, all-s1), tuning runs tune-<configuration>-lr<rate>-s<seed>;
     re-running the command skips finished runs and resumes an interrupted one. The report (report.md,
     summary.csv, plots/) is written into the runs folder.
+
+    With --sweep (e.g. --sweep preset=nano,micro) the whole grid runs at every point of the axes, each
+    point in its own folder (RUNS/micro/rope-s0), and the report says for each modification how its Δ
+    moves along the axis (scaling.csv, plots/scaling_delta, plots/baseline_scaling).
     """
     from pileablate.ablate import Ablation, default_grid, grid_from_toml, run_ablation
     from pileablate.commands.train import train_config_from_args
@@ -164,7 +168,8 @@ def _emit_slurm(ablation, args, tasks, gpus, cpus, time) -> None:
     from pileablate.ablate.sweep import Sweep
 
     # A sweep's plan has the same length whatever its budgets; only a plain grid needs its budget here.
-    files = write_scripts(ablation if isinstance(ablation, Sweep) else prepared(ablation), args, tasks, gpus, cpus, time)
+    target = ablation if isinstance(ablation, Sweep) else prepared(ablation)
+    files = write_scripts(target, args, tasks, gpus, cpus, time)
     console = stderr_console()
     for path in files:
         console.print(f"wrote {path}", highlight=False)

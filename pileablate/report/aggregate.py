@@ -118,7 +118,9 @@ def group_runs(runs: list[Run], delta_key: str = "final_val_loss") -> list[Confi
     """Configurations in reading order, each with its Δ to the baseline over the runs that count."""
     configs = _group(runs)
     baselines = [c for c in configs if not c.mods]
-    baseline = next((c for c in baselines if c.name.rsplit("/", 1)[-1] == "baseline"), baselines[0] if baselines else None)
+    # In a sweep the name carries the point ('micro/baseline').
+    baseline = next((c for c in baselines if c.name.rsplit("/", 1)[-1] == "baseline"),
+                    baselines[0] if baselines else None)
     if baseline is not None:
         baseline.is_baseline = True
         others = [c for c in configs if c is not baseline]

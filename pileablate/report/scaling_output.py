@@ -80,10 +80,10 @@ def baseline_rows(scaling: Scaling) -> list[list[str]]:
         for point, base in series.entries:
             params = base.params_active if base else None
             tokens = base.mean("tokens") if base else None
+            loss = format_mean_std(base.mean("final_val_loss"), base.std("final_val_loss")) if base else DASH
+            bpb = format_mean_std(base.mean("val_bits_per_byte"), base.std("val_bits_per_byte")) if base else DASH
             rows.append([point.label, settings_text(point), format_count(params), format_count(tokens),
-                         f"{params * tokens:.3g}" if params and tokens else DASH,
-                         format_mean_std(base.mean("final_val_loss"), base.std("final_val_loss")) if base else DASH,
-                         format_mean_std(base.mean("val_bits_per_byte"), base.std("val_bits_per_byte")) if base else DASH,
+                         f"{params * tokens:.3g}" if params and tokens else DASH, loss, bpb,
                          ",".join(str(s) for s in base.seeds) if base else DASH])
     return rows
 
@@ -150,9 +150,11 @@ def csv_rows(scaling: Scaling) -> list[dict]:
                 "seeds": " ".join(str(s) for s in c.seeds), "final_val_loss": _num(c.mean("final_val_loss")),
                 "final_val_loss_std": _num(c.std("final_val_loss")),
                 "delta_vs_baseline": "" if c.is_baseline or d is None else d.delta,
-                "delta_ci_low": _num(d.ci[0] if d and d.ci else None), "delta_ci_high": _num(d.ci[1] if d and d.ci else None),
+                "delta_ci_low": _num(d.ci[0] if d and d.ci else None),
+                "delta_ci_high": _num(d.ci[1] if d and d.ci else None),
                 "delta_p": _num(d.p if d else None), "delta_p_holm": _num(d.p_adjusted if d else None),
-                "delta_significant": "" if c.is_baseline or d is None or d.significant is None else str(d.significant).lower(),
+                "delta_significant": ("" if c.is_baseline or d is None or d.significant is None
+                                      else str(d.significant).lower()),
                 "trend": trends.get(id(c), ""),
             })
     return rows
