@@ -178,10 +178,18 @@ def test_a_point_folder_that_holds_something_else_is_refused(bytes_store, tmp_pa
 
 @pytest.fixture(scope="module")
 def sweep_runs(bytes_store, tmp_path_factory):
+    """Eight nano runs of four steps: two points x (baseline, rope) x two seeds (the intervals need two)."""
+    import torch
+
     runs = tmp_path_factory.mktemp("sweep") / "runs"
     args = ["--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope", "--sweep", "d_model=32,48",
             "--seeds", "2", *TINY]
-    result = ablate(*args)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the one_torch_thread fixture: tiny models on a shared 2-core machine
+    try:
+        result = ablate(*args)
+    finally:
+        torch.set_num_threads(threads)
     assert result.exit_code == 0, (result.output, result.exception)
     return runs, args, result
 
