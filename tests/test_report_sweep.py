@@ -27,12 +27,19 @@ def make_point(root: Path, label: str, deltas: dict, seeds=(0, 1, 2), values=Non
     values = values or {"preset": label}
     (folder / "point.json").write_text(json.dumps({"point": label, "axes": list(axes), "values": values}))
     params = params or PARAMS.get(values.get("preset"), 100_000)
+    made = []
     for i, seed in enumerate(seeds):
         base = 2.0 + shift + 0.01 * seed
-        make_run(folder, f"baseline-s{seed}", seed=seed, final_val=base, params=params)
+        made.append(make_run(folder, f"baseline-s{seed}", seed=seed, final_val=base, params=params))
         for mod, (delta, noise) in deltas.items():
             wiggle = noise * (-1, 0, 1)[i % 3] if len(seeds) > 1 else 0.0
-            make_run(folder, f"{mod}-s{seed}", mods=(mod,), seed=seed, final_val=base + delta + wiggle, params=params)
+            made.append(make_run(folder, f"{mod}-s{seed}", mods=(mod,), seed=seed, final_val=base + delta + wiggle,
+                                 params=params))
+    for run_dir in made:  # config.json records the point's settings, as a real sweep's runs do
+        config = json.loads((run_dir / "config.json").read_text())
+        config["preset"] = values.get("preset", config["preset"])
+        config["train"].update({k: v for k, v in values.items() if k in ("max_tokens", "max_steps", "time_limit_s")})
+        (run_dir / "config.json").write_text(json.dumps(config))
 
 
 def sweep_report(tmp_path, nano: dict, micro: dict, seeds=(0, 1, 2)):
@@ -146,3 +153,15 @@ def test_report_command_on_a_sweep_folder_writes_the_scaling_table(tmp_path):
     lines = (tmp_path / "runs" / "scaling.csv").read_text().splitlines()
     assert lines[0].startswith("point,axes,settings,configuration") and len(lines) == 5
     assert "grows" in lines[2] and "Does it hold at scale?" in result.stdout
+
+
+def test_a_run_moved_into_another_points_folder_is_refused(tmp_path):
+    from pileablate.errors import UserError
+
+    sweep_report(tmp_path, {"rope": (-0.02, 0.002)}, {"rope": (-0.10, 0.002)})
+    moved = tmp_path / "runs" / "micro" / "rope-s0"
+    config = json.loads((moved / "config.json").read_text())
+    config["preset"] = "nano"  # made for the nano point
+    (moved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="was made with preset nano, but lies in the folder of sweep point micro"):
+        build_report([tmp_path / "runs"])

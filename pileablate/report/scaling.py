@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from pileablate.errors import UserError
 from pileablate.report.aggregate import Configuration, group_runs
 from pileablate.report.runs import Run
 from pileablate.report.stats import with_holm
@@ -69,11 +70,33 @@ def _sort_key(point: Point) -> tuple:
     return tuple(key)
 
 
+def recorded(run: Run, axis: str):
+    """The value of a sweep axis that the run's config.json records (None when it has no config)."""
+    if axis == "preset":
+        return run.config.get("preset")
+    if axis in ("max_tokens", "max_steps", "time_limit_s"):
+        return (run.config.get("train") or {}).get(axis)
+    return (run.config.get("model") or {}).get(axis)
+
+
+def check_point(run: Run) -> None:
+    """A run lies in the folder of the point it was made for: its config.json records the point's values
+    (a tuning run's budget is its share of the point's, --tune-budget)."""
+    for axis, value in (run.sweep_point.get("values") or {}).items():
+        if run.role == "tuning" and axis in ("max_tokens", "max_steps", "time_limit_s"):
+            continue
+        made = recorded(run, axis)
+        if made is not None and made != value:
+            raise UserError(f"{run.path} was made with {axis} {made}, but lies in the folder of sweep point "
+                            f"{run.point} ({axis} {value}); move it out of that folder")
+
+
 def group_points(runs: list[Run], delta_key: str) -> tuple[list[Configuration], list[Point]]:
     """Configurations point by point (each point's own baseline; Holm over all comparisons), in the
     order of the axes' values; runs outside any point form a group of their own, first."""
     by_label: dict[Optional[str], list[Run]] = {}
     for run in runs:
+        check_point(run)
         by_label.setdefault(run.point, []).append(run)
     points = []
     for label, members in by_label.items():
