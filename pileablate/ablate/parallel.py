@@ -94,7 +94,7 @@ def run_parallel(configs: Sequence, plan: Sequence[PlannedRun], slots: Sequence[
                     cfg, planned = pending.pop(0)
                     state = run_state(Path(cfg.runs_dir) / planned.name)
                     if state.action in ("skip", "failed"):
-                        outcomes[planned.name] = Outcome(planned, state, read_summary(Path(cfg.runs_dir) / planned.name))
+                        outcomes[planned.title] = Outcome(planned, state, read_summary(Path(cfg.runs_dir) / planned.name))
                         continue
                     index = next(i for i in range(len(slots)) if i not in running)
                     cfg = dataclasses.replace(cfg, device=slots[index].device)
@@ -116,7 +116,7 @@ def run_parallel(configs: Sequence, plan: Sequence[PlannedRun], slots: Sequence[
         _reap(running, outcomes, console)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return [outcomes[p.name] for p in plan if p.name in outcomes], interrupted
+    return [outcomes[p.title] for p in plan if p.title in outcomes], interrupted
 
 
 def _reap(running: dict, outcomes: dict, console) -> bool:
@@ -131,11 +131,11 @@ def _reap(running: dict, outcomes: dict, console) -> bool:
             interrupted = True
         elif process.exitcode != FINISHED:
             error = f"exit code {process.exitcode}; see {Path(cfg.runs_dir) / planned.name / 'train.log'}"
-            console.print(f"[red]{planned.name} failed[/red] ({error})", highlight=False)
+            console.print(f"[red]{planned.title} failed[/red] ({error})", highlight=False)
         else:
-            console.print(f"{planned.name}: {(summary or {}).get('status')} · val loss "
+            console.print(f"{planned.title}: {(summary or {}).get('status')} · val loss "
                           f"{_fmt((summary or {}).get('final_val_loss'))}", highlight=False)
-        outcomes[planned.name] = Outcome(planned, state, summary, error)
+        outcomes[planned.title] = Outcome(planned, state, summary, error)
     return interrupted
 
 
@@ -180,7 +180,7 @@ class _LiveRuns:
             rows = read_metrics(Path(cfg.runs_dir) / planned.name / "metrics.jsonl")
             last = rows[-1] if rows else {}
             val = next((r["val_loss"] for r in reversed(rows) if r.get("val_loss") is not None), None)
-            table.add_row(planned.name, cfg.device, str(last.get("step", 0)), _fmt(last.get("train_loss")),
+            table.add_row(planned.title, cfg.device, str(last.get("step", 0)), _fmt(last.get("train_loss")),
                           _fmt(val), f"{last.get('tokens_per_s') or 0:,.0f}")
         self._live.update(table)
 

@@ -50,6 +50,12 @@ class PlannedRun:
     seed: int
     role: str = "report"          # "report" (scored on the validation windows) or "tuning"
     lr: Optional[float] = None    # None: the base learning rate (or the preset's default)
+    point: Optional[str] = None   # a sweep's point (the folder the run lies in), None outside a sweep
+
+    @property
+    def title(self) -> str:
+        """The name progress shows: micro/rope-s0 in a sweep, rope-s0 otherwise."""
+        return f"{self.point}/{self.name}" if self.point else self.name
 
 
 def label_for(mods: Sequence[str]) -> str:
@@ -100,9 +106,10 @@ def grid_from_toml(path: Path) -> tuple[list[Experiment], Optional[int]]:
     from pileablate.model.registry import resolve_mods
 
     data = _load_toml(path)
-    unknown = set(data) - {"seeds", "config"}
+    unknown = set(data) - {"seeds", "config", "sweep"}  # [sweep]: pileablate.ablate.axes reads it
     if unknown:
-        raise UserError(f"--grid {path}: unknown key(s) {', '.join(sorted(unknown))}; expected 'seeds' and [[config]] tables")
+        raise UserError(f"--grid {path}: unknown key(s) {', '.join(sorted(unknown))}; expected 'seeds', [[config]] "
+                        "tables and an optional [sweep] table")
     entries = data.get("config")
     if not isinstance(entries, list) or not entries:
         raise UserError(f"--grid {path}: no [[config]] tables; list each configuration as a [[config]] table "

@@ -70,21 +70,27 @@ def run_state(run_dir: Path) -> RunState:
     return RunState("resume", f"{status or 'unfinished'}; resumes from its last checkpoint (step ≤ {steps})")
 
 
+def baseline_params(base, vocab_size: int) -> int:
+    """Active parameters of the baseline model of these settings (preset and size overrides)."""
+    import torch
+
+    from pileablate.model.config import build_model_config
+    from pileablate.model.gpt import GPT
+
+    model_cfg = build_model_config(base.preset, (), vocab_size, **base.model_overrides())
+    with torch.device("meta"):  # counts parameters without allocating them
+        return GPT(model_cfg).num_params()["active"]
+
+
 def grid_budget(base, vocab_size: int):
     """The budget every run gets. Without one from the user: the baseline's default (tokens per
     parameter of the *baseline* model), passed explicitly so that a modification changing the
     parameter count (rope drops learned positions) does not change its own budget."""
     if any(getattr(base, k) is not None for k in BUDGET_FIELDS):
         return base, False
-    import torch
-
-    from pileablate.model.config import build_model_config
-    from pileablate.model.gpt import GPT
     from pileablate.train import config as tc
 
-    model_cfg = build_model_config(base.preset, (), vocab_size, **base.model_overrides())
-    with torch.device("meta"):  # counts parameters without allocating them
-        active = GPT(model_cfg).num_params()["active"]
+    active = baseline_params(base, vocab_size)
     return dataclasses.replace(base, max_tokens=tc.DEFAULT_TOKENS_PER_PARAM * active), True
 
 
@@ -153,7 +159,7 @@ def run_grid(configs: Sequence, plan: Sequence[PlannedRun], console) -> tuple[li
     for cfg, planned in zip(configs, plan):
         run_dir = Path(cfg.runs_dir) / planned.name
         state = run_state(run_dir)
-        header = (f"run {planned.index}/{len(plan)}: {planned.name} · mods "
+        header = (f"run {planned.index}/{len(plan)}: {planned.title} · mods "
                   f"{','.join(planned.mods) or 'baseline'} · seed {planned.seed}"
                   + (f" · lr {cfg.lr:.3g}" if cfg.lr is not None else ""))
         if state.action in ("skip", "failed"):
@@ -168,7 +174,7 @@ def run_grid(configs: Sequence, plan: Sequence[PlannedRun], console) -> tuple[li
             summary = train(cfg, console=console)
         except RunFailed as err:
             # One modification failing its guards or going non-finite must not cost the other runs.
-            console.print(f"[red]{planned.name} failed:[/red] {err}", highlight=False)
+            console.print(f"[red]{planned.title} failed:[/red] {err}", highlight=False)
             outcomes.append(Outcome(planned, state, err.summary, str(err)))
             durations.append(time.monotonic() - start)
             continue

@@ -1,13 +1,13 @@
 """`pileablate ablate`: the grid (baseline, each modification alone, all together) × seeds, equal budgets.
 
 All parsing happens here: the train options through `pileablate train`'s own parser, then `--mods` /
-`--grid` / `--seeds` / `--tune-*` into an `Ablation`, which `pileablate.ablate` runs.
+`--grid` / `--seeds` / `--tune-*` into an `Ablation` (with `--sweep`, a `Sweep` of it), which `pileablate.ablate` runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -24,6 +24,16 @@ def ablate(
         None, "--grid",
         help="TOML file of explicit configurations: one \\[\\[config]] table per configuration with "
              "mods = [\"rope\", \"swiglu\"] (and optionally name = \"...\"); optional top-level seeds = K.",
+        show_default=False,
+    ),
+    sweep: Optional[List[str]] = typer.Option(
+        None, "--sweep", metavar="OPTION=V1,V2,...",
+        help="Run the whole grid at every value of a train option, to see whether a modification's Δ holds "
+             "at scale: preset=nano,micro,mini, n_layer=, n_head=, d_model=, seq_len=, max_tokens=1M,3M,10M, "
+             "max_steps=, time_limit=. Repeat for several axes (their product). Each point gets the same seeds, "
+             "its own folder (RUNS/micro/rope-s0), its own default budget when none is given, its own tuned lr "
+             "with --tune-lr; one report over all points says how Δ moves along the axis. Replaces the grid "
+             "file's [sweep] table.",
         show_default=False,
     ),
     seeds: Optional[int] = typer.Option(
@@ -87,6 +97,10 @@ def ablate(
     <configuration>-s<seed> (baseline-s0, rope-s0, all-s1), tuning runs tune-<configuration>-lr<rate>-s<seed>;
     re-running the command skips finished runs and resumes an interrupted one. The report (report.md,
     summary.csv, plots/) is written into the runs folder.
+
+    With --sweep (e.g. --sweep preset=nano,micro) the whole grid runs at every point of the axes, each
+    point in its own folder (RUNS/micro/rope-s0), and the report says for each modification how its Δ
+    moves along the axis (scaling.csv, plots/scaling_delta, plots/baseline_scaling).
     """
     from pileablate.ablate import Ablation, default_grid, grid_from_toml, run_ablation
     from pileablate.commands.train import train_config_from_args
@@ -100,17 +114,36 @@ def ablate(
     ablation = Ablation(base, experiments, [base.seed + i for i in range(count)],
                         tune_lrs=_tune_rates(tune_lr, base), tune_seeds=tune_seeds, tune_budget=tune_budget,
                         jobs=jobs, devices=devices, task=_parse_task(task), stage=stage)
+    axes = _sweep_axes(sweep, grid)
+    if axes:
+        from pileablate.ablate.sweep import Sweep
+
+        ablation = Sweep(ablation, axes, tune_spec=tune_lr)
     if emit is not None:
         if emit != "slurm":
             raise UserError(f"--emit {emit!r}: only 'slurm' is supported")
         given = [("--mods", mods), ("--grid", grid), ("--seeds", seeds), ("--tune-lr", tune_lr),
                  ("--tune-seeds", tune_seeds if tune_lr else None), ("--tune-budget", tune_budget if tune_lr else None)]
+        given += [("--sweep", spec) for spec in sweep or ()]
         args = [str(x) for name, value in given if value is not None for x in (name, value)] + list(ctx.args)
         _emit_slurm(ablation, args, array_tasks, gpus_per_run, cpus_per_run, slurm_time)
     elif dry_run:
         _print_plan(ablation)
+    elif axes:
+        from pileablate.ablate.sweep import run_sweep
+
+        run_sweep(ablation)
     else:
         run_ablation(ablation)
+
+
+def _sweep_axes(specs: Optional[List[str]], grid: Optional[Path]) -> list:
+    """The axes of --sweep (which replace a grid file's [sweep] table), else the file's."""
+    from pileablate.ablate.axes import check_axes, parse_axis, sweep_from_grid_file
+
+    if specs:
+        return check_axes([parse_axis(spec) for spec in specs])
+    return sweep_from_grid_file(grid) if grid is not None else []
 
 
 def _parse_task(text: Optional[str]):
@@ -132,7 +165,11 @@ def _emit_slurm(ablation, args, tasks, gpus, cpus, time) -> None:
     from pileablate.ablate.slurm import write_scripts
     from pileablate.console import stderr_console
 
-    files = write_scripts(prepared(ablation), args, tasks, gpus, cpus, time)
+    from pileablate.ablate.sweep import Sweep
+
+    # A sweep's plan has the same length whatever its budgets; only a plain grid needs its budget here.
+    target = ablation if isinstance(ablation, Sweep) else prepared(ablation)
+    files = write_scripts(target, args, tasks, gpus, cpus, time)
     console = stderr_console()
     for path in files:
         console.print(f"wrote {path}", highlight=False)
@@ -150,7 +187,13 @@ def _tune_rates(spec: Optional[str], base) -> tuple[float, ...]:
 
 
 def _print_plan(ablation) -> None:
+    from pileablate.ablate.sweep import Sweep
     from pileablate.console import stderr_console
+
+    if isinstance(ablation, Sweep):
+        from pileablate.ablate.cost import print_plan
+
+        return print_plan(ablation)
 
     from pileablate.ablate.ablation import describe, plan_table, prepared
     from pileablate.console import stdout_console

@@ -29,6 +29,12 @@ class Configuration:
     delta: Optional[Difference] = None
     is_baseline: bool = False
     params_vs_baseline: Optional[float] = None  # active parameters / the baseline's - 1
+    point: Optional[str] = None  # the sweep point (its runs' folder); None outside a sweep
+
+    @property
+    def label(self) -> str:
+        """The configuration without its sweep point: 'rope' for 'micro/rope'."""
+        return self.name.removeprefix(f"{self.point}/") if self.point else self.name
 
     @property
     def counted(self) -> list[Run]:
@@ -112,7 +118,9 @@ def group_runs(runs: list[Run], delta_key: str = "final_val_loss") -> list[Confi
     """Configurations in reading order, each with its Δ to the baseline over the runs that count."""
     configs = _group(runs)
     baselines = [c for c in configs if not c.mods]
-    baseline = next((c for c in baselines if c.name == "baseline"), baselines[0] if baselines else None)
+    # In a sweep the name carries the point ('micro/baseline').
+    baseline = next((c for c in baselines if c.name.rsplit("/", 1)[-1] == "baseline"),
+                    baselines[0] if baselines else None)
     if baseline is not None:
         baseline.is_baseline = True
         others = [c for c in configs if c is not baseline]

@@ -52,6 +52,8 @@ class Report:
     warnings: list[str] = field(default_factory=list)  # report-wide flags: unequal budgets, no baseline, lr at an edge
     delta_key: str = "final_val_loss"
     tuning: list[Tuning] = field(default_factory=list)
+    points: list = field(default_factory=list)  # a sweep's points (report.scaling.Point), in axis order
+    scaling: Optional[object] = None            # a sweep's Δ along its axes (report.scaling.Scaling)
 
     @property
     def delta_metric(self) -> str:
@@ -74,6 +76,10 @@ class Report:
         if self.tuning:
             parts.append(rich_grid("Learning-rate tuning (loss on the tuning split)", TUNING_HEADERS,
                                    tuning_rows(self.tuning), style="bold"))
+        if self.scaling is not None:
+            from pileablate.report.scaling_output import rich_scaling
+
+            parts.append(rich_scaling(self.scaling))
         return Group(*parts)
 
 
@@ -94,15 +100,42 @@ def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list
     notes = check_same_data(compared, force)
     mixed_tokenizers = len({r.tokenizer_id for r in compared if r.fingerprint}) > 1
     delta_key = "val_bits_per_byte" if mixed_tokenizers else "final_val_loss"
+    if any(r.point for r in runs):
+        return _sweep_report(runs, compared, notes, delta_key)
     configs = group_runs(compared, delta_key=delta_key)
-    names: dict[tuple, str] = {}
-    for config in configs:
-        names.setdefault(config.mods, config.name)
-    tuning = tuning_results([r for r in runs if r.role == "tuning"], names)
+    tuning = tuning_results([r for r in runs if r.role == "tuning"], _names(configs))
     warnings = budget_flags(compared) + (_baseline_warnings(configs) if configs else [])
     warnings += [flag for t in tuning for flag in [t.edge_flag(), t.problem] if flag]
     return Report(runs=compared, configurations=configs, notes=notes, warnings=warnings, delta_key=delta_key,
                   tuning=tuning)
+
+
+def _names(configs: list[Configuration]) -> dict[tuple, str]:
+    names: dict[tuple, str] = {}
+    for config in configs:
+        names.setdefault(config.mods, config.name)
+    return names
+
+
+def _sweep_report(runs: list[Run], compared: list[Run], notes: list[str], delta_key: str) -> Report:
+    """A sweep's runs (`ablate --sweep`): every figure, flag and tuning choice point by point, never
+    across points; then the scaling analysis along the axes."""
+    from pileablate.report.scaling import group_points, scaling
+
+    configs, points = group_points(compared, delta_key)
+    warnings, tuning = [], []
+    for point in points:
+        members = [r for r in compared if (r.point or "(no point)") == point.label]
+        warnings += [f"{point.label}: {w}" for w in budget_flags(members) + _baseline_warnings(point.configurations)]
+        point_tuning = [r for r in runs if r.role == "tuning" and (r.point or "(no point)") == point.label]
+        tuning += tuning_results(point_tuning, _names(point.configurations))
+    for t in tuning:  # a tuning run's own name says its point (micro/tune-...), its group may not
+        point = t.runs[0].point
+        if point and not t.name.startswith(f"{point}/"):
+            t.name = f"{point}/{t.name}"
+    warnings += [flag for t in tuning for flag in [t.edge_flag(), t.problem] if flag]
+    return Report(runs=compared, configurations=configs, notes=notes, warnings=warnings, delta_key=delta_key,
+                  tuning=tuning, points=points, scaling=scaling(points))
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -127,7 +160,7 @@ def _header(report: Report) -> list[str]:
         (f"- Data: `{data.get('dir', '?')}` (fingerprint `{(first.fingerprint or 'unknown')[:16]}`), "
          f"tokenizer `{tok.get('name') or tok.get('spec') or '?'}` (vocabulary {tok.get('n_vocab', '?')}).")
         if not report.notes else "- Data: MIXED, see below.",
-        f"- Budget per run: {describe_budget(first.budget) if not budget_flags(report.runs) else 'UNEQUAL, see flags'}.",
+        _budget_line(report, first),
         f"- Runs that count: {counted} of {len(report.runs)} (finished their budget, passed their guards); "
         "the others are listed apart and enter no figure.",
         f"- Δ vs baseline: difference of the mean final {report.delta_metric} to the baseline's "
@@ -137,6 +170,16 @@ def _header(report: Report) -> list[str]:
         lines.append("- Learning rates: chosen per configuration on the tuning split (see Learning-rate tuning).")
     lines += [f"- **Mixed data (--force):** {note}." for note in report.notes]
     return lines
+
+
+def _budget_line(report: Report, first: Run) -> str:
+    if report.points:  # a sweep: one budget per point (equal within each, as the flags check)
+        budgets = []
+        for point in report.points:
+            run = next((r for c in point.configurations for r in c.runs), None)
+            budgets.append(f"{point.label} {describe_budget(run.budget) if run else '?'}")
+        return f"- Budget per run, by sweep point: {'; '.join(budgets)}."
+    return f"- Budget per run: {describe_budget(first.budget) if not budget_flags(report.runs) else 'UNEQUAL, see flags'}."
 
 
 def _statistics(configs: list[Configuration]) -> list[str]:
@@ -207,11 +250,25 @@ CAPTIONS = {
 }
 
 
+def _results_tables(report: Report) -> list[str]:
+    if not report.points:
+        return [markdown_table(report.configurations)]
+    lines = []
+    for point in report.points:  # a sweep: one table per point, each against its own baseline
+        lines += [f"### {point.label}", "", markdown_table(point.configurations), ""]
+    return lines[:-1]
+
+
 def markdown(report: Report, plot_dir: Optional[str] = "plots") -> str:
     lines = _header(report)
     if not report.configurations:
         lines += ["", "No runs to compare yet: only learning-rate tuning runs."]
-    lines += ["", "## Results", "", markdown_table(report.configurations), "",
+    if report.scaling is not None:
+        from pileablate.report.scaling_output import markdown_section
+
+        comparisons = sum(1 for c in report.configurations if c.delta is not None and c.delta.p is not None)
+        lines += [""] + markdown_section(report.scaling, comparisons, plot_dir)
+    lines += ["", "## Results", "", *_results_tables(report), "",
               "Means over the seeds that count, ± one sample standard deviation. Δ params: active parameters "
               "against the baseline's (the quantity `--match-params` matches; total parameters for all but "
               "moe). The test column says which test gave the interval and p, and why.", ""]
@@ -235,11 +292,20 @@ def write_report(report: Report, out_dir: Path, plots: bool = True) -> dict[str,
     if plots:
         from pileablate.report.plots import build_figures, save_figure
 
-        for stem, fig in build_figures(report.configurations, report.delta_key, report.tuning).items():
+        from pileablate.report.scaling_plots import scaling_figures
+
+        figures = {**build_figures(report.configurations, report.delta_key, report.tuning),
+                   **scaling_figures(report.scaling)}
+        for stem, fig in figures.items():
             files[stem] = save_figure(fig, out_dir / "plots", stem)[0]
     metric = "val_bits_per_byte" if report.delta_key == "val_bits_per_byte" else "final_val_loss"
     _atomic_write(out_dir / "summary.csv", to_csv(summary_rows(report.configurations, metric), SUMMARY_COLUMNS))
     _atomic_write(out_dir / "runs.csv", to_csv(run_rows(report.configurations, report.tuning), RUN_COLUMNS))
+    if report.scaling is not None:
+        from pileablate.report.scaling_output import SCALING_CSV_COLUMNS, csv_rows
+
+        _atomic_write(out_dir / "scaling.csv", to_csv(csv_rows(report.scaling), SCALING_CSV_COLUMNS))
+        files["scaling.csv"] = out_dir / "scaling.csv"
     _atomic_write(out_dir / "report.md", markdown(report, "plots" if plots else None))
     files.update({"report.md": out_dir / "report.md", "summary.csv": out_dir / "summary.csv",
                   "runs.csv": out_dir / "runs.csv"})

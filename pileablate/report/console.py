@@ -12,7 +12,9 @@ def print_files(report, files: dict[str, Path]) -> None:
     for warning in report.warnings + [f"mixed data (--force): {n}" for n in report.notes]:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     err.print(f"report: {files['report.md']}", highlight=False)
-    err.print(f"tables: {files['summary.csv']} (per configuration), {files['runs.csv']} (per run)", highlight=False)
+    scaling = f", {files['scaling.csv']} (per sweep point)" if "scaling.csv" in files else ""
+    err.print(f"tables: {files['summary.csv']} (per configuration), {files['runs.csv']} (per run){scaling}",
+              highlight=False)
     plots = [p for name, p in files.items() if p.suffix == ".png"]
     if plots:
         err.print(f"plots:  {plots[0].parent}/ ({', '.join(p.stem for p in plots)}; .png and .svg)", highlight=False)

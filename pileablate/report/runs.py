@@ -26,10 +26,20 @@ class Run:
     config: dict
     summary: dict
     metrics: list[dict] = field(default_factory=list)
+    sweep_point: dict = field(default_factory=dict)  # the point.json of a sweep point's folder ({} outside a sweep)
+
+    @property
+    def point(self) -> Optional[str]:
+        """The sweep point the run belongs to (its folder, recorded by `ablate --sweep`), or None."""
+        label = self.sweep_point.get("point")
+        return None if label is None else str(label)
 
     @property
     def name(self) -> str:
-        return str(self.summary.get("name") or self.config.get("name") or self.path.name)
+        """The run's name; in a sweep prefixed by its point (micro/rope-s0), so that no two points'
+        runs share a name, a configuration, a mean or a test."""
+        name = str(self.summary.get("name") or self.config.get("name") or self.path.name)
+        return f"{self.point}/{name}" if self.point else name
 
     @property
     def mods(self) -> tuple[str, ...]:
@@ -131,11 +141,17 @@ def is_run_dir(path: Path) -> bool:
     return (path / "config.json").is_file() or (path / "summary.json").is_file()
 
 
+# Written by `ablate --sweep` into each point's folder (pileablate.ablate.sweep).
+POINT_FILE = "point.json"
+
+
 def load_run(path: Path) -> Run:
     path = Path(path)
     config = _read_json(path / "config.json") if (path / "config.json").is_file() else {}
     summary = _read_json(path / "summary.json") if (path / "summary.json").is_file() else {}
-    return Run(path=path, config=config, summary=summary, metrics=read_metrics(path / "metrics.jsonl"))
+    point = path.parent / POINT_FILE
+    return Run(path=path, config=config, summary=summary, metrics=read_metrics(path / "metrics.jsonl"),
+               sweep_point=_read_json(point) if point.is_file() else {})
 
 
 def _runs_in(folder: Path) -> list[Path]:
