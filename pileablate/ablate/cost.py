@@ -102,7 +102,7 @@ def print_plan(sweep) -> None:
     from pileablate.ablate.runner import data_identity
     from pileablate.ablate.sweep import describe, ordered, parts
     from pileablate.console import stderr_console
-    from pileablate.report.console import stdout_console
+    from pileablate.console import stdout_console
 
     ready = parts(sweep)
     vocab_size, _ = data_identity(sweep.ablation.base.data_dir)
