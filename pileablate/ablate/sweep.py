@@ -258,7 +258,8 @@ def _raise_failures(ready: Sequence[Part], reported, result: AblationResult) -> 
 def report_on(runs_dir: Path, pairs: Sequence[tuple[Part, PlannedRun]]):
     """One report over every point's runs, written into the sweep's top folder."""
     from pileablate.report.build import build_report, write_report
-    from pileablate.report.console import print_files, stdout_console
+    from pileablate.console import stdout_console
+    from pileablate.report.console import print_files
     from pileablate.report.runs import is_run_dir, load_run
 
     folders = [Path(part.ablation.base.runs_dir) / p.name for part, p in pairs]
