@@ -22,6 +22,29 @@ def temp_prefix(path: Path) -> str:
     return f".{Path(path).name}."
 
 
+def remove_stale_temps(path) -> int:
+    """Delete temporary files of `path` left by writers that died (kill -9 mid-write): those whose pid is
+    no longer alive. A live writer's file (another --part worker) is left alone. Returns how many."""
+    path = Path(path)
+    removed = 0
+    for tmp in path.parent.glob(temp_prefix(path) + "*" + TEMP_SUFFIX):
+        pid = tmp.name[len(temp_prefix(path)):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_json_atomic(path, data) -> None:
     """Write `data` as indented JSON to `path` atomically (temp file, fsync, os.replace)."""
     path = Path(path)

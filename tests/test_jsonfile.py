@@ -46,3 +46,20 @@ def test_run_files_and_manifest_share_the_one_writer():
 
     assert session.write_json_atomic is jsonfile.write_json_atomic and session.read_json is jsonfile.read_json
     assert prepare.write_json_atomic is jsonfile.write_json_atomic
+
+
+def test_temporary_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from pileablate.jsonfile import remove_stale_temps, temp_prefix
+
+    path = tmp_path / "state.json"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"{temp_prefix(path)}{int(dead.stdout)}-abcd1234.tmp"
+    live = tmp_path / f"{temp_prefix(path)}{os.getpid()}-abcd1234.tmp"
+    stale.write_text("{")
+    live.write_text("{")
+    assert remove_stale_temps(path) == 1
+    assert not stale.exists() and live.exists()

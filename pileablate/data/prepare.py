@@ -34,7 +34,7 @@ from pileablate.data.sources import Source, resolve_sources
 from pileablate.data.store import PartWriter, dtype_for_vocab
 from pileablate.data.tokenizer import Tokenizer, load_tokenizer
 from pileablate.errors import UserError
-from pileablate.jsonfile import TEMP_SUFFIX, read_json, temp_prefix, write_json_atomic
+from pileablate.jsonfile import TEMP_SUFFIX, read_json, remove_stale_temps, temp_prefix, write_json_atomic
 
 STATE_DIR = ".prepare"
 _START_OVER = "pass --overwrite to prepare {out} from the start"
@@ -377,6 +377,7 @@ def prepare(cfg: PrepareConfig, console=None, summary_console=None) -> dict:
         raise UserError(f"cannot create --out {out}: {err.strerror or err}; choose a writable directory") from None
 
     path = state_path(out, k, n)
+    remove_stale_temps(path)  # a previous run killed while writing its state
     state = read_json(path, fix=_START_OVER.format(out=out)) if path.is_file() else _new_state(settings, dtype_for_vocab(tokenizer.n_vocab), k, n)
     run = _Run(cfg, tokenizer, sources, k, n, state)
     note = ""
