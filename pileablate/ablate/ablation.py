@@ -232,17 +232,21 @@ def plan_table(ablation: Ablation, plan: Sequence[PlannedRun]):
 
 
 def report_on(runs_dir: Path, plan: Sequence[PlannedRun], trackers: Sequence[str] = ()):
-    """The report over this ablation's runs (not whatever else lies in the runs folder), also sent to
-    the runs' trackers when they have any."""
-    from pileablate.report.build import build_report, publish_to_trackers, write_report
+    """The report over this ablation's runs (not whatever else lies in the runs folder)."""
+    return report_folders(Path(runs_dir), [Path(runs_dir) / p.name for p in plan], "ablation", trackers)
+
+
+def report_folders(runs_dir: Path, folders: Sequence[Path], what: str, trackers: Sequence[str] = ()):
+    """One report over these run folders, written into `runs_dir`, printed, and sent to the runs'
+    trackers when they have any."""
     from pileablate.console import stdout_console
+    from pileablate.report.build import build_report, publish_to_trackers, write_report
     from pileablate.report.console import print_files
     from pileablate.report.runs import is_run_dir, load_run
 
-    runs_dir = Path(runs_dir)
-    runs = [load_run(runs_dir / p.name) for p in plan if is_run_dir(runs_dir / p.name)]
+    runs = [load_run(folder) for folder in folders if is_run_dir(folder)]
     if not runs:
-        raise UserError(f"no run of this ablation in {runs_dir} finished; nothing to report")
+        raise UserError(f"no run of this {what} in {runs_dir} finished; nothing to report")
     report = build_report([runs_dir], runs=runs)
     files = write_report(report, runs_dir)
     stdout_console().print(report.table())

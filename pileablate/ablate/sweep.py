@@ -257,20 +257,10 @@ def _raise_failures(ready: Sequence[Part], reported, result: AblationResult) -> 
 
 def report_on(runs_dir: Path, pairs: Sequence[tuple[Part, PlannedRun]]):
     """One report over every point's runs, written into the sweep's top folder."""
-    from pileablate.report.build import build_report, write_report
-    from pileablate.console import stdout_console
-    from pileablate.report.console import print_files
-    from pileablate.report.runs import is_run_dir, load_run
+    from pileablate.ablate.ablation import report_folders
 
     folders = [Path(part.ablation.base.runs_dir) / p.name for part, p in pairs]
-    runs = [load_run(folder) for folder in folders if is_run_dir(folder)]
-    if not runs:
-        raise UserError(f"no run of this sweep in {runs_dir} finished; nothing to report")
-    report = build_report([runs_dir], runs=runs)
-    files = write_report(report, runs_dir)
-    stdout_console().print(report.table())
-    print_files(report, files)
-    return report
+    return report_folders(Path(runs_dir), folders, "sweep")
 
 
 def describe(sweep: Sweep, ready: Sequence[Part]) -> str:
