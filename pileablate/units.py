@@ -63,3 +63,14 @@ def parse_duration(text, option: str = "--time-limit") -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise UserError(f"{option} {text!r}: must be a positive duration, e.g. 30s, 90m, 1h")
     return seconds
+
+
+def parse_share(text: str, option: str) -> tuple[int, int]:
+    """'K/N' (this process's share K of N: `prepare --part`, `ablate --task`) -> (K, N), 1 <= K <= N."""
+    try:
+        k, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        k, n = 0, 0
+    if not 1 <= k <= n:
+        raise UserError(f"{option} {text!r}: use K/N with K between 1 and N, e.g. {option} 2/8")
+    return k, n

@@ -147,17 +147,9 @@ def _sweep_axes(specs: Optional[List[str]], grid: Optional[Path]) -> list:
 
 
 def _parse_task(text: Optional[str]):
-    from pileablate.errors import UserError
+    from pileablate.units import parse_share
 
-    if text is None:
-        return None
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise UserError(f"--task {text!r}: use K/N, e.g. 3/8 (task 3 of 8)") from None
-    if not 1 <= k <= n:
-        raise UserError(f"--task {text!r}: K must be between 1 and N")
-    return k, n
+    return None if text is None else parse_share(text, "--task")
 
 
 def _emit_slurm(ablation, args, tasks, gpus, cpus, time) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Optional
 
 from pileablate import units
-from pileablate.errors import UserError
 
 DEFAULT_VAL_ROWS = 5000
 DEFAULT_CHUNK_TOKENS = 64_000_000
@@ -78,15 +77,7 @@ def field_help(name: str) -> str:
 
 
 def parse_part(text: Optional[str]) -> tuple[int, int]:
-    if not text:
-        return 1, 1
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise UserError(f"--part {text}: expected K/N with 1 <= K <= N, e.g. --part 2/8") from None
-    if not 1 <= k <= n:
-        raise UserError(f"--part {text}: expected K/N with 1 <= K <= N, e.g. --part 2/8")
-    return k, n
+    return units.parse_share(text, "--part") if text else (1, 1)
 
 
 def share(total: Optional[int], k: int, n: int) -> Optional[int]:
