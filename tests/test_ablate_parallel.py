@@ -40,22 +40,94 @@ def test_bad_grid_options_are_one_line_errors(bytes_store, tmp_path, args, messa
     assert "\n" not in str(result.exception)
 
 
+def _count_worker_starts(monkeypatch) -> list:
+    """The pids of the worker processes `--jobs` starts."""
+    from pileablate.ablate import parallel
+
+    pids, start_run = [], parallel._Slot.start_run
+
+    def counted(self, *args):
+        start_run(self, *args)
+        if self.process.pid not in pids:
+            pids.append(self.process.pid)
+
+    monkeypatch.setattr(parallel._Slot, "start_run", counted)
+    return pids
+
+
 def test_two_jobs_give_the_runs_made_one_after_another(bytes_store, tmp_path, one_torch_thread, monkeypatch):
-    """--jobs 2 on 2 cores: one thread each, in their own processes; the same numbers as one-thread runs
-    made in order."""
+    """--jobs 2 on 2 cores: one thread each, in two worker processes that each train several runs; the
+    same numbers as one-thread runs made in order (a run after another in one worker included)."""
     monkeypatch.setattr("os.cpu_count", lambda: 2)
+    workers = _count_worker_starts(monkeypatch)
     parallel, serial = tmp_path / "parallel", tmp_path / "serial"
-    result = ablate("--data", str(bytes_store), "--runs-dir", str(parallel), "--mods", "rope", "--jobs", "2",
+    result = ablate("--data", str(bytes_store), "--runs-dir", str(parallel), "--mods", "rope,swiglu", "--jobs", "2",
                     "--devices", "cpu,cpu", *TINY)
     assert result.exit_code == 0, (result.output, result.exception)
-    assert ablate("--data", str(bytes_store), "--runs-dir", str(serial), "--mods", "rope", *TINY).exit_code == 0
-    for name in ("baseline-s0", "rope-s0"):
+    assert len(workers) == 2  # three runs, two processes: a worker is reused
+    assert ablate("--data", str(bytes_store), "--runs-dir", str(serial), "--mods", "rope,swiglu", *TINY).exit_code == 0
+    for name in ("baseline-s0", "rope-s0", "swiglu-s0"):
         a = [json.loads(line) for line in (parallel / name / "metrics.jsonl").read_text().splitlines()]
         b = [json.loads(line) for line in (serial / name / "metrics.jsonl").read_text().splitlines()]
         assert [(r["step"], r["train_loss"], r.get("val_loss")) for r in a] == \
                [(r["step"], r["train_loss"], r.get("val_loss")) for r in b]
         assert (parallel / name / "train.log").read_text().strip()
     assert (parallel / "report.md").exists()
+
+
+def test_a_failed_run_does_not_stop_its_worker(bytes_store, tmp_path, monkeypatch):
+    """Tuning at lr 1000 diverges: those runs fail and are said, and the same workers go on with the
+    other rates and the reported runs."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    workers = _count_worker_starts(monkeypatch)
+    runs = tmp_path / "runs"
+    result = ablate("--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope", "--jobs", "2",
+                    "--devices", "cpu,cpu", "--tune-lr", "1e3,1e-3", *TINY)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "tune-baseline-lr1e+03-s1000 failed" in result.output
+    assert "nan" in (runs / "tune-baseline-lr1e+03-s1000" / "train.log").read_text()
+    for name in ("baseline-s0", "rope-s0"):
+        summary = json.loads((runs / name / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["lr"] == 1e-3
+    assert len(workers) == 4  # two per phase (tuning, then reported runs), none replaced after a failure
+
+
+def test_ctrl_c_with_jobs_checkpoints_every_running_run_and_the_rerun_resumes(bytes_store, tmp_path):
+    """A real SIGINT to `ablate --jobs 2`: both running runs checkpoint and stop, the idle workers exit,
+    the command exits 130; the same command resumes both and finishes the grid."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    runs = tmp_path / "runs"
+    args = [sys.executable, "-m", "pileablate", "ablate", "--data", str(bytes_store), "--runs-dir", str(runs),
+            "--mods", "rope,swiglu", "--jobs", "2", "--devices", "cpu,cpu", "--preset", "nano", "--max-steps", "400",
+            "--eval-every", "100", "--log-every", "1", "--eval-tokens", "2048", "--checkpoint-every", "1000"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    first = [runs / name / "metrics.jsonl" for name in ("baseline-s0", "rope-s0")]
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if all(m.exists() and len(m.read_text().splitlines()) >= 3 for m in first):
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err
+    assert "Re-run the same command" in err
+    for name in ("baseline-s0", "rope-s0"):
+        stopped = json.loads((runs / name / "summary.json").read_text())
+        assert stopped["status"] == "stopped" and 0 < stopped["steps"] < 400
+    assert not (runs / "swiglu-s0" / "summary.json").exists()
+
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    for name in ("baseline-s0", "rope-s0", "swiglu-s0"):
+        summary = json.loads((runs / name / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["steps"] == 400
+    steps = [json.loads(line)["step"] for line in first[0].read_text().splitlines()]
+    assert steps == list(range(1, 401))  # continued from the checkpoint: no step twice, none missing
 
 
 def test_a_task_makes_only_its_share_and_no_report(bytes_store, tmp_path, one_torch_thread):

@@ -1,10 +1,13 @@
 """`ablate --jobs N`: N runs at once on one machine, each in its own process on its own device.
 
-Each run is the same `train(cfg)` as in a sequential grid, in a spawned process pinned to one GPU, or
-on a CPU to its share of the cores (torch threads = cores // jobs), so a run's result is bit-identical
-to the same run made alone with that many threads. Its console output goes to RUN/train.log; this
-process shows one live table of every running run, read from their metrics files. Ctrl-C reaches every
-run (one process group): each checkpoints and stops, and re-running the command resumes them.
+Each slot (one GPU, or on a CPU its share of the cores: torch threads = cores // jobs) has one spawned
+worker process that trains its runs one after another, each the same `train(cfg)` as in a sequential
+grid, so a run's result is bit-identical to the same run made alone with that many threads. A worker
+lives for the whole phase because starting one (import torch, then torch.optim's first import of
+dynamo) costs about 7 s, a quarter of a small demo run. Each run's console output goes to
+RUN/train.log; this process shows one live table of every running run, read from their metrics files.
+Ctrl-C reaches every worker (one process group): each running run checkpoints and stops, idle workers
+exit, and re-running the command resumes the runs.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from pileablate.ablate.plan import PlannedRun
 from pileablate.ablate.runner import Outcome, read_summary, run_state
 from pileablate.errors import UserError
 
-# Exit codes of a run's process.
+# What a worker reports at the end of a run (also the command's exit codes for them).
 FINISHED, FAILED, STOPPED = 0, 1, 130
 
 
@@ -54,27 +58,87 @@ def plan_slots(jobs: int, devices: Optional[str]) -> list[Slot]:
     return [Slot(n, max(1, cores // cpu_jobs) if n == "cpu" else max(1, cores // jobs)) for n in names]
 
 
-def _train_in_child(cfg, threads: int, log_path: str) -> None:
-    """A run in its own process: its threads, its log file, its exit code."""
-    import sys
-
+def _worker(threads: int, inbox) -> None:
+    """One slot's process: imports torch once (seconds that a run of a small model would otherwise pay
+    again each time), then trains the runs it is sent, one after another, until told to stop."""
     import torch
+
+    torch.set_num_threads(threads)
+    while True:
+        try:
+            job = inbox.recv()
+        except (EOFError, KeyboardInterrupt):  # the parent is gone, or Ctrl-C reached an idle worker
+            return
+        if job is None:
+            return
+        code = _train_one(*job)
+        inbox.send(code)
+        if code == STOPPED:
+            return
+
+
+def _train_one(cfg, log_path: str) -> int:
+    """A run in a worker: its log file, its exit code. A failure ends the run, never the worker."""
     from rich.console import Console
 
     from pileablate.train.trainer import RunFailed, train
 
-    torch.set_num_threads(threads)
     with open(log_path, "a", encoding="utf-8") as log:
         console = Console(file=log, soft_wrap=True, force_terminal=False)
         try:
             summary = train(cfg, console=console)
         except RunFailed as err:
             console.print(f"failed: {err}", highlight=False)
-            sys.exit(FAILED)
-        except BaseException as err:  # a crash in a child must reach the parent as a failed run
+            return FAILED
+        except KeyboardInterrupt:  # Ctrl-C before the run could checkpoint: it starts or resumes on re-run
+            return STOPPED
+        except Exception as err:  # a crash in a run must reach the parent as a failed run
             console.print(f"error: {err!r}", highlight=False)
-            sys.exit(FAILED)
-    sys.exit(STOPPED if summary.get("status") == "stopped" else FINISHED)
+            return FAILED
+    return STOPPED if summary.get("status") == "stopped" else FINISHED
+
+
+@dataclass
+class _Slot:
+    """A slot's worker process and the run it is training, if any."""
+
+    slot: Slot
+    process: Optional[multiprocessing.process.BaseProcess] = None
+    pipe: Optional[Connection] = None
+    job: Optional[tuple] = None  # (cfg, planned, state)
+
+    def start_run(self, context, cfg, planned: PlannedRun, state) -> None:
+        if self.process is None or not self.process.is_alive():
+            self.pipe, child_end = context.Pipe()
+            self.process = context.Process(target=_worker, args=(self.slot.threads, child_end), daemon=True)
+            self.process.start()
+            child_end.close()
+        log = Path(cfg.runs_dir) / planned.name / "train.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.pipe.send((cfg, str(log)))
+        self.job = (cfg, planned, state)
+
+    def ended(self) -> Optional[Union[int, str]]:
+        """The run's exit code once it has ended (a worker that died says how), else None."""
+        try:
+            if self.pipe.poll():
+                return self.pipe.recv()
+        except (EOFError, OSError):
+            pass
+        if self.process.is_alive():
+            return None
+        self.process.join()
+        return f"its process died (exit code {self.process.exitcode})"
+
+    def close(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            try:
+                self.pipe.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self.process.join(timeout=30)
+            if self.process.is_alive():
+                self.process.terminate()
 
 
 def run_parallel(configs: Sequence, plan: Sequence[PlannedRun], slots: Sequence[Slot], console) -> tuple[list[Outcome], bool]:
@@ -84,53 +148,60 @@ def run_parallel(configs: Sequence, plan: Sequence[PlannedRun], slots: Sequence[
     context = multiprocessing.get_context("spawn")
     pending = [(cfg, p) for cfg, p in zip(configs, plan)]
     outcomes: dict[str, Outcome] = {}
-    running: dict[int, tuple] = {}  # slot index -> (process, cfg, planned, state)
+    workers = [_Slot(slot) for slot in slots]
     interrupted = False
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with _LiveRuns(console) as live:
-            while pending or running:
-                while pending and not interrupted and len(running) < len(slots):
+            while pending or _busy(workers):
+                while pending and not interrupted and any(w.job is None for w in workers):
                     cfg, planned = pending.pop(0)
                     state = run_state(Path(cfg.runs_dir) / planned.name)
                     if state.action in ("skip", "failed"):
                         outcomes[planned.title] = Outcome(planned, state, read_summary(Path(cfg.runs_dir) / planned.name))
                         continue
-                    index = next(i for i in range(len(slots)) if i not in running)
-                    cfg = dataclasses.replace(cfg, device=slots[index].device)
-                    log = Path(cfg.runs_dir) / planned.name / "train.log"
-                    log.parent.mkdir(parents=True, exist_ok=True)
-                    process = context.Process(target=_train_in_child, args=(cfg, slots[index].threads, str(log)))
-                    process.start()
-                    running[index] = (process, cfg, planned, state)
-                interrupted |= _reap(running, outcomes, console)
-                live.show(running)
+                    worker = next(w for w in workers if w.job is None)
+                    worker.start_run(context, dataclasses.replace(cfg, device=worker.slot.device), planned, state)
+                interrupted |= _reap(workers, outcomes, console)
+                live.show(_busy(workers))
                 time.sleep(0.2)
     except KeyboardInterrupt:
-        # A terminal's Ctrl-C reached the children too; SIGTERM (not a second SIGINT, which would abort
+        # A terminal's Ctrl-C reached the workers too; SIGTERM (not a second SIGINT, which would abort
         # them without a checkpoint) tells those that did not get it. Then wait for their checkpoints.
         interrupted = True
-        _signal_children(running, signal.SIGTERM)
-        for process, *_ in running.values():
-            process.join()
-        _reap(running, outcomes, console)
+        for worker in _busy(workers):
+            if worker.process.is_alive():
+                os.kill(worker.process.pid, signal.SIGTERM)
+        while _busy(workers):
+            _reap(workers, outcomes, console)
+            time.sleep(0.1)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        for worker in workers:
+            worker.close()
     return [outcomes[p.title] for p in plan if p.title in outcomes], interrupted
 
 
-def _reap(running: dict, outcomes: dict, console) -> bool:
-    """Collect finished processes; True when one of them was interrupted."""
+def _busy(workers: Sequence[_Slot]) -> list[_Slot]:
+    return [w for w in workers if w.job is not None]
+
+
+def _reap(workers: Sequence[_Slot], outcomes: dict, console) -> bool:
+    """Collect ended runs; True when one of them was interrupted."""
     interrupted = False
-    for index in [i for i, (process, *_) in running.items() if not process.is_alive()]:
-        process, cfg, planned, state = running.pop(index)
-        process.join()
+    for worker in _busy(workers):
+        code = worker.ended()
+        if code is None:
+            continue
+        cfg, planned, state = worker.job
+        worker.job = None
         summary = read_summary(Path(cfg.runs_dir) / planned.name)
         error = None
-        if process.exitcode == STOPPED:
+        if code == STOPPED:
             interrupted = True
-        elif process.exitcode != FINISHED:
-            error = f"exit code {process.exitcode}; see {Path(cfg.runs_dir) / planned.name / 'train.log'}"
+        elif code != FINISHED:
+            log = Path(cfg.runs_dir) / planned.name / "train.log"
+            error = f"{code}; see {log}" if isinstance(code, str) else f"see {log}"
             console.print(f"[red]{planned.title} failed[/red] ({error})", highlight=False)
         else:
             console.print(f"{planned.title}: {(summary or {}).get('status')} · val loss "
@@ -141,12 +212,6 @@ def _reap(running: dict, outcomes: dict, console) -> bool:
 
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-def _signal_children(running: dict, signum: int) -> None:
-    for process, *_ in running.values():
-        if process.is_alive():
-            os.kill(process.pid, signum)
 
 
 class _LiveRuns:
@@ -165,7 +230,7 @@ class _LiveRuns:
     def __exit__(self, *exc) -> None:
         self._live.__exit__(*exc)
 
-    def show(self, running: dict) -> None:
+    def show(self, running: Sequence[_Slot]) -> None:
         if time.monotonic() - self._last < 0.5:
             return
         from rich.table import Table
@@ -176,7 +241,7 @@ class _LiveRuns:
         table = Table(title=f"{len(running)} runs training", header_style="bold")
         for header in ("run", "device", "step", "train loss", "val loss", "tokens/s"):
             table.add_column(header, justify="left" if header in ("run", "device") else "right")
-        for process, cfg, planned, _ in running.values():
+        for cfg, planned, _ in (w.job for w in running):
             rows = read_metrics(Path(cfg.runs_dir) / planned.name / "metrics.jsonl")
             last = rows[-1] if rows else {}
             val = next((r["val_loss"] for r in reversed(rows) if r.get("val_loss") is not None), None)
