@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 from pileablate.ablate.plan import Experiment, PlannedRun, format_lr, plan_runs, plan_tuning, tuning_seeds
 from pileablate.ablate.runner import (
-    BUDGET_FIELDS, Outcome, budget_of, check_existing, data_identity, grid_budget, read_summary, run_grid, run_state,
+    BUDGET_FIELDS, Outcome, budget_of, check_existing, data_identity, grid_budget, read_summary, run_state,
 )
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
@@ -120,35 +120,17 @@ def prepared(ablation: Ablation) -> Ablation:
 def run_ablation(ablation: Ablation, console=None) -> AblationResult:
     """Tune (when asked), train the reported runs, and write the report. Raises UserError subclasses
     for an interrupt (exit 130) and for failed runs (exit 1) after everything else has run."""
+    from pileablate.ablate.parallel import plan_trainer
     from pileablate.console import stderr_console
 
     console = console or stderr_console()
     ablation = prepared(ablation)
-    _, fingerprint = data_identity(ablation.base.data_dir)
     result = AblationResult()
     console.print(describe(ablation), highlight=False)
-    tuning = ablation.tuning_plan()
-    check_existing(ablation, tuning, fingerprint)
-    if tuning and ablation.stage in ("tune", "all"):
-        console.print(f"tuning the learning rate: {len(tuning)} runs ({len(ablation.experiments)} configurations x "
-                      f"{len(ablation.tune_lrs)} rates {', '.join(format_lr(x) for x in ablation.tune_lrs)} x "
-                      f"{ablation.tune_seeds} seed(s))", highlight=False)
-        _run_phase(ablation, ablation.share(tuning), console, result)
-        if ablation.stage == "tune":
-            return _task_done(ablation, tuning, console, result)
-    if tuning:
-        result.chosen_lrs = chosen_lrs(ablation, tuning)
-        unfinished = [p.name for p in tuning
-                      if run_state(Path(ablation.base.runs_dir) / p.name).action in ("train", "resume")]
-        if unfinished:
-            raise UserError(f"{len(unfinished)} tuning runs are not finished ({unfinished[0]}, ...); run "
-                            "--stage tune to the end first")
-    plan = ablation.report_plan(result.chosen_lrs or None)
-    plan = [p for p in plan if not ablation.tuning or p.label in result.chosen_lrs]
-    check_existing(ablation, plan, fingerprint)
-    _run_phase(ablation, ablation.share(plan), console, result)
-    if ablation.task is not None:
-        return _task_done(ablation, tuning + plan, console, result)
+    with plan_trainer(ablation.jobs, ablation.devices) as train_plan:
+        tuning, plan = _tune_then_train(ablation, train_plan, console, result)
+    if plan is None or ablation.task is not None:
+        return _task_done(ablation, tuning + (plan or []), console, result)
     result.report = report_on(ablation.base.runs_dir, tuning + plan, ablation.base.trackers)
     # A tuning run that diverges at a high rate is an answer, not a failure of the ablation.
     failed = [o for o in result.outcomes if o.run.role == "report" and (o.state.action == "failed" or o.error)]
@@ -161,6 +143,34 @@ def run_ablation(ablation: Ablation, console=None) -> AblationResult:
     return result
 
 
+def _tune_then_train(ablation: Ablation, train_plan, console, result: AblationResult):
+    """(tuning plan, reported plan), the reported plan None when this is only the tuning stage."""
+    _, fingerprint = data_identity(ablation.base.data_dir)
+    tuning = ablation.tuning_plan()
+    check_existing(ablation, tuning, fingerprint)
+    if tuning and ablation.stage in ("tune", "all"):
+        console.print(f"tuning the learning rate: {len(tuning)} runs ({len(ablation.experiments)} configurations x "
+                      f"{len(ablation.tune_lrs)} rates {', '.join(format_lr(x) for x in ablation.tune_lrs)} x "
+                      f"{ablation.tune_seeds} seed(s))", highlight=False)
+        plan = ablation.share(tuning)
+        train_phase(train_plan, [ablation.config_for(p) for p in plan], plan, console, result)
+        if ablation.stage == "tune":
+            return tuning, None
+    if tuning:
+        result.chosen_lrs = chosen_lrs(ablation, tuning)
+        unfinished = [p.name for p in tuning
+                      if run_state(Path(ablation.base.runs_dir) / p.name).action in ("train", "resume")]
+        if unfinished:
+            raise UserError(f"{len(unfinished)} tuning runs are not finished ({unfinished[0]}, ...); run "
+                            "--stage tune to the end first")
+    plan = ablation.report_plan(result.chosen_lrs or None)
+    plan = [p for p in plan if not ablation.tuning or p.label in result.chosen_lrs]
+    check_existing(ablation, plan, fingerprint)
+    share = ablation.share(plan)
+    train_phase(train_plan, [ablation.config_for(p) for p in share], share, console, result)
+    return tuning, plan
+
+
 def _task_done(ablation: Ablation, plan: Sequence[PlannedRun], console, result: AblationResult) -> AblationResult:
     """A task of a job array (or the tuning stage) ends without a report: the others may still run."""
     left = [p for p in plan if run_state(Path(ablation.base.runs_dir) / p.name).action in ("train", "resume")]
@@ -170,19 +180,13 @@ def _task_done(ablation: Ablation, plan: Sequence[PlannedRun], console, result: 
     return result
 
 
-def _run_phase(ablation: Ablation, plan: Sequence[PlannedRun], console, result: AblationResult) -> None:
-    configs = [ablation.config_for(p) for p in plan]
-    if ablation.jobs > 1:
-        from pileablate.ablate.parallel import plan_slots, run_parallel
-
-        outcomes, interrupted = run_parallel(configs, plan, plan_slots(ablation.jobs, ablation.devices), console)
-    else:
-        outcomes, interrupted = run_grid(configs, plan, console)
+def train_phase(train_plan, configs: Sequence, plan: Sequence[PlannedRun], console, result: AblationResult) -> None:
+    """Train one phase's runs (`parallel.plan_trainer`); an interrupt stops the ablation, checkpoints kept."""
+    outcomes, interrupted = train_plan(configs, plan, console)
     result.outcomes += outcomes
     if interrupted:
-        done = len(outcomes)
-        raise AblationInterrupted(f"interrupted at run {done}/{len(plan)} ({outcomes[-1].run.name}); checkpoints are "
-                                  "saved. Re-run the same command to continue where it stopped")
+        raise AblationInterrupted(f"interrupted at run {len(outcomes)}/{len(plan)} ({outcomes[-1].run.title}); "
+                                  "checkpoints are saved. Re-run the same command to continue where it stopped")
 
 
 def chosen_lrs(ablation: Ablation, tuning: Sequence[PlannedRun]) -> dict[str, float]:

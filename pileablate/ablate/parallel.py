@@ -3,8 +3,8 @@
 Each slot (one GPU, or on a CPU its share of the cores: torch threads = cores // jobs) has one spawned
 worker process that trains its runs one after another, each the same `train(cfg)` as in a sequential
 grid, so a run's result is bit-identical to the same run made alone with that many threads. A worker
-lives for the whole phase because starting one (import torch, then torch.optim's first import of
-dynamo) costs about 7 s, a quarter of a small demo run. Each run's console output goes to
+lives for the whole ablation (tuning runs, then reported runs) because starting one (import torch,
+then torch.optim's first import of dynamo) costs about 7 s on 2 cores, a third of a demo run. Each run's console output goes to
 RUN/train.log; this process shows one live table of every running run, read from their metrics files.
 Ctrl-C reaches every worker (one process group): each running run checkpoints and stops, idle workers
 exit, and re-running the command resumes the runs.
@@ -16,13 +16,14 @@ import multiprocessing
 import os
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 from pileablate.ablate.plan import PlannedRun
-from pileablate.ablate.runner import Outcome, read_summary, run_state
+from pileablate.ablate.runner import Outcome, read_summary, run_grid, run_state
 from pileablate.errors import UserError
 
 # What a worker reports at the end of a run (also the command's exit codes for them).
@@ -141,45 +142,68 @@ class _Slot:
                 self.process.terminate()
 
 
-def run_parallel(configs: Sequence, plan: Sequence[PlannedRun], slots: Sequence[Slot], console) -> tuple[list[Outcome], bool]:
-    """Train the planned runs, len(slots) at a time. Returns (outcomes in plan order, interrupted)."""
-    import dataclasses
+class WorkerPool:
+    """One worker per slot, started when first needed and kept for every plan it is given (the tuning
+    phase, then the reported runs) until closed."""
 
-    context = multiprocessing.get_context("spawn")
-    pending = [(cfg, p) for cfg, p in zip(configs, plan)]
-    outcomes: dict[str, Outcome] = {}
-    workers = [_Slot(slot) for slot in slots]
-    interrupted = False
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        with _LiveRuns(console) as live:
-            while pending or _busy(workers):
-                while pending and not interrupted and any(w.job is None for w in workers):
-                    cfg, planned = pending.pop(0)
-                    state = run_state(Path(cfg.runs_dir) / planned.name)
-                    if state.action in ("skip", "failed"):
-                        outcomes[planned.title] = Outcome(planned, state, read_summary(Path(cfg.runs_dir) / planned.name))
-                        continue
-                    worker = next(w for w in workers if w.job is None)
-                    worker.start_run(context, dataclasses.replace(cfg, device=worker.slot.device), planned, state)
-                interrupted |= _reap(workers, outcomes, console)
-                live.show(_busy(workers))
-                time.sleep(0.2)
-    except KeyboardInterrupt:
-        # A terminal's Ctrl-C reached the workers too; SIGTERM (not a second SIGINT, which would abort
-        # them without a checkpoint) tells those that did not get it. Then wait for their checkpoints.
-        interrupted = True
-        for worker in _busy(workers):
-            if worker.process.is_alive():
-                os.kill(worker.process.pid, signal.SIGTERM)
-        while _busy(workers):
-            _reap(workers, outcomes, console)
-            time.sleep(0.1)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        for worker in workers:
+    def __init__(self, slots: Sequence[Slot]):
+        self._context = multiprocessing.get_context("spawn")
+        self._workers = [_Slot(slot) for slot in slots]
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for worker in self._workers:
             worker.close()
-    return [outcomes[p.title] for p in plan if p.title in outcomes], interrupted
+
+    def run(self, configs: Sequence, plan: Sequence[PlannedRun], console) -> tuple[list[Outcome], bool]:
+        """Train the planned runs, one per slot at a time. Returns (outcomes in plan order, interrupted)."""
+        import dataclasses
+
+        pending = list(zip(configs, plan))
+        outcomes: dict[str, Outcome] = {}
+        workers = self._workers
+        interrupted = False
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            with _LiveRuns(console) as live:
+                while pending or _busy(workers):
+                    while pending and not interrupted and any(w.job is None for w in workers):
+                        cfg, planned = pending.pop(0)
+                        state = run_state(Path(cfg.runs_dir) / planned.name)
+                        if state.action in ("skip", "failed"):
+                            outcomes[planned.title] = Outcome(planned, state, read_summary(Path(cfg.runs_dir) / planned.name))
+                            continue
+                        worker = next(w for w in workers if w.job is None)
+                        worker.start_run(self._context, dataclasses.replace(cfg, device=worker.slot.device), planned, state)
+                    interrupted |= _reap(workers, outcomes, console)
+                    live.show(_busy(workers))
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            # A terminal's Ctrl-C reached the workers too; SIGTERM (not a second SIGINT, which would abort
+            # them without a checkpoint) tells those that did not get it. Then wait for their checkpoints.
+            interrupted = True
+            for worker in _busy(workers):
+                if worker.process.is_alive():
+                    os.kill(worker.process.pid, signal.SIGTERM)
+            while _busy(workers):
+                _reap(workers, outcomes, console)
+                time.sleep(0.1)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return [outcomes[p.title] for p in plan if p.title in outcomes], interrupted
+
+
+@contextmanager
+def plan_trainer(jobs: int, devices: Optional[str]) -> Iterator[Callable]:
+    """`train_plan(configs, plan, console) -> (outcomes, interrupted)` for the whole of an ablation or a
+    sweep: in this process one run after another (`--jobs 1`), else on a pool of workers."""
+    if jobs <= 1:
+        yield run_grid
+        return
+    with WorkerPool(plan_slots(jobs, devices)) as pool:
+        yield pool.run
 
 
 def _busy(workers: Sequence[_Slot]) -> list[_Slot]:

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pileablate.ablate.ablation import Ablation, AblationFailed, AblationInterrupted, AblationResult, chosen_lrs
+from pileablate.ablate.ablation import Ablation, AblationFailed, AblationResult, chosen_lrs, train_phase
 from pileablate.ablate.axes import Axis, Point, check_axes, points
 from pileablate.ablate.plan import PlannedRun
-from pileablate.ablate.runner import check_existing, data_identity, grid_budget, run_grid, run_state
+from pileablate.ablate.runner import check_existing, data_identity, grid_budget, run_state
 from pileablate.errors import UserError
 from pileablate.report.runs import POINT_FILE  # one name for the writer and the reader (no torch there)
 
@@ -170,35 +170,44 @@ def claim_folders(sweep: Sweep, ready: Sequence[Part]) -> None:
 def run_sweep(sweep: Sweep, console=None) -> AblationResult:
     """Every point's tuning runs, then every point's reported runs (each point at its own chosen rates),
     then one report over all points in the top runs folder. Interrupts and failures as `run_ablation`."""
+    from pileablate.ablate.parallel import plan_trainer
     from pileablate.console import stderr_console
 
     console = console or stderr_console()
     ready = parts(sweep)
     ablation = sweep.ablation
-    _, fingerprint = data_identity(ablation.base.data_dir)
     console.print(describe(sweep, ready), highlight=False)
+    result = AblationResult()
+    with plan_trainer(ablation.jobs, ablation.devices) as train_plan:
+        tuning, reported = _tune_then_train(sweep, ready, train_plan, console, result)
+    if reported is None or ablation.task is not None:
+        return _task_done(sweep, tuning + (reported or []), console, result)
+    result.report = report_on(ablation.base.runs_dir, tuning + reported)
+    _raise_failures(ready, reported, result)
+    return result
+
+
+def _tune_then_train(sweep: Sweep, ready: Sequence[Part], train_plan, console, result: AblationResult):
+    """(tuning pairs, reported pairs), the reported ones None when this is only the tuning stage."""
+    ablation = sweep.ablation
+    _, fingerprint = data_identity(ablation.base.data_dir)
     tuning = ordered([(part, p) for part in ready for p in part.ablation.tuning_plan()])
     for part in ready:
         check_existing(part.ablation, part.ablation.tuning_plan(), fingerprint)
     claim_folders(sweep, ready)
-    result = AblationResult()
     if tuning and ablation.stage in ("tune", "all"):
         console.print(f"tuning the learning rate: {len(tuning)} runs over {len(ready)} points", highlight=False)
-        _run_phase(sweep, sweep.share(tuning), console, result)
+        _run_phase(sweep, sweep.share(tuning), train_plan, console, result)
         if ablation.stage == "tune":
-            return _task_done(sweep, tuning, console, result)
+            return tuning, None
     reported = []
     for part in ready:
         plan = _reported_plan(part, result)
         check_existing(part.ablation, plan, fingerprint)
         reported += [(part, p) for p in plan]
     reported = ordered(reported)
-    _run_phase(sweep, sweep.share(reported), console, result)
-    if ablation.task is not None:
-        return _task_done(sweep, tuning + reported, console, result)
-    result.report = report_on(ablation.base.runs_dir, tuning + reported)
-    _raise_failures(ready, reported, result)
-    return result
+    _run_phase(sweep, sweep.share(reported), train_plan, console, result)
+    return tuning, reported
 
 
 def _reported_plan(part: Part, result: AblationResult) -> list[PlannedRun]:
@@ -217,20 +226,11 @@ def _reported_plan(part: Part, result: AblationResult) -> list[PlannedRun]:
     return [p for p in ablation.report_plan(lrs) if p.label in lrs]
 
 
-def _run_phase(sweep: Sweep, pairs: Sequence[tuple[Part, PlannedRun]], console, result: AblationResult) -> None:
+def _run_phase(sweep: Sweep, pairs: Sequence[tuple[Part, PlannedRun]], train_plan, console,
+               result: AblationResult) -> None:
     configs = [part.ablation.config_for(p) for part, p in pairs]
     plan = [dataclasses.replace(p, index=i) for i, (_, p) in enumerate(pairs, start=1)]
-    if sweep.ablation.jobs > 1:
-        from pileablate.ablate.parallel import plan_slots, run_parallel
-
-        outcomes, interrupted = run_parallel(configs, plan, plan_slots(sweep.ablation.jobs, sweep.ablation.devices),
-                                             console)
-    else:
-        outcomes, interrupted = run_grid(configs, plan, console)
-    result.outcomes += outcomes
-    if interrupted:
-        raise AblationInterrupted(f"interrupted at run {len(outcomes)}/{len(plan)} ({outcomes[-1].run.title}); "
-                                  "checkpoints are saved. Re-run the same command to continue where it stopped")
+    train_phase(train_plan, configs, plan, console, result)
 
 
 def _task_done(sweep: Sweep, pairs, console, result: AblationResult) -> AblationResult:
