@@ -3,11 +3,11 @@
 Each slot (one GPU, or on a CPU its share of the cores: torch threads = cores // jobs) has one spawned
 worker process that trains its runs one after another, each the same `train(cfg)` as in a sequential
 grid, so a run's result is bit-identical to the same run made alone with that many threads. A worker
-lives for the whole ablation (tuning runs, then reported runs) because starting one (import torch,
-then torch.optim's first import of dynamo) costs about 7 s on 2 cores, a third of a demo run. Each run's console output goes to
-RUN/train.log; this process shows one live table of every running run, read from their metrics files.
-Ctrl-C reaches every worker (one process group): each running run checkpoints and stops, idle workers
-exit, and re-running the command resumes the runs.
+lives for the whole ablation (tuning runs, then reported runs) because starting one (import torch, then
+torch.optim's first import of dynamo) costs about 7 s on 2 cores, a third of a demo run. Each run's
+console output goes to RUN/train.log; this process shows one live table of every running run, read from
+their metrics files. Ctrl-C reaches every worker (one process group): each running run checkpoints and
+stops, idle workers exit, and re-running the command resumes the runs.
 """
 
 from __future__ import annotations
