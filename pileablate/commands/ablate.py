@@ -7,88 +7,82 @@ All parsing happens here: the train options through `pileablate train`'s own par
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
 
-def ablate(
-    ctx: typer.Context,
-    mods: Optional[str] = typer.Option(
-        None, "--mods",
-        help="Comma list of modifications: runs the baseline, each alone, and all together. "
-             "Default: warmup,cosine,rmsnorm,rope,swiglu (the seven experiments).",
-        show_default=False,
-    ),
-    grid: Optional[Path] = typer.Option(
-        None, "--grid",
-        help="TOML file of explicit configurations: one \\[\\[config]] table per configuration with "
-             "mods = [\"rope\", \"swiglu\"] (and optionally name = \"...\"); optional top-level seeds = K.",
-        show_default=False,
-    ),
-    sweep: Optional[List[str]] = typer.Option(
-        None, "--sweep", metavar="OPTION=V1,V2,...",
-        help="Run the whole grid at every value of a train option, to see whether a modification's Δ holds "
-             "at scale: preset=nano,micro,mini, n_layer=, n_head=, d_model=, seq_len=, max_tokens=1M,3M,10M, "
-             "max_steps=, time_limit=. Repeat for several axes (their product). Each point gets the same seeds, "
-             "its own folder (RUNS/micro/rope-s0), its own default budget when none is given, its own tuned lr "
-             "with --tune-lr; one report over all points says how Δ moves along the axis. Replaces the grid "
-             "file's [sweep] table.",
-        show_default=False,
-    ),
-    seeds: Optional[int] = typer.Option(
-        None, "--seeds", min=1,
-        help="Seeds per configuration (--seed S gives seeds S, S+1, ...). Default 1, or the grid file's seeds.",
-        show_default=False,
-    ),
-    tune_lr: Optional[str] = typer.Option(
-        None, "--tune-lr", metavar="auto|N|LR,LR,...",
-        help="Tune the learning rate of every configuration before the reported runs: 'auto' tries 5 rates "
-             "log-spaced over x1/10..x10 of the preset's default, N tries N such rates, or give the rates "
-             "(3e-4,1e-3,3e-3). Tuning runs use seeds of their own (1000+) and are scored on held-out tuning "
-             "windows disjoint from the validation windows the report scores; each configuration's reported "
-             "runs then train at its chosen rate.",
-        show_default=False,
-    ),
-    tune_seeds: int = typer.Option(1, "--tune-seeds", min=1, help="Tuning runs per configuration and rate."),
-    tune_budget: float = typer.Option(
-        1.0, "--tune-budget", metavar="FRACTION",
-        help="The tuning runs' budget as a fraction of the reported runs' budget (the best rate moves with the "
-             "budget: shorten with care).",
-    ),
-    jobs: int = typer.Option(
-        1, "--jobs", min=1, help="Runs at once on this machine, each in its own process: one per GPU, or on a CPU "
-        "each with its share of the cores (a tiny model gains little from a second thread). Results are "
-        "bit-identical to the same runs made one after another with that many threads.",
-    ),
-    devices: Optional[str] = typer.Option(
-        None, "--devices", help="Devices for --jobs, comma list (cuda:0,cuda:1). Default: every visible GPU, "
-        "else the CPU.", show_default=False,
-    ),
-    task: Optional[str] = typer.Option(
-        None, "--task", metavar="K/N", help="Make only this task's share of the plan (every N-th run from the "
-        "K-th): N tasks of a job array cover the grid exactly once. No report: run 'pileablate report' after.",
-        show_default=False,
-    ),
-    stage: str = typer.Option("all", "--stage", help="tune, report or all: with --tune-lr a job array runs the "
-                              "tuning runs first (--stage tune), then the reported ones (--stage report)."),
-    emit: Optional[str] = typer.Option(
-        None, "--emit", metavar="slurm", help="Write sbatch job-array scripts for this ablation and the "
-        "submit.sh that submits them into RUNS/slurm/, and stop (nothing trains here).", show_default=False,
-    ),
-    array_tasks: Optional[int] = typer.Option(None, "--array-tasks", min=1, help="With --emit: tasks per array "
-                                              "(default: one per run).", show_default=False),
-    gpus_per_run: int = typer.Option(1, "--gpus-per-run", min=0, help="With --emit: GPUs per array task."),
-    cpus_per_run: int = typer.Option(8, "--cpus-per-run", min=1, help="With --emit: CPU cores per array task."),
-    slurm_time: Optional[str] = typer.Option(None, "--slurm-time", metavar="[D-]HH:MM:SS", help="With --emit: "
-                                             "the array's time limit (default: from --time-limit).", show_default=False),
-    dry_run: bool = typer.Option(
-        False, "--dry-run",
-        help="Print the plan (runs, budget, what is finished or will resume) and stop. Every other option is a "
-             "'pileablate train' option applied to every run (--data, --runs-dir, --preset, --max-tokens, "
-             "--time-limit, --lr, --device, ...).",
-    ),
-) -> None:
+def _option(*names: str, **kwargs):
+    """A typer option without a default shown (most of ablate's defaults are "not given")."""
+    return typer.Option(*names, show_default=kwargs.pop("show_default", False), **kwargs)
+
+
+# The options, declared once here so that `ablate`'s signature reads as the list of what it takes.
+Mods = Annotated[Optional[str], _option(
+    "--mods", help="Comma list of modifications: runs the baseline, each alone, and all together. "
+    "Default: warmup,cosine,rmsnorm,rope,swiglu (the seven experiments).")]
+Grid = Annotated[Optional[Path], _option(
+    "--grid", help="TOML file of explicit configurations: one \\[\\[config]] table per configuration with "
+    "mods = [\"rope\", \"swiglu\"] (and optionally name = \"...\"); optional top-level seeds = K.")]
+SweepAxes = Annotated[Optional[List[str]], _option(
+    "--sweep", metavar="OPTION=V1,V2,...",
+    help="Run the whole grid at every value of a train option, to see whether a modification's Δ holds at scale: "
+    "preset=nano,micro,mini, n_layer=, n_head=, d_model=, seq_len=, max_tokens=1M,3M,10M, max_steps=, "
+    "time_limit=. Repeat for several axes (their product). Each point gets the same seeds, its own folder "
+    "(RUNS/micro/rope-s0), its own default budget when none is given, its own tuned lr with --tune-lr; one "
+    "report over all points says how Δ moves along the axis. Replaces the grid file's \\[sweep] table.")]
+Seeds = Annotated[Optional[int], _option(
+    "--seeds", min=1,
+    help="Seeds per configuration (--seed S gives seeds S, S+1, ...). Default 1, or the grid file's seeds.")]
+TuneLr = Annotated[Optional[str], _option(
+    "--tune-lr", metavar="auto|N|LR,LR,...",
+    help="Tune the learning rate of every configuration before the reported runs: 'auto' tries 5 rates "
+    "log-spaced over x1/10..x10 of the preset's default, N tries N such rates, or give the rates "
+    "(3e-4,1e-3,3e-3). Tuning runs use seeds of their own (1000+) and are scored on held-out tuning windows "
+    "disjoint from the validation windows the report scores; each configuration's reported runs then train "
+    "at its chosen rate.")]
+TuneSeeds = Annotated[int, _option("--tune-seeds", min=1, show_default=True,
+                                   help="Tuning runs per configuration and rate.")]
+TuneBudget = Annotated[float, _option(
+    "--tune-budget", metavar="FRACTION", show_default=True,
+    help="The tuning runs' budget as a fraction of the reported runs' budget (the best rate moves with the "
+    "budget: shorten with care).")]
+Jobs = Annotated[int, _option(
+    "--jobs", min=1, show_default=True,
+    help="Runs at once on this machine, each slot with its own worker process: one per GPU, or on a CPU each "
+    "with its share of the cores (a tiny model gains little from a second thread). Results are bit-identical "
+    "to the same runs made one after another with that many threads.")]
+Devices = Annotated[Optional[str], _option(
+    "--devices", help="Devices for --jobs, comma list (cuda:0,cuda:1). Default: every visible GPU, else the CPU.")]
+Task = Annotated[Optional[str], _option(
+    "--task", metavar="K/N", help="Make only this task's share of the plan (every N-th run from the K-th): N tasks "
+    "of a job array cover the grid exactly once. No report: run 'pileablate report' after.")]
+Stage = Annotated[str, _option(
+    "--stage", show_default=True, help="tune, report or all: with --tune-lr a job array runs the tuning runs first "
+    "(--stage tune), then the reported ones (--stage report).")]
+Emit = Annotated[Optional[str], _option(
+    "--emit", metavar="slurm", help="Write sbatch job-array scripts for this ablation and the submit.sh that "
+    "submits them into RUNS/slurm/, and stop (nothing trains here).")]
+ArrayTasks = Annotated[Optional[int], _option(
+    "--array-tasks", min=1, help="With --emit: tasks per array (default: one per run).")]
+GpusPerRun = Annotated[int, _option("--gpus-per-run", min=0, show_default=True,
+                                    help="With --emit: GPUs per array task.")]
+CpusPerRun = Annotated[int, _option("--cpus-per-run", min=1, show_default=True,
+                                    help="With --emit: CPU cores per array task.")]
+SlurmTime = Annotated[Optional[str], _option(
+    "--slurm-time", metavar="[D-]HH:MM:SS", help="With --emit: the array's time limit (default: from --time-limit).")]
+DryRun = Annotated[bool, _option(
+    "--dry-run", show_default=True,
+    help="Print the plan (runs, budget, what is finished or will resume) and stop. Every other option is a "
+    "'pileablate train' option applied to every run (--data, --runs-dir, --preset, --max-tokens, --time-limit, "
+    "--lr, --device, ...).")]
+
+
+def ablate(ctx: typer.Context, mods: Mods = None, grid: Grid = None, sweep: SweepAxes = None, seeds: Seeds = None,
+           tune_lr: TuneLr = None, tune_seeds: TuneSeeds = 1, tune_budget: TuneBudget = 1.0, jobs: Jobs = 1,
+           devices: Devices = None, task: Task = None, stage: Stage = "all", emit: Emit = None,
+           array_tasks: ArrayTasks = None, gpus_per_run: GpusPerRun = 1, cpus_per_run: CpusPerRun = 8,
+           slurm_time: SlurmTime = None, dry_run: DryRun = False) -> None:
     """Run the ablation grid over seeds with one budget for every run, then print the report.
 
     Every other option is a train option and applies to every run (see 'pileablate train --help'),
