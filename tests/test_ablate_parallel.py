@@ -152,3 +152,43 @@ def test_emit_slurm_writes_one_array_per_stage_and_a_submit_script(bytes_store, 
     text = submit.read_text()
     assert text.index("tune.sbatch") < text.index("report.sbatch") and "afterok" in text
     assert not any(p.name.endswith("-s0") for p in runs.iterdir())  # nothing trained
+
+
+def test_a_worker_that_dies_fails_its_run_and_a_fresh_one_takes_the_next(bytes_store, tmp_path, monkeypatch):
+    """A worker killed mid-run (the OOM killer, a segfault in a kernel): that run fails with the cause,
+    a new worker takes the slot's next run, the grid goes on and the command exits 1 naming the run."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from pileablate.ablate import parallel
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    started, start_run = {}, parallel._Slot.start_run
+
+    def recorded(self, context, cfg, planned, state):
+        start_run(self, context, cfg, planned, state)
+        started[planned.name] = self.process.pid
+
+    monkeypatch.setattr(parallel._Slot, "start_run", recorded)
+    runs = tmp_path / "runs"
+
+    def kill_the_baseline_worker():
+        metrics = runs / "baseline-s0" / "metrics.jsonl"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+            time.sleep(0.05)
+        os.kill(started["baseline-s0"], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_baseline_worker)
+    killer.start()
+    result = ablate("--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope,swiglu", "--jobs", "2",
+                    "--devices", "cpu,cpu", "--preset", "nano", "--max-steps", "400", "--eval-every", "200",
+                    "--eval-tokens", "2048", "--log-every", "1")
+    killer.join()
+    assert result.exit_code == 1 and "baseline-s0" in str(result.exception)
+    assert "baseline-s0 failed (its process died (exit code -9)" in result.output
+    for name in ("rope-s0", "swiglu-s0"):
+        assert json.loads((runs / name / "summary.json").read_text())["status"] == "finished"
+    assert len(set(started.values())) == 3  # the two first workers, then the one that replaced the dead one
