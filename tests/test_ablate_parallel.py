@@ -44,14 +44,14 @@ def _count_worker_starts(monkeypatch) -> list:
     """The pids of the worker processes `--jobs` starts."""
     from pileablate.ablate import parallel
 
-    pids, start_run = [], parallel._Slot.start_run
+    pids, start_run = [], parallel._Worker.start_run
 
     def counted(self, *args):
         start_run(self, *args)
         if self.process.pid not in pids:
             pids.append(self.process.pid)
 
-    monkeypatch.setattr(parallel._Slot, "start_run", counted)
+    monkeypatch.setattr(parallel._Worker, "start_run", counted)
     return pids
 
 
@@ -85,6 +85,7 @@ def test_a_failed_run_does_not_stop_its_worker(bytes_store, tmp_path, monkeypatc
                     "--devices", "cpu,cpu", "--tune-lr", "1e3,1e-3", *TINY)
     assert result.exit_code == 0, (result.output, result.exception)
     assert "tune-baseline-lr1e+03-s1000 failed" in result.output
+    assert "the training loss became nan" in result.output  # the reason, not only "see the log"
     assert "nan" in (runs / "tune-baseline-lr1e+03-s1000" / "train.log").read_text()
     for name in ("baseline-s0", "rope-s0"):
         summary = json.loads((runs / name / "summary.json").read_text())
@@ -165,13 +166,13 @@ def test_a_worker_that_dies_fails_its_run_and_a_fresh_one_takes_the_next(bytes_s
     from pileablate.ablate import parallel
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    started, start_run = {}, parallel._Slot.start_run
+    started, start_run = {}, parallel._Worker.start_run
 
     def recorded(self, context, cfg, planned, state):
         start_run(self, context, cfg, planned, state)
         started[planned.name] = self.process.pid
 
-    monkeypatch.setattr(parallel._Slot, "start_run", recorded)
+    monkeypatch.setattr(parallel._Worker, "start_run", recorded)
     runs = tmp_path / "runs"
 
     def kill_the_baseline_worker():

@@ -20,13 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence
 
 from pileablate.ablate.plan import PlannedRun
 from pileablate.ablate.runner import Outcome, read_summary, run_grid, run_state
 from pileablate.errors import UserError
 
-# What a worker reports at the end of a run (also the command's exit codes for them).
+# How a run ended, as a worker reports it with the reason (a failure's message, else None).
 FINISHED, FAILED, STOPPED = 0, 1, 130
 
 
@@ -72,14 +72,15 @@ def _worker(threads: int, inbox) -> None:
             return
         if job is None:
             return
-        code = _train_one(*job)
-        inbox.send(code)
+        code, reason = _train_one(*job)
+        inbox.send((code, reason))
         if code == STOPPED:
             return
 
 
-def _train_one(cfg, log_path: str) -> int:
-    """A run in a worker: its log file, its exit code. A failure ends the run, never the worker."""
+def _train_one(cfg, log_path: str) -> tuple[int, Optional[str]]:
+    """A run in a worker, its console in its log file: (how it ended, why it failed). A failure ends the
+    run, never the worker."""
     from rich.console import Console
 
     from pileablate.train.trainer import RunFailed, train
@@ -90,18 +91,18 @@ def _train_one(cfg, log_path: str) -> int:
             summary = train(cfg, console=console)
         except RunFailed as err:
             console.print(f"failed: {err}", highlight=False)
-            return FAILED
+            return FAILED, str(err)
         except KeyboardInterrupt:  # Ctrl-C before the run could checkpoint: it starts or resumes on re-run
-            return STOPPED
+            return STOPPED, None
         except Exception as err:  # a crash in a run must reach the parent as a failed run
             console.print(f"error: {err!r}", highlight=False)
-            return FAILED
-    return STOPPED if summary.get("status") == "stopped" else FINISHED
+            return FAILED, repr(err)
+    return (STOPPED if summary.get("status") == "stopped" else FINISHED), None
 
 
 @dataclass
-class _Slot:
-    """A slot's worker process and the run it is training, if any."""
+class _Worker:
+    """A slot's worker process (started when first needed, again if it died) and the run it is training."""
 
     slot: Slot
     process: Optional[multiprocessing.process.BaseProcess] = None
@@ -119,8 +120,8 @@ class _Slot:
         self.pipe.send((cfg, str(log)))
         self.job = (cfg, planned, state)
 
-    def ended(self) -> Optional[Union[int, str]]:
-        """The run's exit code once it has ended (a worker that died says how), else None."""
+    def ended(self) -> Optional[tuple[int, Optional[str]]]:
+        """(how the run ended, why it failed) once it has ended, else None."""
         try:
             if self.pipe.poll():
                 return self.pipe.recv()
@@ -129,7 +130,7 @@ class _Slot:
         if self.process.is_alive():
             return None
         self.process.join()
-        return f"its process died (exit code {self.process.exitcode})"
+        return FAILED, f"its process died (exit code {self.process.exitcode})"
 
     def close(self) -> None:
         if self.process is not None and self.process.is_alive():
@@ -148,7 +149,7 @@ class WorkerPool:
 
     def __init__(self, slots: Sequence[Slot]):
         self._context = multiprocessing.get_context("spawn")
-        self._workers = [_Slot(slot) for slot in slots]
+        self._workers = [_Worker(slot) for slot in slots]
 
     def __enter__(self) -> "WorkerPool":
         return self
@@ -206,17 +207,18 @@ def plan_trainer(jobs: int, devices: Optional[str]) -> Iterator[Callable]:
         yield pool.run
 
 
-def _busy(workers: Sequence[_Slot]) -> list[_Slot]:
+def _busy(workers: Sequence[_Worker]) -> list[_Worker]:
     return [w for w in workers if w.job is not None]
 
 
-def _reap(workers: Sequence[_Slot], outcomes: dict, console) -> bool:
+def _reap(workers: Sequence[_Worker], outcomes: dict, console) -> bool:
     """Collect ended runs; True when one of them was interrupted."""
     interrupted = False
     for worker in _busy(workers):
-        code = worker.ended()
-        if code is None:
+        ended = worker.ended()
+        if ended is None:
             continue
+        code, reason = ended
         cfg, planned, state = worker.job
         worker.job = None
         summary = read_summary(Path(cfg.runs_dir) / planned.name)
@@ -224,8 +226,7 @@ def _reap(workers: Sequence[_Slot], outcomes: dict, console) -> bool:
         if code == STOPPED:
             interrupted = True
         elif code != FINISHED:
-            log = Path(cfg.runs_dir) / planned.name / "train.log"
-            error = f"{code}; see {log}" if isinstance(code, str) else f"see {log}"
+            error = f"{reason}; see {Path(cfg.runs_dir) / planned.name / 'train.log'}"
             console.print(f"[red]{planned.title} failed[/red] ({error})", highlight=False)
         else:
             console.print(f"{planned.title}: {(summary or {}).get('status')} · val loss "
@@ -254,7 +255,7 @@ class _LiveRuns:
     def __exit__(self, *exc) -> None:
         self._live.__exit__(*exc)
 
-    def show(self, running: Sequence[_Slot]) -> None:
+    def show(self, running: Sequence[_Worker]) -> None:
         if time.monotonic() - self._last < 0.5:
             return
         from rich.table import Table
