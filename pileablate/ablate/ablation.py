@@ -152,8 +152,7 @@ def _tune_then_train(ablation: Ablation, train_plan, console, result: AblationRe
         console.print(f"tuning the learning rate: {len(tuning)} runs ({len(ablation.experiments)} configurations x "
                       f"{len(ablation.tune_lrs)} rates {', '.join(format_lr(x) for x in ablation.tune_lrs)} x "
                       f"{ablation.tune_seeds} seed(s))", highlight=False)
-        plan = ablation.share(tuning)
-        train_phase(train_plan, [ablation.config_for(p) for p in plan], plan, console, result)
+        _run_phase(ablation, tuning, train_plan, console, result)
         if ablation.stage == "tune":
             return tuning, None
     if tuning:
@@ -166,9 +165,14 @@ def _tune_then_train(ablation: Ablation, train_plan, console, result: AblationRe
     plan = ablation.report_plan(result.chosen_lrs or None)
     plan = [p for p in plan if not ablation.tuning or p.label in result.chosen_lrs]
     check_existing(ablation, plan, fingerprint)
+    _run_phase(ablation, plan, train_plan, console, result)
+    return tuning, plan
+
+
+def _run_phase(ablation: Ablation, plan: Sequence[PlannedRun], train_plan, console, result: AblationResult) -> None:
+    """This task's share of a phase, each run with its TrainConfig."""
     share = ablation.share(plan)
     train_phase(train_plan, [ablation.config_for(p) for p in share], share, console, result)
-    return tuning, plan
 
 
 def _task_done(ablation: Ablation, plan: Sequence[PlannedRun], console, result: AblationResult) -> AblationResult:
