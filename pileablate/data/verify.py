@@ -201,3 +201,22 @@ def store_problem(directory, console=None) -> Optional[str]:
         return verify_store(directory, console=console).summary()
     except UserError as err:
         return str(err)
+
+
+def report_store(directory) -> int:
+    """`prepare --verify DIR`: hash every part, print one line per damaged part (stdout) and a summary;
+    returns the exit code (0 sound, 1 damaged)."""
+    from pileablate.console import stderr_console, stdout_console
+
+    out = stdout_console()
+    check = verify_store(directory, rehash=True, console=stderr_console())
+    for problem in check.problems:
+        out.print(f"damaged: {problem}", highlight=False, markup=False)
+    size = sum(p.size for p in check.parts)
+    bad = len(check.problems)
+    if bad:
+        out.print(f"{directory}: {bad} of {len(check.parts)} parts damaged", highlight=False, markup=False)
+        return 1
+    out.print(f"{directory}: all {len(check.parts)} parts match manifest.json ({size / 1e6:,.1f} MB hashed)",
+              highlight=False, markup=False)
+    return 0
