@@ -11,12 +11,25 @@ import sys
 from typing import Optional
 
 import typer
+import typer.core
 
 from pileablate import __version__
 from pileablate.commands import ablate, export, generate, mods, prepare, report, train
 from pileablate.errors import UserError
+from pileablate.units import refuse_non_finite
+
+
+class _CheckedGroup(typer.core.TyperGroup):
+    """The command group, with every float option of every command refusing NaN and infinities (one
+    place for all: `units.refuse_non_finite`), however the group is built (main(), typer's CliRunner)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        refuse_non_finite(self)
+
 
 app = typer.Typer(
+    cls=_CheckedGroup,
     name="pileablate",
     help="Which modern Transformer modifications actually help, on real data, under an equal budget?",
     no_args_is_help=True,
