@@ -29,6 +29,7 @@ from pileablate.jsonfile import write_json_atomic
 
 MEMO = ".verified.json"
 _BLOCK = 1 << 22
+_NOTE_BYTES = 1 << 30
 
 
 @dataclass
@@ -171,7 +172,7 @@ def _needs_hash(path: Path, remembered: Optional[dict]) -> bool:
 
 
 class _progress:
-    """A rich progress bar over bytes hashed, shown only when there is something to hash."""
+    """A rich progress bar over bytes hashed, on a terminal, shown only when there is something to hash."""
 
     def __init__(self, console, total: int, label: str):
         self.console, self.total, self.label = console, total, label
@@ -179,6 +180,10 @@ class _progress:
 
     def __enter__(self) -> Callable[[int], None]:
         if self.console is None or self.total == 0:
+            return lambda n: None
+        if not self.console.is_terminal:  # a log: no bar (it would leave a blank line), a note when it takes a while
+            if self.total >= _NOTE_BYTES:
+                self.console.print(f"{self.label}: hashing {self.total / 1e9:.1f} GB once", highlight=False)
             return lambda n: None
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
