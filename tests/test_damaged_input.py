@@ -287,3 +287,11 @@ def test_exported_files_share_one_mode(tmp_path):
     os.umask(mask)
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "hf").iterdir()}
     assert "model.safetensors" in modes and set(modes.values()) == {0o666 & ~mask}, modes
+
+
+def test_ablate_refuses_a_damaged_store_once_before_any_run(capsys, tmp_path, store):
+    flip_byte(store / PART, (store / PART).stat().st_size // 2)
+    code, _, err = run_cli(capsys, "ablate", "--data", store, "--runs-dir", tmp_path / "runs", "--mods", "rope",
+                           *NANO)
+    assert code == 2 and f"error: {store / PART}: its sha256" in err and "Traceback" not in err
+    assert not list((tmp_path / "runs").glob("*/config.json"))  # no run started

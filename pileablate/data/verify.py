@@ -198,6 +198,13 @@ class _progress:
             self.bar.__exit__(*exc)
 
 
+def check_store(directory, console=None) -> None:
+    """UserError (one line) unless the store at `directory` is sound."""
+    problem = verify_store(directory, console=console).summary()
+    if problem:
+        raise UserError(problem)
+
+
 def store_problem(directory, console=None) -> Optional[str]:
     """None when the store at `directory` is sound, else one line saying what is wrong and how to fix it.
 
