@@ -69,7 +69,7 @@ def test_a_part_that_cannot_be_read_is_named_in_one_line_and_no_run_starts(capsy
     else:
         part.write_bytes(data[:-64] + bytes(64))
     code, _, err = train(capsys, store, tmp_path / "runs")
-    assert_one_line(code, err, str(part), "damaged token part", "--overwrite")
+    assert_one_line(code, err, str(part), "damaged token part", "rebuild it: delete")
     assert not (tmp_path / "runs").exists()
     # Opened directly (a benchmark, a tool), the part is named too.
     with pytest.raises(UserError, match="damaged token part"):
@@ -81,7 +81,7 @@ def test_one_flipped_byte_in_a_part_is_refused_before_the_first_step(capsys, tmp
     flip_byte(part, part.stat().st_size // 2)  # in the middle of the token stream: still readable Arrow
     assert TokenSplit(store / "train").num_tokens > 0  # the structure alone does not show it
     code, _, err = train(capsys, store, tmp_path / "runs")
-    assert_one_line(code, err, str(part), "sha256", "--overwrite")
+    assert_one_line(code, err, str(part), "sha256", "rebuild it: delete")
     assert not (tmp_path / "runs").exists()  # no config.json, no metrics: not one step
 
     code, out, _ = run_cli(capsys, "prepare", "--verify", store)
@@ -98,7 +98,7 @@ def test_a_sound_store_verifies_and_trains(capsys, tmp_path, store):
 def test_a_missing_part_is_named(capsys, tmp_path, store):
     (store / PART).unlink()
     code, _, err = train(capsys, store, tmp_path / "runs")
-    assert_one_line(code, err, str(store / PART), "missing", "--overwrite")
+    assert_one_line(code, err, str(store / PART), "missing", "rebuild it: delete")
 
 
 def test_parts_that_disagree_with_the_manifest_are_one_line(capsys, tmp_path, store):

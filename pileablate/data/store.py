@@ -171,8 +171,9 @@ def _split_listing(directory: Path) -> tuple[list[tuple[Path, dict | None]], int
 
 
 def repair_hint(store: Path) -> str:
-    """What rebuilds a damaged store (a complete store is only rewritten with --overwrite)."""
-    return f"rebuild it: run the 'pileablate prepare' command that made {store} again, adding --overwrite"
+    """What rebuilds a damaged store. (Not `--overwrite` alone: with the same settings, prepare keeps a
+    complete store as it is.)"""
+    return f"rebuild it: delete {store} and run the 'pileablate prepare' command that made it again"
 
 
 def _first_line(err: BaseException) -> str:
