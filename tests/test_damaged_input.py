@@ -295,3 +295,11 @@ def test_ablate_refuses_a_damaged_store_once_before_any_run(capsys, tmp_path, st
                            *NANO)
     assert code == 2 and f"error: {store / PART}: its sha256" in err and "Traceback" not in err
     assert not list((tmp_path / "runs").glob("*/config.json"))  # no run started
+
+
+def test_a_manifest_that_does_not_describe_its_parts_is_one_line(capsys, tmp_path, store):
+    manifest = json.loads((store / "manifest.json").read_text())
+    del manifest["splits"]["train"]["parts"][0]["file"]
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run_cli(capsys, "prepare", "--verify", store)
+    assert_one_line(code, err, "manifest.json does not describe its parts")

@@ -137,8 +137,14 @@ def verify_store(directory, *, rehash: bool = False, console=None) -> StoreCheck
     """
     directory = Path(directory)
     manifest = read_manifest(directory)
-    entries = [p for split in SPLITS for p in manifest["splits"].get(split, {}).get("parts", [])]
-    vocab = int(manifest["vocab_size"])
+    try:
+        entries = [p for split in SPLITS for p in manifest["splits"].get(split, {}).get("parts", [])]
+        vocab = int(manifest["vocab_size"])
+        if not all(isinstance(e, dict) and isinstance(e.get("file"), str) for e in entries):
+            raise TypeError("a part without a file name")
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise UserError(f"{directory}/manifest.json does not describe its parts ({err}); "
+                        f"{repair_hint(directory)}") from None
     memo = {} if rehash else _read_memo(directory).get("parts", {})
     if not isinstance(memo, dict):
         memo = {}
