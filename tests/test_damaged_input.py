@@ -303,3 +303,25 @@ def test_a_manifest_that_does_not_describe_its_parts_is_one_line(capsys, tmp_pat
     (store / "manifest.json").write_text(json.dumps(manifest))
     code, _, err = run_cli(capsys, "prepare", "--verify", store)
     assert_one_line(code, err, "manifest.json does not describe its parts")
+
+
+def test_verifications_that_start_together_hash_each_part_once(monkeypatch, store):
+    import threading
+
+    import pileablate.data.verify as verify
+
+    hashed, real = [], verify.sha256_file
+
+    def slow_sha(path, advance=lambda n: None):
+        hashed.append(path.name)
+        time.sleep(0.2)  # long enough for the other process to arrive meanwhile
+        return real(path, advance)
+
+    monkeypatch.setattr(verify, "sha256_file", slow_sha)
+    checks = []
+    threads = [threading.Thread(target=lambda: checks.append(verify_store(store))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(hashed) == 2 and all(c.problems == [] for c in checks)  # two parts, hashed once each

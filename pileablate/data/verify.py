@@ -6,13 +6,16 @@ hash costs little next to the hash itself).
 
 Hashing a multi-GB store takes a while, so what a part hashed to is remembered beside the store, in
 DIR/.verified.json, with the file's state (size, mtime_ns, ctime_ns, inode): a part whose file has not
-changed since is not hashed again, and a training run starts at once. A store that cannot be written
-to (read-only, shared) is simply hashed each time. `prepare --verify` hashes every part whatever the
-memo says: damage on the disk itself (bit rot) leaves a file's state as it was.
+changed since is not hashed again, and a training run starts at once; processes that start together
+take turns (DIR/.verified.lock), so one hashes and the others read what it found. A store that
+cannot be written to (read-only, shared) is simply hashed each time. `prepare --verify` hashes every
+part whatever the memo says: damage on the disk itself (bit rot) leaves a file's state as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -28,6 +31,7 @@ from pileablate.errors import UserError
 from pileablate.jsonfile import write_json_atomic
 
 MEMO = ".verified.json"
+LOCK = ".verified.lock"
 _BLOCK = 1 << 22
 _NOTE_BYTES = 1 << 30
 
@@ -145,21 +149,41 @@ def verify_store(directory, *, rehash: bool = False, console=None) -> StoreCheck
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise UserError(f"{directory}/manifest.json does not describe its parts ({err}); "
                         f"{repair_hint(directory)}") from None
-    memo = {} if rehash else _read_memo(directory).get("parts", {})
-    if not isinstance(memo, dict):
-        memo = {}
-    pending = [e for e in entries if _needs_hash(directory / e["file"], memo.get(e["file"]))]
-    total = sum(_size(directory / e["file"]) for e in pending)
-    checks, remember = [], {}
-    with _progress(console, total, f"verifying {directory}") as advance:
-        for entry in entries:
-            check, seen = _check_part(directory, entry, vocab, memo.get(entry["file"]), advance)
-            checks.append(check)
-            if seen is not None:
-                remember[entry["file"]] = seen
-    if any(c.hashed for c in checks) or set(remember) != set(memo):
-        _write_memo(directory, {"fingerprint": manifest.get("fingerprint"), "parts": remember})
+    with memo_lock(directory):  # processes starting together (a job array): one hashes, the others then read
+        memo = {} if rehash else _read_memo(directory).get("parts", {})
+        if not isinstance(memo, dict):
+            memo = {}
+        pending = [e for e in entries if _needs_hash(directory / e["file"], memo.get(e["file"]))]
+        total = sum(_size(directory / e["file"]) for e in pending)
+        checks, remember = [], {}
+        with _progress(console, total, f"verifying {directory}") as advance:
+            for entry in entries:
+                check, seen = _check_part(directory, entry, vocab, memo.get(entry["file"]), advance)
+                checks.append(check)
+                if seen is not None:
+                    remember[entry["file"]] = seen
+        if any(c.hashed for c in checks) or set(remember) != set(memo):
+            _write_memo(directory, {"fingerprint": manifest.get("fingerprint"), "parts": remember})
     return StoreCheck(directory, checks)
+
+
+@contextlib.contextmanager
+def memo_lock(directory: Path):
+    """An exclusive lock on DIR/.verified.lock while the memo is read, filled and written; none where
+    the store cannot be written to or the file system has no locks (then work may be repeated, no more)."""
+    try:
+        fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _size(path: Path) -> int:
