@@ -39,6 +39,10 @@ from pileablate.report.table import (
     to_csv,
 )
 from pileablate.report.tuning import Tuning, tuning_results
+from pileablate.report.verdict import DEFAULT_MARGIN, SequentialDesign, Verdict, check_margin, verdicts_from_differences
+
+# Written by `ablate` into its runs folder: the margin and, for `--seeds auto`, the sequential design.
+STUDY_FILE = "study.json"
 
 PLOTS = ("loss_vs_tokens", "loss_vs_time", "runs_grid", "final_val_loss", "lr_schedule")
 TUNING_PLOT = "lr_sensitivity"  # drawn when the runs include learning-rate tuning runs
@@ -54,6 +58,13 @@ class Report:
     tuning: list[Tuning] = field(default_factory=list)
     points: list = field(default_factory=list)  # a sweep's points (report.scaling.Point), in axis order
     scaling: Optional[object] = None            # a sweep's Δ along its axes (report.scaling.Scaling)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # by configuration label ("point/label" in a sweep)
+    margin: float = DEFAULT_MARGIN              # nats/token (the unit of Δ) for "no effect"
+    design: Optional[SequentialDesign] = None   # the study's sequential design, from study.json
+
+    def undecided(self) -> list[str]:
+        """The labels whose verdict is "undecided" (the configurations a sequential study gives seeds)."""
+        return [label for label, v in self.verdicts.items() if v.word == "undecided"]
 
     @property
     def delta_metric(self) -> str:
@@ -92,10 +103,34 @@ def _baseline_warnings(configs: list[Configuration]) -> list[str]:
     return []
 
 
-def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list[Run]] = None) -> Report:
+def read_study(paths: Iterable[Path]) -> dict:
+    """The study.json of the first report folder that has one ({} when none does)."""
+    from pileablate.report.runs import _read_json
+
+    for path in paths:
+        if (Path(path) / STUDY_FILE).is_file():
+            return _read_json(Path(path) / STUDY_FILE)
+    return {}
+
+
+def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list[Run]] = None,
+                 margin: Optional[float] = None) -> Report:
     """Load and check the runs under `paths` (or the given runs); refuses mixed data unless forced.
-    Learning-rate tuning runs (role "tuning") are kept apart from the runs the report compares."""
+    Learning-rate tuning runs (role "tuning") are kept apart from the runs the report compares.
+    Each comparison gets a verdict at `margin` (default: study.json's, else DEFAULT_MARGIN), under the
+    sequential design study.json records."""
+    paths = [Path(p) for p in paths]
+    study = read_study(paths)
+    margin = check_margin(margin if margin is not None else study.get("margin", DEFAULT_MARGIN))
+    design = SequentialDesign.from_json(study.get("sequential"))
     runs = runs if runs is not None else load_runs(paths)
+    report = _build(runs, force)
+    report.margin, report.design = margin, design
+    report.verdicts = _verdicts(report, margin, design)
+    return report
+
+
+def _build(runs: list[Run], force: bool) -> Report:
     compared = [r for r in runs if r.role != "tuning"]
     notes = check_same_data(compared, force)
     mixed_tokenizers = len({r.tokenizer_id for r in compared if r.fingerprint}) > 1
@@ -108,6 +143,22 @@ def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list
     warnings += [flag for t in tuning for flag in [t.edge_flag(), t.problem] if flag]
     return Report(runs=compared, configurations=configs, notes=notes, warnings=warnings, delta_key=delta_key,
                   tuning=tuning)
+
+
+def _verdicts(report: Report, margin: float, design: Optional[SequentialDesign]) -> dict[str, Verdict]:
+    """A verdict per comparison with a Δ; one family, as Holm's correction is (every point of a sweep)."""
+    groups = [p.configurations for p in report.points] if report.points else [report.configurations]
+    compared, seeds = [], []
+    for configs in groups:
+        baseline = next((c for c in configs if c.is_baseline), None)
+        for c in configs:
+            if c.is_baseline or c.delta is None or baseline is None:
+                continue
+            compared.append(c)
+            # Pairs for a paired test; with Welch the smaller side.
+            seeds.append(min(len(c.values(report.delta_key)), len(baseline.values(report.delta_key))))
+    verdicts = verdicts_from_differences([c.delta for c in compared], seeds, margin, design)
+    return {c.name: v for c, v in zip(compared, verdicts)}
 
 
 def _names(configs: list[Configuration]) -> dict[tuple, str]:

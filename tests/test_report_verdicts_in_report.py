@@ -1,0 +1,71 @@
+"""Verdicts in the report: `report.verdicts`, study.json, --margin, and where the verdict is shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pileablate.cli import app, main
+from pileablate.report.build import build_report
+from pileablate.report.verdict import DEFAULT_MARGIN, SequentialDesign, verdicts_from_diffs
+from test_report import make_run
+from test_report_sweep import make_point
+
+
+def grid(runs: Path, values: dict) -> Path:
+    """baseline and modifications, one loss per seed each."""
+    for name, losses in values.items():
+        for seed, loss in enumerate(losses):
+            make_run(runs, f"{name}-s{seed}", mods=() if name == "baseline" else (name,), seed=seed, final_val=loss)
+    return runs
+
+
+DECIDING = {"baseline": [2.00, 2.02, 2.01, 2.03], "rope": [1.89, 1.92, 1.90, 1.92],
+            "rmsnorm": [2.0005, 2.0195, 2.0102, 2.0298], "swiglu": [1.95, 2.06, 2.03, 2.00]}
+
+
+def test_report_verdicts_are_keyed_by_label_and_match_the_paired_differences(tmp_path):
+    report = build_report([grid(tmp_path / "runs", DECIDING)])
+    assert set(report.verdicts) == {"rope", "rmsnorm", "swiglu"}
+    assert report.verdicts["rope"].word == "helps"
+    assert report.verdicts["rmsnorm"].word == "no effect"
+    assert report.verdicts["swiglu"].word == "undecided" and report.undecided() == ["swiglu"]
+    base = DECIDING["baseline"]
+    same = verdicts_from_diffs([[a - b for a, b in zip(DECIDING[n], base)] for n in ("rope", "rmsnorm", "swiglu")])
+    for name, v in zip(("rope", "rmsnorm", "swiglu"), same):
+        assert report.verdicts[name].word == v.word
+        assert report.verdicts[name].delta == pytest.approx(v.delta)
+        assert report.verdicts[name].seeds == 4 and report.verdicts[name].seeds_needed == v.seeds_needed
+    assert report.margin == DEFAULT_MARGIN and report.design is None
+
+
+def test_study_json_sets_the_margin_and_the_sequential_rule_and_margin_overrides(tmp_path):
+    runs = grid(tmp_path / "runs", DECIDING)
+    (runs / "study.json").write_text(json.dumps({"margin": 0.001, "sequential": {"first": 3, "max_seeds": 10, "step": 2}}))
+    report = build_report([runs])
+    assert report.design == SequentialDesign() and report.margin == 0.001
+    assert report.verdicts["rmsnorm"].word == "undecided"  # ±0.001 is too tight for its spread
+    assert build_report([runs], margin=0.05).verdicts["rmsnorm"].word == "no effect"
+
+
+def test_a_sweep_keys_verdicts_by_point_and_label(tmp_path):
+    root = tmp_path / "runs"
+    make_point(root, "micro", {"rope": (-0.1, 0.002)}, shift=-0.3)
+    make_point(root, "nano", {"rope": (-0.1, 0.002)})
+    report = build_report([root])
+    assert set(report.verdicts) == {"micro/rope", "nano/rope"}
+    assert all(v.word == "helps" for v in report.verdicts.values())
+
+
+@pytest.mark.parametrize("bad", ["0", "-0.01", "nan", "inf"])
+def test_report_refuses_a_bad_margin_in_one_line_and_writes_nothing(tmp_path, capsys, bad):
+    runs = grid(tmp_path / "runs", DECIDING)
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(runs), "--margin", bad, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith("error: --margin") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
