@@ -69,3 +69,58 @@ def test_report_refuses_a_bad_margin_in_one_line_and_writes_nothing(tmp_path, ca
     assert exit_.value.code == 2
     assert err.startswith("error: --margin") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_verdict_heads_the_terminal_and_report_md_and_fills_a_csv_column(tmp_path):
+    import csv
+
+    runs = grid(tmp_path / "runs", DECIDING)
+    result = CliRunner().invoke(app, ["report", str(runs), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    first = result.stdout.strip().splitlines()[0]
+    assert first.startswith("Verdict: rope helps by 0.11")
+    md = (runs / "report.md").read_text().splitlines()
+    assert md[2].startswith("**Verdict:** rope helps by 0.11") and "rmsnorm: no effect beyond ±0.01" in md[2]
+    assert any("TOST" in line and "±0.01" in line for line in md[:6])  # the rule and the margin
+    assert "| configuration | verdict |" in "\n".join(md)
+    rows = {r["configuration"]: r for r in csv.DictReader((runs / "summary.csv").open())}
+    assert [rows[n]["verdict"] for n in ("baseline", "rope", "rmsnorm", "swiglu")] == [
+        "baseline", "helps", "no effect", "undecided"]
+    assert float(rows["rope"]["verdict_margin"]) == 0.01 and float(rows["swiglu"]["verdict_mde"]) > 0
+
+
+def test_a_sequential_study_states_its_rule_in_the_report(tmp_path):
+    runs = grid(tmp_path / "runs", DECIDING)
+    (runs / "study.json").write_text(json.dumps({"margin": 0.01, "sequential": {"first": 3, "max_seeds": 10, "step": 2}}))
+    CliRunner().invoke(app, ["report", str(runs), "--no-plots"])
+    assert SequentialDesign().describe() in (runs / "report.md").read_text()
+
+
+def test_the_terminal_table_fits_100_columns_with_one_line_per_configuration(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    runs = grid(tmp_path / "runs", {**DECIDING, "a-long-configuration-name": [1.9, 2.3, 1.8, 2.1]})
+    make_run(runs, "gqa-s0", mods=("gqa",), seed=0, final_val=2.0, params=88_000)  # a long flag
+    monkeypatch.setenv("COLUMNS", "100")
+    out = io.StringIO()
+    Console(file=out).print(build_report([runs]).table())  # a terminal of COLUMNS=100
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 100 and "parameters -12.0%" in out.getvalue()
+    for name, delta in (("rope", "-0.107* [-0.115, -0.100]"), ("rmsnorm", "+0.000 [-0.001, +0.001]")):
+        row = next(line for line in lines if line.lstrip().startswith(name))
+        assert delta in row and "± " in row  # Δ, its interval and the val loss unbroken on the row
+    assert "tokens/s" not in out.getvalue() and "p (Holm)" not in out.getvalue()  # those are in report.md
+
+
+def test_summary_csv_writes_whole_numbers_as_integers(tmp_path):
+    runs = grid(tmp_path / "runs", DECIDING)
+    CliRunner().invoke(app, ["report", str(runs), "--no-plots"])
+    text = (runs / "summary.csv").read_text()
+    import csv
+
+    row = next(csv.DictReader(text.splitlines()))
+    assert row["tokens"] == "51200" and row["steps"] == "50" and row["params_total"].isdigit()
+    assert row["budget_max_steps"] == "50" and row["runs"] == "4"
+    assert ".0," not in text.replace("0.0,", "")  # no whole number written as a float

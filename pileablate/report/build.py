@@ -39,7 +39,15 @@ from pileablate.report.table import (
     to_csv,
 )
 from pileablate.report.tuning import Tuning, tuning_results
-from pileablate.report.verdict import DEFAULT_MARGIN, SequentialDesign, Verdict, check_margin, verdicts_from_differences
+from pileablate.report.verdict import (
+    DEFAULT_MARGIN,
+    SequentialDesign,
+    Verdict,
+    check_margin,
+    rule_text,
+    summary_line,
+    verdicts_from_differences,
+)
 
 # Written by `ablate` into its runs folder: the margin and, for `--seeds auto`, the sequential design.
 STUDY_FILE = "study.json"
@@ -74,12 +82,25 @@ class Report:
     def tuning_runs(self) -> list[Run]:
         return [r for t in self.tuning for r in t.runs]
 
+    def headline(self) -> str:
+        """The verdicts in one line: 'rope helps by 0.11 [0.09, 0.13]; rmsnorm: no effect beyond ±0.01; ...'."""
+        return summary_line(self.verdicts)
+
+    def rule(self) -> str:
+        """How the verdicts were reached, including the sequential rule of a `--seeds auto` study."""
+        return rule_text(self.margin, self.design) + (f" {self.design.describe()}" if self.design else "")
+
     def table(self):
-        """The results table, then (when there are any) the runs that do not count and the tuning."""
+        """The verdicts, the compact results table, then (when there are any) the runs that do not count
+        and the tuning."""
         from rich.console import Group
+        from rich.text import Text
 
         counted = sum(len(c.counted) for c in self.configurations)
-        parts = [rich_table(self.configurations, title=f"pileablate report: {counted} of {len(self.runs)} runs "
+        parts = [Text.assemble(("Verdict: ", "bold"), self.headline()),
+                 Text(f"(no effect: within ±{self.margin:g} of the baseline; the rule and every column are in "
+                      "report.md)", style="dim")] if self.configurations else []
+        parts += [rich_table(self.configurations, title=f"pileablate report: {counted} of {len(self.runs)} runs "
                             f"count, Δ on final {self.delta_metric}")]
         excluded = excluded_rows(self.configurations)
         if excluded:
@@ -158,6 +179,8 @@ def _verdicts(report: Report, margin: float, design: Optional[SequentialDesign])
             # Pairs for a paired test; with Welch the smaller side.
             seeds.append(min(len(c.values(report.delta_key)), len(baseline.values(report.delta_key))))
     verdicts = verdicts_from_differences([c.delta for c in compared], seeds, margin, design)
+    for c, v in zip(compared, verdicts):
+        c.verdict = v
     return {c.name: v for c, v in zip(compared, verdicts)}
 
 
@@ -204,6 +227,7 @@ def _header(report: Report) -> list[str]:
     lines = [
         "# pileablate report",
         "",
+        *([f"**Verdict:** {report.headline()}.", "", report.rule(), ""] if report.configurations else []),
         f"{len(report.runs)} runs in {len(report.configurations)} configurations"
         + (f", and {len(report.tuning_runs)} learning-rate tuning runs" if report.tuning else "")
         + f", made {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `pileablate report`.",
@@ -235,7 +259,7 @@ def _budget_line(report: Report, first: Run) -> str:
 
 def _statistics(configs: list[Configuration]) -> list[str]:
     """One line per comparison: Δ, its interval, which test and why, p and the Holm-adjusted p."""
-    lines = ["## Statistics", "", SIGNIFICANCE_RULE, ""]
+    lines = ["## Statistics", "", SIGNIFICANCE_RULE, "", INTERVAL_WITHOUT_STAR, ""]
     for c in configs:
         d = c.delta
         if c.is_baseline:
@@ -248,8 +272,25 @@ def _statistics(configs: list[Configuration]) -> list[str]:
             verdict = "significant" if d.significant else "not significant"
             t = "" if d.t is None else f"t = {d.t:.3f}, "
             lines.append(f"- {c.name}: Δ {d.delta:+.4f}, 95% CI [{d.ci[0]:+.4f}, {d.ci[1]:+.4f}]; {d.why}: "
-                         f"{t}df = {d.df:.3g}, p = {d.p:.3g}, Holm-adjusted p = {d.p_adjusted:.3g} ({verdict}).")
+                         f"{t}df = {d.df:.3g}, p = {d.p:.3g}, Holm-adjusted p = {d.p_adjusted:.3g} ({verdict})"
+                         + _verdict_detail(c.verdict) + ".")
     return lines + [""]
+
+
+INTERVAL_WITHOUT_STAR = (
+    "An interval that excludes zero without a star is no contradiction: the 95% interval is that comparison's "
+    "alone, while the star (and a helps/hurts verdict) needs the p-value corrected for all the report's "
+    "comparisons (Holm), and for every planned look of a sequential study.")
+
+
+def _verdict_detail(verdict: Optional[Verdict]) -> str:
+    if verdict is None:
+        return ""
+    mde = "" if verdict.mde is None else f"; smallest effect {verdict.seeds} seeds detect at 80% power: {verdict.mde:.3g}"
+    need = ""
+    if verdict.word == "undecided":
+        need = f"; about {verdict.seeds_needed} seeds would decide" if verdict.seeds_needed else "; more than 50 seeds would be needed"
+    return f"; verdict: **{verdict.word}**{need}{mde}"
 
 
 def _not_counted(configs: list[Configuration]) -> list[str]:

@@ -116,9 +116,9 @@ class Verdict:
 
     @property
     def short(self) -> str:
-        """The word with what it needs, for a table cell: 'undecided (~6 seeds)'."""
+        """The word with what it needs, for a table cell: 'undecided: ~6 seeds'."""
         if self.word == "undecided":
-            return f"undecided (~{self.seeds_needed} seeds)" if self.seeds_needed else f"undecided (>{SEEDS_CAP} seeds)"
+            return f"undecided: ~{self.seeds_needed} seeds" if self.seeds_needed else f"undecided: >{SEEDS_CAP} seeds"
         return self.word
 
 
