@@ -124,3 +124,44 @@ def test_summary_csv_writes_whole_numbers_as_integers(tmp_path):
     assert row["tokens"] == "51200" and row["steps"] == "50" and row["params_total"].isdigit()
     assert row["budget_max_steps"] == "50" and row["runs"] == "4"
     assert ".0," not in text.replace("0.0,", "")  # no whole number written as a float
+
+
+def test_two_folders_holding_the_same_run_name_are_one_line_naming_the_clash(tmp_path, capsys):
+    grid(tmp_path / "a", {"baseline": [2.0], "rope": [1.9]})
+    grid(tmp_path / "b", {"baseline": [2.1]})
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--no-plots", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert "baseline-s0" in err and str(tmp_path / "a" / "baseline-s0") in err and str(tmp_path / "b" / "baseline-s0") in err
+    assert not (tmp_path / "out").exists()
+    # The same folder given twice is one set of runs, not a clash.
+    assert len(build_report([tmp_path / "a", tmp_path / "a"]).runs) == 2
+
+
+def test_train_loss_has_one_definition_said_once(tmp_path):
+    import csv
+    import math
+
+    from pileablate.report.build import TRAIN_LOSS_DEFINITION
+
+    runs = grid(tmp_path / "runs", DECIDING)
+    CliRunner().invoke(app, ["report", str(runs), "--no-plots"])
+    md = (runs / "report.md").read_text()
+    assert md.count(TRAIN_LOSS_DEFINITION) == 1 and md.count("last 10%") == 1
+    assert "| train loss (tail) |" in md  # the configurations' table and the runs' table alike
+    # make_run's last logged train loss is 2.0 + 0.05·sin(50); the tail mean (last 5 steps) differs
+    tail = sum(2.0 + (math.log(257) - 2.0) * math.exp(-5 * s / 50) + 0.05 * math.sin(s) for s in range(46, 51)) / 5
+    row = next(r for r in csv.DictReader((runs / "runs.csv").open()) if r["name"] == "baseline-s0")
+    assert float(row["train_loss"]) == pytest.approx(tail) and "final_train_loss" not in row
+
+
+def test_tuning_text_says_the_tuning_windows_are_held_out_of_the_validation_split(tmp_path):
+    from test_report import three_seed_grid, tuning_grid
+
+    runs = three_seed_grid(tmp_path / "runs")
+    tuning_grid(runs, {"rope": {1e-3: 2.2, 3e-3: 2.1}})
+    result = CliRunner().invoke(app, ["report", str(runs), "--no-plots"])
+    md = (runs / "report.md").read_text()
+    assert "held-out windows of the validation split" in md and "training data" not in md
+    assert "held out of the validation split" in result.stdout.replace("\n", " ")

@@ -106,7 +106,7 @@ class Report:
         if excluded:
             parts.append(rich_grid("Runs that do not count (in no mean, Δ or test)", EXCLUDED_HEADERS, excluded))
         if self.tuning:
-            parts.append(rich_grid("Learning-rate tuning (loss on the tuning split)", TUNING_HEADERS,
+            parts.append(rich_grid("Learning-rate tuning (loss on the tuning windows, held out of the validation split)", TUNING_HEADERS,
                                    tuning_rows(self.tuning), style="bold"))
         if self.scaling is not None:
             from pileablate.report.scaling_output import rich_scaling
@@ -242,7 +242,7 @@ def _header(report: Report) -> list[str]:
         "(negative is better).",
     ]
     if report.tuning:
-        lines.append("- Learning rates: chosen per configuration on the tuning split (see Learning-rate tuning).")
+        lines.append("- Learning rates: chosen per configuration on the tuning windows (see Learning-rate tuning).")
     lines += [f"- **Mixed data (--force):** {note}." for note in report.notes]
     return lines
 
@@ -277,6 +277,10 @@ def _statistics(configs: list[Configuration]) -> list[str]:
     return lines + [""]
 
 
+# One train loss everywhere (tables, CSVs, flags), said once in report.md.
+TRAIN_LOSS_DEFINITION = ("Train loss, in every table and CSV of this report: the mean over each run's last 10% of "
+                         "logged steps (at least 5), as one batch's loss is too noisy to compare.")
+
 INTERVAL_WITHOUT_STAR = (
     "An interval that excludes zero without a star is no contradiction: the 95% interval is that comparison's "
     "alone, while the star (and a helps/hurts verdict) needs the p-value corrected for all the report's "
@@ -306,8 +310,9 @@ def _tuning(report: Report) -> list[str]:
     if not report.tuning:
         return []
     return ["## Learning-rate tuning", "", markdown_grid(TUNING_HEADERS, tuning_rows(report.tuning)), "",
-            "Each configuration trains at the lr with the lowest mean final loss on the tuning split (a part of "
-            "the training data, never the validation windows reported above) over its tuning seeds, among the "
+            "Each configuration trains at the lr with the lowest mean final loss on the tuning windows over its "
+            "tuning seeds (the tuning windows are held-out windows of the validation split, disjoint from the "
+            "validation windows scored above: no token a result is scored on chose a rate), among the "
             "rates at which every tuning seed finished; a choice at the smallest or largest rate tried is flagged.",
             ""]
 
@@ -322,7 +327,7 @@ def _flags(report: Report) -> list[str]:
     lines += [f"- {name}: {flag}" for name, flag in flagged]
     return lines + [
         "",
-        f"Rules: over-fitting when the mean train loss over the last 10% of logged steps is more than "
+        f"Rules: over-fitting when the train loss (as defined under Results) is more than "
         f"{OVERFIT_GAP_NATS} nats/token and {OVERFIT_GAP_RELATIVE:.0%} below the final validation loss; "
         f"an impossible loss is one below {MIN_PLAUSIBLE_BITS_PER_BYTE} bits per byte (no model compresses "
         "text that well: a sign of leaked future tokens); sizes differ when a configuration's active "
@@ -361,7 +366,8 @@ def markdown(report: Report, plot_dir: Optional[str] = "plots") -> str:
         comparisons = sum(1 for c in report.configurations if c.delta is not None and c.delta.p is not None)
         lines += [""] + markdown_section(report.scaling, comparisons, plot_dir)
     lines += ["", "## Results", "", *_results_tables(report), "",
-              "Means over the seeds that count, ± one sample standard deviation. Δ params: active parameters "
+              TRAIN_LOSS_DEFINITION + " Means over the seeds that count, ± one sample standard deviation. "
+              "Δ params: active parameters "
               "against the baseline's (the quantity `--match-params` matches; total parameters for all but "
               "moe). The test column says which test gave the interval and p, and why.", ""]
     lines += _statistics(report.configurations) + _not_counted(report.configurations) + _tuning(report)

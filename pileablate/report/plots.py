@@ -255,7 +255,7 @@ def lr_sensitivity_figure(tuning: list[Tuning], configs: Sequence[Configuration]
             ax.scatter([t.chosen], [t.mean_loss(t.chosen)], color=color, marker="*", s=180, edgecolor="black", zorder=3)
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate")
-    ax.set_ylabel("final loss on the tuning split")
+    ax.set_ylabel("final loss on the tuning windows (held out of validation)")
     ax.set_title("Learning-rate sensitivity (star: chosen rate)")
     ax.grid(alpha=0.3, which="both")
     if ax.lines:
