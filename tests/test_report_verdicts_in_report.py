@@ -165,3 +165,52 @@ def test_tuning_text_says_the_tuning_windows_are_held_out_of_the_validation_spli
     md = (runs / "report.md").read_text()
     assert "held-out windows of the validation split" in md and "training data" not in md
     assert "held out of the validation split" in result.stdout.replace("\n", " ")
+
+
+# ---- plots ----------------------------------------------------------------------------------------
+
+def test_final_loss_bars_start_at_zero_and_the_delta_panel_shows_verdicts_margin_and_why(tmp_path):
+    from pileablate.report.plots import DELTA_LEGEND, final_val_bar_figure
+
+    report = build_report([grid(tmp_path / "runs", DECIDING)])
+    fig = final_val_bar_figure(report.configurations, margin=report.margin)
+    bars, deltas = fig.axes[:2]
+    assert bars.get_ylim()[0] == 0.0 and bars.get_ylim()[1] > 2.0
+    texts = [t.get_text() for t in deltas.texts]
+    assert any("helps" in t for t in texts) and any("no effect" in t for t in texts)
+    assert any("undecided" in t for t in texts)
+    assert deltas.get_xlabel() == DELTA_LEGEND and "may still lack its star" in DELTA_LEGEND
+    band = [p for p in deltas.patches if p.get_label().startswith("±0.01")]
+    assert len(band) == 1
+
+
+def test_loss_curves_draw_the_baseline_first_in_black_one_colour_per_configuration_validation_bold(tmp_path):
+    from matplotlib.colors import to_rgba
+
+    from pileablate.report.plots import BASELINE_COLOR, loss_vs_tokens_figure
+
+    report = build_report([grid(tmp_path / "runs", DECIDING)])
+    lines = loss_vs_tokens_figure(report.configurations).axes[0].lines
+    per_run = [lines[i:i + 3] for i in range(0, len(lines), 3)]  # raw train, smoothed train, validation
+    assert all(to_rgba(line.get_color()) == BASELINE_COLOR for run in per_run[:4] for line in run)
+    colours = [to_rgba(run[1].get_color()) for run in per_run]
+    by_config = [set(colours[i:i + 4]) for i in range(0, len(colours), 4)]  # four seeds each
+    assert all(len(c) == 1 for c in by_config) and len(set.union(*by_config)) == 4
+    raw, train, val = per_run[5]
+    assert val.get_linewidth() > 2 * train.get_linewidth() and raw.get_alpha() < 0.5
+
+
+def test_plots_are_written_atomically(tmp_path, monkeypatch):
+    import os
+
+    from pileablate.report import plots
+    from pileablate.report.build import write_report
+
+    report = build_report([grid(tmp_path / "runs", DECIDING)])
+    replaced = []
+    real = os.replace
+    monkeypatch.setattr(plots.os, "replace", lambda a, b: (replaced.append(Path(b).name), real(a, b)))
+    files = write_report(report, tmp_path / "out")
+    assert {"final_val_loss.png", "final_val_loss.svg", "loss_vs_tokens.png"} <= set(replaced)
+    assert files["final_val_loss"].stat().st_size > 0
+    assert not [p for p in (tmp_path / "out" / "plots").iterdir() if p.name.endswith(".tmp")]

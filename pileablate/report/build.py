@@ -338,10 +338,12 @@ def _flags(report: Report) -> list[str]:
 
 
 CAPTIONS = {
-    "loss_vs_tokens": "Train (faint raw, bold smoothed) and validation (dashed) loss against tokens",
+    "loss_vs_tokens": "Train (faint raw, thin smoothed) and validation (bold) loss against tokens, one line per "
+                      "seed, one colour per configuration, the baseline black",
     "loss_vs_time": "The same against wall-clock time",
     "runs_grid": "One panel per run",
-    "final_val_loss": "Final validation loss per configuration (±1 std over seeds) and Δ with its 95% interval",
+    "final_val_loss": "Final validation loss per configuration (bars from zero, ±1 std over seeds) and Δ with its "
+                      "95% interval and verdict",
     "lr_schedule": "Learning-rate schedules",
     TUNING_PLOT: "Learning-rate sensitivity: final tuning loss against lr",
 }
@@ -392,7 +394,7 @@ def write_report(report: Report, out_dir: Path, plots: bool = True) -> dict[str,
 
         from pileablate.report.scaling_plots import scaling_figures
 
-        figures = {**build_figures(report.configurations, report.delta_key, report.tuning),
+        figures = {**build_figures(report.configurations, report.delta_key, report.tuning, report.margin),
                    **scaling_figures(report.scaling)}
         for stem, fig in figures.items():
             files[stem] = save_figure(fig, out_dir / "plots", stem)[0]
