@@ -157,3 +157,11 @@ def test_verdict_is_frozen_and_keeps_the_margin():
     with pytest.raises(Exception):
         v.word = "helps"
     assert v.margin == 0.01
+
+
+def test_seeds_needed_is_always_more_than_the_seeds_that_did_not_decide():
+    # A large observed effect with a p just short of the corrected level: power says 3 seeds, yet 4 ran.
+    assert seeds_needed(1.0, 0.5, 0.01, 0.05, more_than=4) >= 5
+    diffs = [-0.05, -0.03, -0.04]
+    v = verdicts_from_diffs([diffs], design=SequentialDesign())[0]
+    assert v.word == "undecided" and v.seeds_needed > 3

@@ -88,7 +88,8 @@ class Report:
 
     def rule(self) -> str:
         """How the verdicts were reached, including the sequential rule of a `--seeds auto` study."""
-        return rule_text(self.margin, self.design) + (f" {self.design.describe()}" if self.design else "")
+        unit = "bits/byte" if self.delta_key == "val_bits_per_byte" else "nats/token"
+        return rule_text(self.margin, self.design, unit) + (f" {self.design.describe()}" if self.design else "")
 
     def table(self):
         """The verdicts, the compact results table, then (when there are any) the runs that do not count

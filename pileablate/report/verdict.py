@@ -122,12 +122,12 @@ class Verdict:
         return self.word
 
 
-def rule_text(margin: float, design: Optional[SequentialDesign] = None) -> str:
+def rule_text(margin: float, design: Optional[SequentialDesign] = None, unit: str = "nats/token") -> str:
     looks = len(design.looks()) if design else 1
     level = f"{ALPHA:.0%}" if looks == 1 else f"{ALPHA:.0%}/{looks} = {ALPHA / looks:.2%} per look"
     return (f"Verdicts (loss: lower is better): helps/hurts when the test of no difference rejects at {level} "
             f"(Holm over the comparisons); no effect when an equivalence test (TOST, two one-sided t-tests "
-            f"at ±{margin:g} nats/token) shows Δ within ±{margin:g}, Holm-corrected the same way; undecided "
+            f"at ±{margin:g} {unit}) shows Δ within ±{margin:g}, Holm-corrected the same way; undecided "
             f"otherwise, with the seeds a paired test would need at {POWER:.0%} power at the observed seed "
             f"spread; untested with fewer than two seeds.")
 
@@ -221,13 +221,14 @@ def _power_equivalence(effect: float, sd: float, n: int, alpha: float, margin: f
     return max(0.0, float(lower + upper - 1))
 
 
-def seeds_needed(delta: float, sd: float, margin: float, alpha: float) -> Optional[int]:
+def seeds_needed(delta: float, sd: float, margin: float, alpha: float, more_than: int = 1) -> Optional[int]:
     """Seeds (pairs) at which a paired test at level alpha would decide with 80% power if the true Δ and
-    the seed spread are the observed ones: rejecting no difference, or showing equivalence (the smaller).
-    None above SEEDS_CAP."""
+    the seed spread are the observed ones: rejecting no difference, or showing equivalence (the smaller);
+    at least one more than the `more_than` already run (they did not decide). None above SEEDS_CAP."""
+    first = max(2, more_than + 1)
     if not sd > 0:
-        return 2
-    for n in range(2, SEEDS_CAP + 1):
+        return first
+    for n in range(first, SEEDS_CAP + 1):
         if (_power_difference(delta, sd, n, alpha) >= POWER
                 or _power_equivalence(delta, sd, n, alpha, margin) >= POWER):
             return n
@@ -269,7 +270,7 @@ def verdicts_from_stats(delta: Sequence[float], se: Sequence[float], df: Sequenc
     out = []
     for i, word in enumerate(words):
         sd = float(se[i]) * math.sqrt(n[i]) if not math.isnan(float(df[i])) else None
-        needed = seeds_needed(float(delta_a[i]), sd, margin, alpha) if word == "undecided" else None
+        needed = seeds_needed(float(delta_a[i]), sd, margin, alpha, int(n[i])) if word == "undecided" else None
         mde = minimum_detectable_effect(sd, int(n[i]), alpha) if sd is not None else None
         d = None if math.isnan(delta_a[i]) else float(delta_a[i])
         out.append(Verdict(str(word), d, cis[i], margin, int(n[i]), needed, mde))
