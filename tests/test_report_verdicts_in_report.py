@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pileablate.cli import app, main
+from pileablate.errors import UserError
 from pileablate.report.build import build_report
 from pileablate.report.verdict import DEFAULT_MARGIN, SequentialDesign, verdicts_from_diffs
 from test_report import make_run
@@ -49,6 +50,9 @@ def test_study_json_sets_the_margin_and_the_sequential_rule_and_margin_overrides
     assert report.design == SequentialDesign() and report.margin == 0.001
     assert report.verdicts["rmsnorm"].word == "undecided"  # ±0.001 is too tight for its spread
     assert build_report([runs], margin=0.05).verdicts["rmsnorm"].word == "no effect"
+    (runs / "study.json").write_text(json.dumps({"margin": "wide", "sequential": None}))
+    with pytest.raises(UserError, match="margin in study.json"):
+        build_report([runs])
 
 
 def test_a_sweep_keys_verdicts_by_point_and_label(tmp_path):

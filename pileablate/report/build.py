@@ -143,7 +143,10 @@ def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list
     sequential design study.json records."""
     paths = [Path(p) for p in paths]
     study = read_study(paths)
-    margin = check_margin(margin if margin is not None else study.get("margin", DEFAULT_MARGIN))
+    if margin is not None:
+        margin = check_margin(margin)
+    else:
+        margin = check_margin(study.get("margin", DEFAULT_MARGIN), f"the margin in {STUDY_FILE}")
     design = SequentialDesign.from_json(study.get("sequential"))
     runs = runs if runs is not None else load_runs(paths)
     report = _build(runs, force)

@@ -41,10 +41,10 @@ WORDS = ("helps", "hurts", "no effect", "undecided", "untested")
 _ROUNDING = 1e-12
 
 
-def check_margin(margin: float) -> float:
-    """The margin, or a one-line error for a non-positive or non-finite one."""
-    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
-        raise UserError(f"--margin must be a positive, finite number of nats/token (got {margin}); "
+def check_margin(margin: float, source: str = "--margin") -> float:
+    """The margin, or a one-line error for a non-positive or non-finite one (`source` says where it came from)."""
+    if isinstance(margin, bool) or not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
+        raise UserError(f"{source} must be a positive, finite number of nats/token (got {margin!r}); "
                         f"the default is {DEFAULT_MARGIN}")
     return float(margin)
 
