@@ -41,6 +41,7 @@ from pileablate.report.table import (
 from pileablate.report.tuning import Tuning, tuning_results
 from pileablate.report.verdict import (
     DEFAULT_MARGIN,
+    SEEDS_CAP,
     SequentialDesign,
     Verdict,
     check_margin,
@@ -107,7 +108,8 @@ class Report:
         if excluded:
             parts.append(rich_grid("Runs that do not count (in no mean, Δ or test)", EXCLUDED_HEADERS, excluded))
         if self.tuning:
-            parts.append(rich_grid("Learning-rate tuning (loss on the tuning windows, held out of the validation split)", TUNING_HEADERS,
+            parts.append(rich_grid("Learning-rate tuning (loss on the tuning windows, held out of the validation split)",
+                                   TUNING_HEADERS,
                                    tuning_rows(self.tuning), style="bold"))
         if self.scaling is not None:
             from pileablate.report.scaling_output import rich_scaling
@@ -294,10 +296,12 @@ INTERVAL_WITHOUT_STAR = (
 def _verdict_detail(verdict: Optional[Verdict]) -> str:
     if verdict is None:
         return ""
-    mde = "" if verdict.mde is None else f"; smallest effect {verdict.seeds} seeds detect at 80% power: {verdict.mde:.3g}"
+    mde = "" if verdict.mde is None else (f"; smallest effect {verdict.seeds} seeds detect at 80% power: "
+                                          f"{verdict.mde:.3g}")
     need = ""
     if verdict.word == "undecided":
-        need = f"; about {verdict.seeds_needed} seeds would decide" if verdict.seeds_needed else "; more than 50 seeds would be needed"
+        need = (f"; about {verdict.seeds_needed} seeds would decide" if verdict.seeds_needed
+                else f"; more than {SEEDS_CAP} seeds would be needed")
     return f"; verdict: **{verdict.word}**{need}{mde}"
 
 

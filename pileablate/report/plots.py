@@ -100,7 +100,8 @@ def _style_legend(ax, configs: list[Configuration], colors: dict[str, tuple]) ->
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=colors[c.name], linewidth=VAL_WIDTH,
-                      label=c.name + (" (baseline)" if c.is_baseline and c.name != "baseline" else "")) for c in configs]
+                      label=c.name + (" (baseline)" if c.is_baseline and c.name != "baseline" else ""))
+               for c in configs]
     handles += [
         Line2D([], [], color="gray", alpha=RAW_ALPHA, linewidth=0.6, label="train, one seed (raw)"),
         Line2D([], [], color="gray", linewidth=TRAIN_WIDTH, label="train, one seed (smoothed)"),

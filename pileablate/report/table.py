@@ -294,7 +294,8 @@ def rich_table(configs: list[Configuration], title: str = "pileablate report"):
     table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for header, _ in COMPACT_COLUMNS:
         table.add_column(header, justify="left" if header in ("configuration", "verdict") else "right",
-                         no_wrap=header != "configuration", overflow="fold", min_width=8 if header == "configuration" else None)
+                         no_wrap=header != "configuration", overflow="fold",
+                         min_width=8 if header == "configuration" else None)
     table.add_column("flags", style="yellow", no_wrap=True)
     notes: list[str] = []
     for config in configs:

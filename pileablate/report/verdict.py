@@ -16,8 +16,10 @@ look means that some comparison without a true difference had, at one of its loo
 looks and those comparisons is at most alpha. tests/test_report_verdict.py simulates whole studies.
 
 The decision is one vectorised function of (Δ, standard error, degrees of freedom) per comparison,
-`judge`; `verdicts_from_diffs` computes those from per-seed paired differences and is what both the
-simulation and the report's paired comparisons go through.
+`judge`. For paired seeds those are functions of the per-seed differences alone (`paired_stats`, equal to
+report.stats.paired's, as a test checks); the report and the simulated studies both decide through
+`judge`. With Welch (seeds that do not pair) the same rule runs on Welch's standard error and df, and the
+power figures treat the two sides' spreads as adding up.
 """
 
 from __future__ import annotations
@@ -312,7 +314,6 @@ def verdicts_from_differences(differences: Sequence, seeds: Sequence[int], margi
     for i, v in zip(present, verdicts):
         out[i] = v
     return out
-
 
 
 def summary_line(verdicts: dict[str, Verdict]) -> str:
