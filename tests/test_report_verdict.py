@@ -165,3 +165,10 @@ def test_seeds_needed_is_always_more_than_the_seeds_that_did_not_decide():
     diffs = [-0.05, -0.03, -0.04]
     v = verdicts_from_diffs([diffs], design=SequentialDesign())[0]
     assert v.word == "undecided" and v.seeds_needed > 3
+
+
+def test_a_tight_interval_is_never_shown_as_one_number():
+    v = Verdict("helps", -0.100, (-0.105, -0.095), DEFAULT_MARGIN, 3)
+    assert v.sentence("rope") == "rope helps by 0.100 [0.095, 0.105]"
+    assert Verdict("hurts", 0.32, (0.25, 0.39), DEFAULT_MARGIN, 3).sentence("cosine") == "cosine hurts by 0.32 [0.25, 0.39]"
+    assert Verdict("helps", -0.02, (-0.03, -0.01), DEFAULT_MARGIN, 3).sentence("warmup") == "warmup helps by 0.020 [0.010, 0.030]"

@@ -84,9 +84,11 @@ class SequentialDesign:
         return SequentialDesign(**{k: int(data[k]) for k in ("first", "max_seeds", "step") if k in data})
 
 
-def _fmt(x: float) -> str:
-    digits = 2 if abs(x) >= 0.095 else 3
-    return f"{x:.{digits}f}"
+def _digits(*values: float) -> int:
+    """Two decimals for sizes of a tenth or more, three below, or when two decimals would show an interval
+    as one number."""
+    two = [f"{v:.2f}" for v in values]
+    return 2 if min(map(abs, values)) >= 0.095 and len(set(two[1:])) == len(two[1:]) else 3
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,9 @@ class Verdict:
             size, ci = abs(self.delta), self.ci
             if ci is not None:
                 low, high = sorted((abs(ci[0]), abs(ci[1]))) if ci[0] * ci[1] > 0 else (0.0, max(map(abs, ci)))
-                return f"{label} {self.word} by {_fmt(size)} [{_fmt(low)}, {_fmt(high)}]"
-            return f"{label} {self.word} by {_fmt(size)}"
+                k = _digits(size, low, high)
+                return f"{label} {self.word} by {size:.{k}f} [{low:.{k}f}, {high:.{k}f}]"
+            return f"{label} {self.word} by {size:.{_digits(size)}f}"
         if self.word == "no effect":
             return f"{label}: no effect beyond ±{self.margin:g}"
         if self.word == "undecided":
