@@ -62,7 +62,8 @@ class StoreCheck:
             return None
         more = len(problems) - 1
         if more:
-            return f"{problems[0]} (and {more} more damaged part{'s' if more > 1 else ''}: 'pileablate prepare --verify {self.directory}' lists them)"
+            parts = f"{more} more damaged part{'s' if more > 1 else ''}"
+            return f"{problems[0]} (and {parts}: 'pileablate prepare --verify {self.directory}' lists them)"
         return problems[0]
 
 
@@ -125,7 +126,8 @@ def _check_part(directory: Path, entry: dict, vocab: int, remembered: Optional[d
         hashed = True
     want = entry.get("sha256")
     if want is not None and seen.get("sha256") != want:
-        problem = f"{path}: its sha256 is not the one manifest.json records (the file changed after prepare wrote it); {fix}"
+        problem = (f"{path}: its sha256 is not the one manifest.json records (the file changed after prepare "
+                   f"wrote it); {fix}")
     elif seen.get("max_id", -1) >= vocab:
         problem = (f"{path}: holds token id {seen['max_id']}, outside the tokenizer's vocabulary of {vocab} ids; {fix}")
     else:
@@ -215,7 +217,8 @@ class _progress:
             if self.total >= _NOTE_BYTES:
                 self.console.print(f"{self.label}: hashing {self.total / 1e9:.1f} GB once", highlight=False)
             return lambda n: None
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             TimeRemainingColumn(), console=self.console, transient=True)

@@ -237,7 +237,8 @@ def export_hf(model, out_dir: Path, *, eot_id: Optional[int] = None, metadata: O
     except OSError as err:
         for name in set(OUTPUT_FILES) - before:  # nothing half-written left behind
             (out_dir / name).unlink(missing_ok=True)
-        raise UserError(f"cannot write the export to --out {out_dir}: {err.strerror or err}; choose a folder you can write to") from None
+        raise UserError(f"cannot write the export to --out {out_dir}: {err.strerror or err}; "
+                        "choose a folder you can write to") from None
     return info
 
 
@@ -249,7 +250,8 @@ def check_writable(out_dir: Path) -> None:
     if not existing.is_dir():
         raise UserError(f"cannot write the export to --out {out_dir}: {existing} is a file; choose a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write the export to --out {out_dir}: {existing} is not writable; choose a folder you can write to")
+        raise UserError(f"cannot write the export to --out {out_dir}: {existing} is not writable; "
+                        "choose a folder you can write to")
 
 
 def _usual_modes(out_dir: Path) -> None:
