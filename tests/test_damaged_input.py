@@ -127,8 +127,10 @@ def _store_with_id(tmp_path: Path, token: int) -> Path:
 
 def test_an_id_outside_the_vocabulary_is_found_by_verification(tmp_path):
     data = _store_with_id(tmp_path, 300)
-    problems = verify_store(data).problems
+    check = verify_store(data)
+    problems = check.problems
     assert len(problems) == 2 and "token id 300" in problems[0] and "vocabulary of 257" in problems[0]
+    assert check.summary().startswith(problems[0]) and "and 1 more damaged part: 'pileablate prepare --verify" in check.summary()
     assert verify_store(_store_with_id(tmp_path / "ok", 255)).problems == []
 
 
