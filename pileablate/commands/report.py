@@ -31,9 +31,10 @@ def report(
         "(RUNS_DIR/tensorboard), wandb (the runs' W&B group); comma list or repeated.", show_default=False,
     ),
 ) -> None:
-    """Loss tables and plots from run directories.
+    """Verdicts, loss tables and plots from run directories.
 
-    Prints one row per configuration (seeds pooled: mean ± std) to stdout and writes report.md,
+    Prints the verdicts (helps / hurts / no effect within ±margin / undecided, with the seeds that would
+    decide) and a compact table, one row per configuration (seeds pooled: mean ± std), and writes report.md,
     summary.csv (per configuration), runs.csv (per run) and plots/*.png|svg. Only finished runs that
     passed their guards count; the others are listed apart with the reason. Each difference to the
     baseline comes with its 95% interval and is marked significant only when it beats seed-to-seed
