@@ -139,7 +139,8 @@ def print_header(s: Session) -> None:
     if cfg.max_steps:
         budget.append(f"{cfg.max_steps:,} steps")
     s.say(
-        f"[bold]{'resuming' if s.resuming else 'training'}[/bold] {s.run_dir} · preset {cfg.preset} · "
+        f"[bold]{'resuming' if s.resuming else 'training'}[/bold] {s.run_dir} · preset {cfg.preset}"
+        + (f" ({cfg.preset_reason})" if cfg.preset_reason else "") + " · "
         f"mods {','.join(cfg.mods) or 'baseline'} · {s.counts['total'] / 1e6:.2f}M params "
         f"({s.counts['active'] / 1e6:.2f}M active) · {s.device} {s.precision}"
         + (f" · {s.info.world_size} processes" if s.info.enabled else "")
