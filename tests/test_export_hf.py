@@ -119,7 +119,7 @@ def test_missing_transformers_says_how_to_install(monkeypatch):
 
 
 def test_export_cli_writes_a_checkpoint_transformers_loads(capsys, tmp_path_factory, bytes_store, tmp_path):
-    from pileablate.train.run import load_trained_run
+    from pileablate.inference.trained import load_trained_run
 
     run = trained_run(tmp_path_factory, bytes_store, "base")
     out = tmp_path / "hf"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pileablate.train.config import TrainConfig
-from pileablate.train.metrics import read_metrics
+from pileablate.runfolder import read_metrics
 from pileablate.train.trainer import train
 
 NANO = ["--preset", "nano", "--device", "cpu", "--batch-size", "4", "--eval-tokens", "1024", "--log-every", "1"]
@@ -63,8 +63,8 @@ def test_sigint_checkpoints_exits_with_a_resume_hint_and_resumes_exactly(tmp_pat
     resumed = train(cfg)  # the same command again continues the run
     reference = train(TrainConfig(**{**cfg.__dict__, "name": "uninterrupted"}))
     assert resumed["status"] == "finished" and resumed["steps"] == STEPS
-    a = [r["train_loss"] for r in read_metrics(run_dir / "metrics.jsonl")]
-    b = [r["train_loss"] for r in read_metrics(Path(reference["run_dir"]) / "metrics.jsonl")]
+    a = [r["train_loss"] for r in read_metrics(run_dir)]
+    b = [r["train_loss"] for r in read_metrics(Path(reference["run_dir"]))]
     assert len(a) == len(b) == STEPS and a == b
     assert resumed["final_val_loss"] == reference["final_val_loss"]
 
@@ -100,8 +100,8 @@ def test_torchrun_two_cpu_processes_match_one_process_with_the_same_global_batch
     assert done.stdout.count("\t") == 5  # one result line (rank 0 only)
     single = train(TrainConfig(data_dir=bytes_store, runs_dir=runs, preset="nano", device="cpu", max_steps=8,
                                eval_every=4, eval_tokens=2048, log_every=1, mods=("rope",), batch_size=8, name="single"))
-    ddp_rows = read_metrics(runs / "ddp" / "metrics.jsonl")
-    single_rows = read_metrics(Path(single["run_dir"]) / "metrics.jsonl")
+    ddp_rows = read_metrics(runs / "ddp")
+    single_rows = read_metrics(Path(single["run_dir"]))
     assert [r["step"] for r in ddp_rows] == [r["step"] for r in single_rows] == list(range(1, 9))
     assert [r["train_loss"] for r in ddp_rows] == pytest.approx([r["train_loss"] for r in single_rows], rel=DDP_REL_TOL)
     assert ddp_rows[-1]["val_loss"] == pytest.approx(single_rows[-1]["val_loss"], rel=DDP_REL_TOL)

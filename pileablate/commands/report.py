@@ -40,7 +40,7 @@ def report(
     from pileablate.report.console import print_files
 
     from pileablate.report.build import publish_to_trackers
-    from pileablate.train.trackers import parse_trackers, require_packages
+    from pileablate.trackers import parse_trackers, require_packages
 
     trackers = parse_trackers(tracker)
     require_packages(trackers)

@@ -318,7 +318,7 @@ def publish_to_trackers(report: "Report", files: dict, trackers, runs_dir: Path)
         return
     from pileablate.console import stderr_console
     from pileablate.report.table import markdown_table
-    from pileablate.train.trackers import publish_report
+    from pileablate.trackers import publish_report
 
     pngs = [p for p in files.values() if Path(p).suffix == ".png"]
     publish_report(trackers, runs_dir, markdown_table(report.configurations), pngs, stderr_console())

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from pileablate.errors import UserError
-from pileablate.train.trackers import parse_trackers, require_packages
+from pileablate.trackers import parse_trackers, require_packages
 from pileablate.units import parse_duration
 
 # Learning rate and batch per preset. Small models tolerate (and need) larger rates: 1e-3 is what
