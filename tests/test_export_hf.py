@@ -132,8 +132,8 @@ def test_export_cli_writes_a_checkpoint_transformers_loads(capsys, tmp_path_fact
     assert logits_gap(model, loaded) < 1e-4
     # A second export into the same folder does not silently overwrite it.
     code, _, err = cli(capsys, "export", str(run), "--out", str(out))
-    assert code == 2 and "--force" in err
-    code, _, err = cli(capsys, "export", str(run), "--out", str(out), "--force", "--no-verify")
+    assert code == 2 and "--overwrite" in err
+    code, _, err = cli(capsys, "export", str(run), "--out", str(out), "--overwrite", "--no-verify")
     assert code == 0, err
 
 

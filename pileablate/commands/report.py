@@ -19,7 +19,7 @@ def report(
         show_default=False,
     ),
     force: bool = typer.Option(
-        False, "--force", help="Mix runs made on different data or tokenizers in one table (the report says so)."
+        False, "--mix-data", help="Mix runs made on different data or tokenizers in one table (the report says so)."
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots (PNG and SVG)."),
     tracker: Optional[List[str]] = typer.Option(

@@ -198,6 +198,6 @@ def check_same_data(runs: list[Run], force: bool) -> list[str]:
         )
     if notes and not force:
         raise UserError(
-            notes[0] + "; report them separately (one runs folder each) or pass --force to mix them"
+            notes[0] + "; report them separately (one runs folder each) or pass --mix-data to mix them"
         )
     return notes
