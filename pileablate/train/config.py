@@ -2,7 +2,7 @@
 
 The field docs (`metadata["help"]`) are the `pileablate train --help` text, so the manual and the code
 cannot drift apart. Options left as `None` take a per-preset default (see `PRESET_DEFAULTS`), resolved
-by `resolve_defaults` once the model size is known.
+by `session.resolve_config` once the model size is known; the preset itself, when not given, by `machine_preset`.
 """
 
 from __future__ import annotations
