@@ -127,3 +127,48 @@ def test_other_settings_are_still_refused(tmp_path):
     new["train"]["lr"] = 2e-3
     with pytest.raises(UserError, match="other settings"):
         check_same_run(tmp_path / "r", config(), new)
+
+
+# -- one error policy -------------------------------------------------------------------------------
+
+def test_every_reader_of_a_run_folder_has_one_error_policy(tmp_path):
+    """Absent: None (the report and ablate carry on). Broken: the same one-line error from every reader."""
+    from pileablate import runfolder
+    from pileablate.ablate.runner import run_state
+    from pileablate.report.runs import load_run
+
+    run = tmp_path / "r"
+    run.mkdir()
+    assert runfolder.read_config(run) is None and runfolder.read_summary(run) is None
+    assert runfolder.read_point(tmp_path) is None and runfolder.read_metrics(run) == []
+    (run / "summary.json").write_text('{"status": "finis')  # altered by hand: JSON files are written atomically
+    messages = []
+    for read in (lambda: runfolder.read_summary(run), lambda: load_run(run), lambda: run_state(run)):
+        with pytest.raises(UserError) as err:
+            read()
+        messages.append(str(err.value))
+    assert len(set(messages)) == 1
+    assert str(run / "summary.json") in messages[0] and "delete or repair" in messages[0] and "\n" not in messages[0]
+
+
+def test_the_run_folder_writes_atomically_and_reads_back(tmp_path):
+    from pileablate import runfolder
+
+    run = tmp_path / "r"
+    runfolder.write_config(run, {"name": "r"})
+    runfolder.write_summary(run, {"status": "running"})
+    runfolder.write_point(tmp_path, {"point": "p"})
+    assert runfolder.is_run_dir(run) and not runfolder.is_run_dir(tmp_path)
+    assert runfolder.read_config(run) == {"name": "r"} and runfolder.read_summary(run) == {"status": "running"}
+    assert runfolder.read_point(tmp_path) == {"point": "p"}
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "summary.json"]  # no temporary left
+
+
+def test_budget_fields_are_defined_once():
+    from pileablate import runfolder
+    from pileablate.ablate import runner
+    from pileablate.report import runs
+
+    assert runner.BUDGET_FIELDS is runfolder.BUDGET_FIELDS and runs.BUDGET_FIELDS is runfolder.BUDGET_FIELDS
+    assert runfolder.same_budget({"max_steps": 10}, {"max_steps": 10.0, "max_tokens": None})
+    assert not runfolder.same_budget({"max_steps": 10}, {"max_tokens": 10})

@@ -232,3 +232,35 @@ def test_gpu_run_uses_mixed_precision_compiles_and_logs_mfu_and_memory(tmp_path,
     # The checkpoint loads on a CPU-only reader.
     state = torch.load(run / "ckpt" / "latest.pt", weights_only=True, map_location="cpu")
     assert state["progress"]["step"] == 6
+
+
+def test_with_clipping_off_no_gradient_norm_is_computed_and_the_steps_are_unchanged(tmp_path, bytes_store, monkeypatch):
+    clipped = train(nano(tmp_path, bytes_store, name="clip-huge", max_steps=4, grad_clip=1e9))
+
+    def no_clipping(*args, **kwargs):
+        raise AssertionError("clip_grad_norm_ called with --grad-clip 0")
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", no_clipping)
+    off = train(nano(tmp_path, bytes_store, name="clip-off", max_steps=4, grad_clip=0.0))
+    assert off["status"] == "finished"
+    rows = read_metrics(Path(off["run_dir"]))
+    assert rows and all(row["grad_norm"] is None for row in rows)
+    assert losses(Path(off["run_dir"])) == losses(Path(clipped["run_dir"]))  # a factor of 1.0 changed nothing
+
+
+def test_a_finished_run_is_not_built_again(tmp_path, bytes_store):
+    """open_session gives a Session fully built, or says the run is finished (with its summary)."""
+    from rich.console import Console
+
+    from pileablate.train.distributed import dist_info_from_env
+    from pileablate.train.session import AlreadyFinished, Session, open_session
+
+    cfg = nano(tmp_path, bytes_store, max_steps=3)
+    info, device, console = dist_info_from_env(), torch.device("cpu"), Console(quiet=True)
+    session = open_session(cfg, info, device, console)
+    assert isinstance(session, Session) and session.optimizer is not None and session.train_model is not None
+    first = train(cfg)
+    with pytest.raises(AlreadyFinished) as done:
+        open_session(cfg, info, device, console)
+    assert done.value.summary == first
+    assert train(cfg) == first  # its summary, read back; nothing trained
