@@ -142,11 +142,6 @@ class TrainConfig:
             out[f.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
         return out
 
-    @classmethod
-    def from_json(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k == "mods" else v) for k, v in data.items() if k in known})
-
 
 def field_help(name: str) -> str:
     """The documentation of one TrainConfig field (used as CLI help)."""
