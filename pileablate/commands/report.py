@@ -19,7 +19,7 @@ def report(
         show_default=False,
     ),
     force: bool = typer.Option(
-        False, "--force", help="Mix runs made on different data or tokenizers in one table (the report says so)."
+        False, "--mix-data", help="Mix runs made on different data or tokenizers in one table (the report says so)."
     ),
     margin: Optional[float] = typer.Option(
         None, "--margin", metavar="NATS", help="Differences within ±NATS (nats/token) count as no effect "
@@ -45,7 +45,7 @@ def report(
     from pileablate.report.console import print_files
 
     from pileablate.report.build import publish_to_trackers
-    from pileablate.train.trackers import parse_trackers, require_packages
+    from pileablate.trackers import parse_trackers, require_packages
 
     trackers = parse_trackers(tracker)
     require_packages(trackers)

@@ -61,7 +61,7 @@ TUNING_PLOT = "lr_sensitivity"  # drawn when the runs include learning-rate tuni
 class Report:
     runs: list[Run]  # the runs the report compares (tuning runs are apart)
     configurations: list[Configuration]
-    notes: list[str] = field(default_factory=list)   # mixed data (only with --force)
+    notes: list[str] = field(default_factory=list)   # mixed data (only with --mix-data)
     warnings: list[str] = field(default_factory=list)  # report-wide flags: unequal budgets, no baseline, lr at an edge
     delta_key: str = "final_val_loss"
     tuning: list[Tuning] = field(default_factory=list)
@@ -250,7 +250,7 @@ def _header(report: Report) -> list[str]:
     ]
     if report.tuning:
         lines.append("- Learning rates: chosen per configuration on the tuning windows (see Learning-rate tuning).")
-    lines += [f"- **Mixed data (--force):** {note}." for note in report.notes]
+    lines += [f"- **Mixed data (--mix-data):** {note}." for note in report.notes]
     return lines
 
 
@@ -427,7 +427,7 @@ def publish_to_trackers(report: "Report", files: dict, trackers, runs_dir: Path)
         return
     from pileablate.console import stderr_console
     from pileablate.report.table import markdown_table
-    from pileablate.train.trackers import publish_report
+    from pileablate.trackers import publish_report
 
     pngs = [p for p in files.values() if Path(p).suffix == ".png"]
     publish_report(trackers, runs_dir, markdown_table(report.configurations), pngs, stderr_console())
