@@ -87,6 +87,7 @@ class Profile:
     worker: dict = field(default_factory=lambda: dict.fromkeys(WORKER_STEPS, 0.0))  # summed over workers
     read: float = 0.0  # reader thread: read, decompress, split into lines, hand to the pool
     write: float = 0.0  # main thread: take results in order, route documents, write and commit parts
+    main: float = 0.0  # the whole main process (all its threads) while the pipeline ran
     batches: int = 0
     max_in_flight: int = 0  # most batches submitted and not yet consumed at any time
 
@@ -239,6 +240,7 @@ class Pipeline:
         self.depth = 2 * self.workers + 2
         self.bound = self.depth + 2
         self._in_flight = 0
+        self._started: Optional[float] = None
         self._lock = threading.Lock()
         self._skip: set[int] = set()
         self._stop = threading.Event()
@@ -316,6 +318,7 @@ class Pipeline:
 
     def __iter__(self) -> Iterator[BatchResult]:
         fix_mmap_threshold()
+        self._started = time.process_time()
         self._reader.start()
         while True:
             kind, value = self._queue.get()
@@ -341,6 +344,9 @@ class Pipeline:
         if self._reader.is_alive():
             self._reader.join(timeout=5)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._started is not None:
+            self.profile.main += time.process_time() - self._started
+            self._started = None
 
 
 __all__ = ["Pipeline", "BatchResult", "Document", "EncodedBatch", "Profile", "SourceError", "encode_batch"]
