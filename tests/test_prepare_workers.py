@@ -1,0 +1,61 @@
+"""`prepare`'s worker processes: results in input order, a bounded number of batches in flight,
+a worker that dies is a one-line error, one worker per available core by default."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+from conftest import jsonl
+from helpers.dying import MARKER, DyingTokenizer
+from test_prepare import make_texts
+
+from pileablate.data import reading
+from pileablate.data.pipeline import Pipeline
+from pileablate.data.prepare import default_workers
+from pileablate.data.sources import Source
+from pileablate.data.tokenizer import BytesTokenizer
+from pileablate.errors import UserError
+
+
+def _source(tmp_path, texts) -> Source:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(jsonl({"text": t} for t in texts))
+    return Source(str(path), "train")
+
+
+def test_in_flight_batches_stay_within_the_bound_however_slow_the_consumer(tmp_path, monkeypatch):
+    monkeypatch.setattr(reading, "BATCH_LINES", 4)  # many small batches: the reader could run far ahead
+    texts = make_texts(400, 3)
+    tokenizer = BytesTokenizer()
+    pipeline = Pipeline([_source(tmp_path, texts)], 0, 0, tokenizer, np.dtype(np.uint16), workers=2)
+    got = []
+    try:
+        for result in pipeline:
+            time.sleep(0.01)  # a slow writer: the workers are done long before it takes their results
+            got += [tokenizer.decode(item.tokens[:-1].tolist()) for item in result.items]
+    finally:
+        pipeline.close()
+    profile = pipeline.profile
+    assert got == texts  # every document, in input order
+    assert profile.batches == 100 and profile.batches > 3 * pipeline.bound
+    assert pipeline.workers < profile.max_in_flight <= pipeline.bound
+    assert profile.worker["tokenize"] > 0 and profile.main > 0
+
+
+def test_a_worker_that_dies_is_a_one_line_error(tmp_path):
+    texts = make_texts(300, 4)
+    texts[150] += " " + MARKER
+    pipeline = Pipeline([_source(tmp_path, texts)], 0, 0, DyingTokenizer(), np.dtype(np.uint16), workers=2)
+    with pytest.raises(UserError, match="worker process died .* run the same command again"):
+        try:
+            for _ in pipeline:
+                pass
+        finally:
+            pipeline.close()
+
+
+def test_one_worker_per_core_this_process_may_use():
+    assert default_workers() == len(os.sched_getaffinity(0))
