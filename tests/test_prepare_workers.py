@@ -59,3 +59,25 @@ def test_a_worker_that_dies_is_a_one_line_error(tmp_path):
 
 def test_one_worker_per_core_this_process_may_use():
     assert default_workers() == len(os.sched_getaffinity(0))
+
+
+def test_a_document_waiting_in_a_part_writer_does_not_keep_its_whole_batch_alive(tmp_path):
+    import gc
+    import weakref
+
+    from pileablate.data.config import PrepareConfig
+    from pileablate.data.pipeline import Document, EncodedBatch
+    from pileablate.data.prepare import _new_state, _Run
+
+    cfg = PrepareConfig(sources=["x"], out=tmp_path / "data", tokenizer="bytes", val_rows=None)
+    source = Source(str(tmp_path / "a.jsonl"), "mixed")
+    run = _Run(cfg, BytesTokenizer(), [source], 1, 1, _new_state({}, "uint16", 1, 1))
+    batch = EncodedBatch(0, 0, np.arange(100_000, dtype=np.uint16), [(10, 9, True), (99_990, 99_989, False)], {})
+    tokens = weakref.ref(batch.tokens)
+    val_doc = batch.result().items[0]
+    assert isinstance(val_doc, Document) and val_doc.tokens.base is batch.tokens
+    run.route(source, val_doc)  # goes to val, whose writer flushes only after 1M tokens
+    del batch, val_doc
+    gc.collect()
+    assert tokens() is None and run.writers["val"].rows == 1
+    run.abort()
