@@ -320,7 +320,8 @@ def profile_lines(run: dict, workers: int) -> list[str]:
     return [
         f"where the time goes (prepare --workers {workers}, one run, CPU seconds):",
         f"  main process while streaming {main:5.1f}: reader thread (read, zstd, split lines) {p['read']:.1f}, "
-        f"main thread (results, routing, Arrow writes, commits) {p['write']:.1f}, "
+        f"main thread (results, routing, Arrow writes, commits) {p['write']:.1f} "
+        f"(of which committing parts: fsync, sha256 read back {p['commit']:.1f}), "
         f"pool threads (batches out, results in) {other_main:.1f}",
         f"  workers {in_steps:5.1f}: " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
         + f"; besides: start-up, IPC and the fork server {other_workers:.1f}",

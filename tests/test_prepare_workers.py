@@ -81,3 +81,17 @@ def test_a_document_waiting_in_a_part_writer_does_not_keep_its_whole_batch_alive
     gc.collect()
     assert tokens() is None and run.writers["val"].rows == 1
     run.abort()
+
+
+def test_the_profile_says_where_the_time_went(tmp_path):
+    from pileablate.data.config import PrepareConfig
+    from pileablate.data.pipeline import Profile
+    from pileablate.data.prepare import prepare
+
+    source = _source(tmp_path, make_texts(3000, 5))
+    profile = Profile()
+    prepare(PrepareConfig(sources=[source.location], out=tmp_path / "data", tokenizer="bytes", val_rows=None,
+                          workers=1), profile=profile)
+    assert profile.batches >= 2 and profile.max_in_flight >= 1
+    assert all(profile.worker[step] > 0 for step in ("parse", "hash", "tokenize"))
+    assert profile.read > 0 and profile.main > 0 and 0 < profile.commit <= profile.write

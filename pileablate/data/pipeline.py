@@ -87,6 +87,7 @@ class Profile:
     worker: dict = field(default_factory=lambda: dict.fromkeys(WORKER_STEPS, 0.0))  # summed over workers
     read: float = 0.0  # reader thread: read, decompress, split into lines, hand to the pool
     write: float = 0.0  # main thread: take results in order, route documents, write and commit parts
+    commit: float = 0.0  # of `write`: closing part files (fsync, sha256 of each part read back)
     main: float = 0.0  # the whole main process (all its threads) while the pipeline ran
     batches: int = 0
     max_in_flight: int = 0  # most batches submitted and not yet consumed at any time

@@ -168,6 +168,7 @@ class _Run:
     # -- committing ---------------------------------------------------------------------------
     def commit(self, error: Optional[str] = None, done: bool = False) -> None:
         s = self.state
+        started = time.thread_time()
         for split in SPLITS:
             writer = self.writers.get(split)
             if writer is not None and writer.rows:
@@ -181,6 +182,7 @@ class _Run:
         s["done"] = done
         s["error"] = error
         write_json_atomic(state_path(self.out, self.k, self.n), s)
+        self.profile.commit += time.thread_time() - started
         self.writers = {}
         self.pending_tokens = 0
 
