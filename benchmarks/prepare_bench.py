@@ -14,7 +14,9 @@ one multi-frame .jsonl.zst, about 126 MB for 4), with a real encoding (cl100k_ba
 Each side runs `--repeats` times in rounds whose order rotates; medians are reported. Wall time of
 the fresh processes includes start-up (interpreter, imports, tokenizer). Peak memory is that of the
 whole process tree (main, workers, fork server), sampled every 0.1 s from /proc: RSS summed (counts
-pages that processes share once per process) and PSS summed (shares split between them).
+pages that processes share once per process) and PSS summed (shares split between them). So is the
+tree's CPU time (as last sampled): tokens per CPU-second compares the work each side does, which
+other load on the machine disturbs less than the wall time does.
 
 Then where prepare's CPU time goes, from its profile: the main process (reader thread; main thread
 routing and writing; the rest: handing batches to the workers and taking results back) and the
@@ -203,7 +205,7 @@ class TreeSampler:
     def _run(self) -> None:
         while not self._done.wait(self.every):
             pids = _descendants(self.pid)
-            for p in pids[1:]:
+            for p in pids:
                 self.cpu[p] = max(self.cpu.get(p, 0.0), _cpu_seconds(p))
             memory = [_memory(p) for p in pids]
             self.peak_rss = max(self.peak_rss, sum(m[0] for m in memory))
@@ -230,7 +232,8 @@ def run_side(script: str, source: Path, tokenizer: str, out: Path, workers: int)
         raise SystemExit(f"a side failed (exit {process.returncode}): {stderr[-2000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
     return result | {"seconds": seconds, "peak_rss": sampler.peak_rss, "peak_pss": sampler.peak_pss,
-                     "children_cpu": sum(sampler.cpu.values())}
+                     "children_cpu": sum(c for p, c in sampler.cpu.items() if p != process.pid),
+                     "tree_cpu": sum(sampler.cpu.values())}
 
 
 def ceiling(encoding, docs: list[str], threads: int) -> dict:
@@ -281,7 +284,9 @@ def report(name: str, runs: dict, small: Optional[dict]) -> list[str]:
         line = (f"  {n:<26} {med[n]:6.1f} s ({each})  "
                 f"{tokens / med[n] / 1e6:5.2f} M tokens/s")
         if "peak_rss" in rs[0]:
-            line += (f"  RSS {max(r['peak_rss'] for r in rs) / 2**20:4.0f} MiB"
+            cpu = statistics.median(r["tree_cpu"] for r in rs)
+            line += (f"  CPU {cpu:5.1f} s ({tokens / cpu / 1e6:.2f} M tokens per CPU-second)"
+                     f"  RSS {max(r['peak_rss'] for r in rs) / 2**20:4.0f} MiB"
                      f"  PSS {max(r['peak_pss'] for r in rs) / 2**20:4.0f} MiB")
         if n.startswith("prepare"):
             line += f"  {med[peer] / med[n]:.2f}x the peer, {med[top] / med[n]:.2f}x the ceiling"
