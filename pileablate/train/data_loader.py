@@ -142,10 +142,6 @@ class ValWindows:
         self.data = torch.from_numpy(rows.astype(np.int64))
 
     @property
-    def num_windows(self) -> int:
-        return len(self.starts)
-
-    @property
     def num_tokens(self) -> int:
         return int(self.data.shape[0] * (self.data.shape[1] - 1))
 
