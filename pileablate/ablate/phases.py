@@ -95,17 +95,20 @@ class Phases:
             extra = [(part, p) for part in self.ready for p in edge_extensions(part.ablation, self.tuning_of(part))]
             if not extra:
                 return
-            labels = sorted({f"{part.key(p.label)} (lr {format_lr(p.lr)})" for part, p in extra})
+            for part in self.ready:
+                check_existing(part.ablation, [p for owner, p in extra if owner is part], self.fingerprint)
+            extra = ordered(extra)
+            self.tuning = ordered(self.tuning + extra)
+            pending = [(part, p) for part, p in extra if run_state(run_dir(part, p)).action != "skip"]
+            if not pending:
+                continue  # extended by an earlier invocation
+            labels = sorted({f"{part.key(p.label)} (lr {format_lr(p.lr)})" for part, p in pending})
             if self.study.ablation.task is not None:
                 raise UserError(f"tuning chose a rate at the edge of its grid; the grid extends to {labels[0]}"
                                 f"{' and more' if len(labels) > 1 else ''}, which a job-array task cannot do alone: "
                                 "run the same command once without --task and with --stage tune, then this stage")
-            for part in self.ready:
-                check_existing(part.ablation, [p for owner, p in extra if owner is part], self.fingerprint)
             self.console.print(f"tuning: a chosen rate is at the edge of the rates tried; trying one step beyond: "
                                f"{', '.join(labels)}", highlight=False)
-            extra = ordered(extra)
-            self.tuning = ordered(self.tuning + extra)
             self.run(extra)
             self._require_finished(extra)
 
