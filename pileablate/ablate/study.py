@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pileablate.ablate.ablation import Ablation, AblationFailed, AblationInterrupted, AblationResult
+from pileablate.ablate.ablation import Ablation, AblationFailed, AblationResult
 from pileablate.ablate.axes import Axis, Point, check_axes, points
 from pileablate.ablate.plan import PlannedRun, format_lr
-from pileablate.ablate.runner import budget_of, check_existing, data_identity, grid_budget, run_state
+from pileablate.ablate.runner import budget_of, data_identity, grid_budget, run_state
 from pileablate.errors import UserError
 
 NO_POINT = Point("", {})    # a plain ablation's one point: no folder of its own
@@ -297,6 +297,3 @@ def plan_table(pairs: Sequence[tuple[Part, PlannedRun]], title: str):
         table.add_row(str(p.index), p.title, ",".join(p.mods) or "baseline", str(p.seed), lr,
                       f"{state.action}: {state.detail}" if state.action != "train" else "train (new)")
     return table
-
-
-__all__ = ["AblationInterrupted", "Part", "Study", "ordered", "parts", "run_study"]

@@ -49,7 +49,8 @@ TuneLr = Annotated[Optional[str], _option(
     "log-spaced over x1/10..x10 of the preset's default, N tries N such rates, or give the rates "
     "(3e-4,1e-3,3e-3). Tuning runs use seeds of their own (1000+) and are scored on held-out tuning windows "
     "disjoint from the validation windows the report scores; each configuration's reported runs then train "
-    "at its chosen rate.")]
+    "at its chosen rate. A rate chosen at the edge of the rates tried adds one rate beyond it (same ratio), "
+    "twice at most.")]
 TuneSeeds = Annotated[int, _option("--tune-seeds", min=1, show_default=True,
                                    help="Tuning runs per configuration and rate.")]
 TuneBudget = Annotated[float, _option(
@@ -59,8 +60,8 @@ TuneBudget = Annotated[float, _option(
 Jobs = Annotated[int, _option(
     "--jobs", min=1, show_default=True,
     help="Runs at once on this machine, each slot with its own worker process: one per GPU, or on a CPU each "
-    "with its share of the cores this process may use (a tiny model gains little from a second thread). Results are bit-identical "
-    "to the same runs made one after another with that many threads.")]
+    "with its share of the cores this process may use (its CPU affinity; a tiny model gains little from a second "
+    "thread). Results are bit-identical to the same runs made one after another with that many threads.")]
 Devices = Annotated[Optional[str], _option(
     "--devices", help="Devices for --jobs, comma list (cuda:0,cuda:1). Default: every visible GPU, else the CPU.")]
 Task = Annotated[Optional[str], _option(
@@ -101,6 +102,9 @@ def ablate(ctx: typer.Context, mods: Mods = None, grid: Grid = None, sweep: Swee
     <configuration>-s<seed> (baseline-s0, rope-s0, all-s1), tuning runs tune-<configuration>-lr<rate>-s<seed>;
     re-running the command skips finished runs and resumes an interrupted one. The report (report.md,
     summary.csv, plots/) is written into the runs folder.
+
+    With --seeds auto, seeds are added round by round only to the configurations whose verdict is still
+    undecided (3, then 5, 7, ... up to --max-seeds); the same command continues an interrupted study.
 
     With --sweep (e.g. --sweep preset=nano,micro) the whole grid runs at every point of the axes, each
     point in its own folder (RUNS/micro/rope-s0), and the report says for each modification how its Δ
