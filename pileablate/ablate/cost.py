@@ -60,7 +60,7 @@ def cost_table(parts: Sequence, costs: Sequence[Cost], most: bool = False):
     from pileablate.report.fmt import DASH, format_count
 
     title = "cost per point" if parts[0].point.label else "cost"
-    most = ", at most (every configuration to --max-seeds)" if most else ""
+    most = "; at most: every configuration to --max-seeds" if most else ""
     table = Table(title=f"{title} (params × tokens ≈ training FLOPs / 6{most})", header_style="bold")
     for header in ("point", "settings", "params (baseline)", "budget per run", "runs", "tokens (all runs)",
                    "params × tokens"):
