@@ -17,7 +17,7 @@ from pileablate.cli import app
 from pileablate.errors import UserError
 from helpers import verdict_fake
 
-verdict_fake.install()  # until the verdicts helper's report/verdict.py is merged
+FAKE = verdict_fake.install()  # until the verdicts helper's report/verdict.py is merged
 
 LOOKS = [3, 5, 7, 9, 10]
 TINY = ["--preset", "nano", "--max-steps", "4", "--eval-every", "2", "--eval-tokens", "2048"]
@@ -239,3 +239,24 @@ def test_dry_run_with_seeds_auto_shows_the_first_round_and_the_most_it_can_cost(
     assert "at most 10 runs and 100k tokens" in result.stdout
     assert "3 to 5 seeds (--seeds auto)" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(FAKE, reason="needs the verdicts helper's report/verdict.py")
+def test_a_real_seeds_auto_study_stops_where_its_report_says_and_report_reproduces_it(
+        bytes_store, tmp_path, one_torch_thread):
+    """Tiny real runs and the report's own verdicts: every seed the study added went to an undecided
+    comparison, and `pileablate report` over the folder (reading study.json) gives the same verdict."""
+    from pileablate.report.build import build_report
+
+    runs = tmp_path / "runs"
+    result = ablate("--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope", "--seeds", "auto",
+                    "--max-seeds", "5", *TINY)
+    assert result.exit_code == 0, (result.output, result.exception)
+    n = len(list(runs.glob("rope-s*")))
+    verdict = build_report([runs]).verdicts["rope"]
+    assert len(list(runs.glob("baseline-s*"))) == n in (3, 5) and verdict.seeds == n
+    if n == 3:
+        assert verdict.word != "undecided" and "round 2" not in result.stderr
+    else:
+        assert "after round 1: rope undecided" in result.stderr
+    assert f"after round {1 if n == 3 else 2}: rope {verdict.word}" in result.stderr
