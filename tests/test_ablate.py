@@ -15,9 +15,6 @@ from typer.testing import CliRunner
 
 from pileablate.cli import app
 from pileablate.errors import UserError
-from helpers import verdict_fake
-
-verdict_fake.install()  # until the verdicts helper's report/verdict.py is merged
 
 SEVEN = ["baseline", "warmup", "cosine", "rmsnorm", "rope", "swiglu", "all"]
 TINY = ["--preset", "nano", "--max-steps", "10", "--eval-every", "5", "--log-every", "1", "--eval-tokens", "2048"]

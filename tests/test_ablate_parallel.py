@@ -12,9 +12,6 @@ from pileablate.ablate import Ablation, default_grid
 from pileablate.cli import app
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
-from helpers import verdict_fake
-
-verdict_fake.install()  # until the verdicts helper's report/verdict.py is merged
 
 TINY = ["--preset", "nano", "--max-steps", "6", "--eval-every", "3", "--eval-tokens", "2048", "--log-every", "2"]
 

@@ -8,9 +8,6 @@ import pytest
 
 from pileablate.ablate.plan import default_grid, grid_from_toml, label_for, plan_runs
 from pileablate.errors import UserError
-from helpers import verdict_fake
-
-verdict_fake.install()  # until the verdicts helper's report/verdict.py is merged
 
 
 def test_default_grid_is_the_seven_experiments():

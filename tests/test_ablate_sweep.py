@@ -17,9 +17,6 @@ from pileablate.ablate.study import Study
 from pileablate.cli import app
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
-from helpers import verdict_fake
-
-verdict_fake.install()  # until the verdicts helper's report/verdict.py is merged
 
 TINY = ["--preset", "nano", "--max-steps", "4", "--eval-every", "2", "--log-every", "1", "--eval-tokens", "2048"]
 

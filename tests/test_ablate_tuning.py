@@ -12,9 +12,6 @@ from pileablate.ablate.tuning import MAX_EXTENSIONS, log_grid, lr_candidates
 from pileablate.cli import app
 from pileablate.errors import UserError
 from pileablate.train.data_loader import tuning_window_starts, val_window_starts
-from helpers import verdict_fake
-
-verdict_fake.install()  # until the verdicts helper's report/verdict.py is merged
 
 
 def test_auto_is_five_log_spaced_rates_around_the_default():

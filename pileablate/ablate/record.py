@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Sequence
 
 from pileablate.errors import UserError
-from pileablate.report.runs import POINT_FILE  # one name for the writer and the reader (no torch there)
-
-STUDY_FILE = "study.json"
+from pileablate.report.build import STUDY_FILE  # one name for the writer and the reader
+from pileablate.report.runs import POINT_FILE
 
 
 def design_record(study) -> dict:

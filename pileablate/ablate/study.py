@@ -58,13 +58,12 @@ class Study:
         self._check_design()
 
     def _check_design(self) -> None:
-        import math
+        from pileablate.report.verdict import SequentialDesign, check_margin
 
-        if self.margin is not None and not (math.isfinite(self.margin) and self.margin > 0):
-            raise UserError(f"--margin {self.margin:g}: give a positive difference in nats/token, e.g. 0.01")
+        if self.margin is not None:
+            check_margin(self.margin)
         if not self.sequential:
             return
-        from pileablate.report.verdict import SequentialDesign
 
         first = SequentialDesign.first
         if self.max_seeds < first:
