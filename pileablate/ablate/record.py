@@ -11,7 +11,7 @@ from typing import Sequence
 
 from pileablate.errors import UserError
 from pileablate.report.build import STUDY_FILE  # one name for the writer and the reader
-from pileablate.report.runs import POINT_FILE
+from pileablate.runfolder import POINT_FILE
 
 
 def design_record(study) -> dict:
@@ -31,10 +31,9 @@ def checked_design(study) -> dict:
     path = Path(study.ablation.base.runs_dir) / STUDY_FILE
     if not path.is_file():
         return record
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise UserError(f"{path} is unreadable; delete it to record this study's design again") from None
+    from pileablate.jsonfile import read_json
+
+    old = read_json(path, "delete it to record this study's design again")
     if old != record and (old.get("sequential") or record["sequential"]):
         raise UserError(f"{path.parent} holds a study with another design ({_describe(old)}; now "
                         f"{_describe(record)}); repeat its --seeds/--max-seeds/--margin, or use another --runs-dir")
@@ -63,8 +62,7 @@ def point_record(study, part) -> dict:
 def claim_folders(study, ready: Sequence) -> None:
     """Refuse a point folder that holds something else (a run, or another sweep's point); then record
     each point."""
-    from pileablate.jsonfile import write_json_atomic
-    from pileablate.report.runs import is_run_dir
+    from pileablate.runfolder import is_run_dir, write_point
 
     records = []
     for part in ready:
@@ -83,4 +81,4 @@ def claim_folders(study, ready: Sequence) -> None:
                 raise UserError(f"{folder} holds another sweep's point ({old.get('values')}); use another --runs-dir")
         records.append((path, record))
     for path, record in records:
-        write_json_atomic(path, record)
+        write_point(path.parent, record)

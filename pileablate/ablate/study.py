@@ -243,7 +243,8 @@ def report_folders(runs_dir: Path, folders: Sequence[Path], what: str, trackers:
 def build_over(runs_dir: Path, folders: Sequence[Path], what: str):
     """The report over these run folders (not whatever else lies in the runs folder), not yet written."""
     from pileablate.report.build import build_report
-    from pileablate.report.runs import is_run_dir, load_run
+    from pileablate.report.runs import load_run
+    from pileablate.runfolder import is_run_dir
 
     runs = [load_run(folder) for folder in folders if is_run_dir(folder)]
     if not runs:
