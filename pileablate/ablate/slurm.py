@@ -80,7 +80,7 @@ def write_scripts(ablation, args: Sequence[str], tasks: Optional[int], gpus: int
     out = Path(ablation.base.runs_dir) / "slurm"
     out.mkdir(parents=True, exist_ok=True)
     stages = [("tune", ablation.tuning_plan())] if ablation.tuning else []
-    stages.append(("report", ablation.report_plan()))
+    stages.append(("train", ablation.report_plan()))
     scripts = []
     for stage, plan in stages:
         n = min(tasks or len(plan), len(plan))
