@@ -9,7 +9,7 @@ import torch
 
 from pileablate.errors import UserError
 from pileablate.export.hf import build_hf_model, export_hf, hf_architecture
-from pileablate.model.config import build_model_config
+from pileablate.model.build import build_model_config
 from pileablate.model.gpt import GPT
 
 from test_generate_cli import cli, trained_run  # noqa: F401  (trained_run: fixture)

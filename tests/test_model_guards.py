@@ -11,7 +11,7 @@ import torch
 
 from pileablate.errors import UserError
 from pileablate.model import attention, gpt, moe
-from pileablate.model.config import build_model_config
+from pileablate.model.build import build_model_config
 from pileablate.model.gpt import GPT
 from pileablate.model.guards import check_causality, check_initial_loss, initial_loss_band
 from pileablate.model.registry import SEED_MODS

@@ -10,13 +10,15 @@ import torch
 from typer.testing import CliRunner
 
 from pileablate.errors import UserError
-from pileablate.model.config import ModelConfig, build_model_config, mlp_params, swiglu_hidden
+from pileablate.model.build import build_model_config
+from pileablate.model.config import ModelConfig, mlp_params, swiglu_hidden
 from pileablate.model.gpt import GPT
 from pileablate.model.moe import MoE
 from pileablate.model.norms import RMSNorm
 from pileablate.model.registry import (
     REGISTRY,
     SEED_MODS,
+    incompatible_with,
     model_changes,
     mods_in_config,
     resolve_mods,
@@ -63,8 +65,8 @@ def test_every_registry_entry_changes_real_fields():
         if mod.target == "model":
             assert set(mod.changes) <= model_fields, mod.name
             assert mods_in_config(build_model_config("nano", mod.name, 257)) == (mod.name,)
-        for other in mod.incompatible:
-            assert mod.name in REGISTRY[other].incompatible  # symmetric
+        for other in incompatible_with(mod.name):
+            assert mod.name in incompatible_with(other)  # symmetric
 
 
 def test_trainer_and_model_changes_split_by_target():

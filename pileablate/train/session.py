@@ -31,6 +31,7 @@ from pileablate.train.hardware import autocast_context, configure_backends, pick
 from pileablate.train.metrics import MIN_PLAUSIBLE_BITS_PER_BYTE, MetricsLog, bits_per_byte, peak_flops
 from pileablate.jsonfile import read_json, write_json_atomic
 from pileablate.train.run_files import check_same_run
+from pileablate.train.optimizer import learning_rates, make_optimizer, make_schedule, set_learning_rate
 from pileablate.train.schedule import Schedule, budget_progress
 from pileablate.train.trackers import Trackers, group_name, open_tracker, tensorboard_dir
 
@@ -160,8 +161,7 @@ class Session:
 
     def set_lr(self) -> float:
         lr = self.schedule(self.progress.step, self.progress.fraction(self.cfg))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(self.optimizer, lr)
         return lr
 
     def gradient_sync(self, micro: int):
@@ -337,23 +337,16 @@ def resolve_config(cfg: TrainConfig, mods: tuple[str, ...], params_active: int) 
     )
 
 
-def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW (Loshchilov & Hutter 2019) with decay on matrices only. The fused kernel (one pass over
-    all parameters) on CUDA and CPU: on a CPU it is ~4x faster than the default per-tensor loop, which
-    matters for small models where the optimizer step is a large share of the step."""
-    groups = model.param_groups(cfg.weight_decay)
-    fused = device.type in ("cuda", "cpu")
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused or None)
-
-
 def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, console: Console) -> Union[Session, dict]:
     """A session ready for its first (or next) step, or the summary of a run that is already finished."""
     from pileablate.data.manifest import read_manifest
     from pileablate.data.store import TokenSplit
-    from pileablate.model.config import build_model_config
+    from pileablate.model.build import build_model_config
     from pileablate.model.gpt import GPT
-    from pileablate.model.registry import resolve_mods, trainer_changes
+    from pileablate.model.registry import resolve_mods
+    from pileablate.mods_files import load_mods_files
 
+    load_mods_files(requested.mods_files)  # a worker process (spawn) registers the user's modifications too
     mods = resolve_mods(requested.mods)
     manifest = read_manifest(requested.data_dir)
     for split in ("train", "val"):
@@ -369,15 +362,14 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     cfg = resolve_config(requested, mods, counts["active"])
     layout = BatchLayout(cfg.batch_size, cfg.grad_accum, info.world_size, info.rank)
     val_stats = manifest["splits"]["val"]
-    schedule_kind = trainer_changes(mods).get("schedule", "constant")
+    schedule = make_schedule(cfg)
     session = Session(
         cfg=cfg, requested=requested, info=info, device=device, console=console, precision=precision,
         model=model, model_cfg=model_cfg, counts=counts, run_dir=cfg.runs_dir / cfg.name,
         windows=TrainWindows(TokenSplit(cfg.data_dir / "train"), model_cfg.seq_len, layout, cfg.seed),
         val=ValWindows(TokenSplit(cfg.data_dir / "val"), model_cfg.seq_len, cfg.eval_tokens, tuning=cfg.tuning),
         val_bytes_per_token=val_stats["bytes"] / max(1, val_stats["tokens"]),
-        schedule=Schedule(schedule_kind, cfg.lr, cfg.min_lr, cfg.warmup_steps, tc.WARMUP_MAX_FRACTION),
-        schedule_kind=schedule_kind, tokens_per_step=layout.global_windows * model_cfg.seq_len,
+        schedule=schedule, schedule_kind=schedule.kind, tokens_per_step=layout.global_windows * model_cfg.seq_len,
         progress=Progress(), resuming=False, guards={},
         metrics=MetricsLog(cfg.runs_dir / cfg.name / "metrics.jsonl", enabled=info.is_main),
         fingerprint=manifest["fingerprint"],
@@ -401,6 +393,7 @@ def _run_config(s: Session, manifest: dict) -> dict:
                  "tokenizer": manifest["tokenizer"], "vocab_size": manifest["vocab_size"],
                  "val_bytes_per_token": s.val_bytes_per_token},
         "schedule": s.schedule_kind, "tokens_per_step": s.tokens_per_step, "world_size": s.info.world_size,
+        "learning_rates": learning_rates(make_optimizer(s.model, cfg, torch.device("cpu")), cfg.lr),
         "hardware": {"device": str(device), "precision": s.precision, "torch": torch.__version__,
                      "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type},
         "pileablate_version": __version__, "created": datetime.now(timezone.utc).isoformat(),
