@@ -217,3 +217,27 @@ def _check_trainer(name: str, cfg) -> None:
     rate = make_schedule(train_cfg)(0, 0.0)
     if not isinstance(rate, (int, float)) or rate < 0:
         raise UserError(f"its schedule returned {rate!r} at step 0, not a learning rate >= 0")
+
+
+def load_recorded(records: Iterable[str]) -> None:
+    """Load the mods files a run recorded (generate, export): a changed file is refused; a missing one
+    is skipped, so a file given again with --mods-file (moved elsewhere) serves instead."""
+    for entry in records:
+        if split_record(entry)[0].is_file():
+            load_mods_files([entry])
+
+
+def changed_in_runs(folders: Iterable[Path]) -> list[str]:
+    """One note per mods file that runs under `folders` recorded and that has changed or gone since."""
+    from pileablate.jsonfile import read_json
+
+    notes: dict[str, None] = {}
+    for folder in folders:
+        for config in sorted(Path(folder).glob("**/config.json")):
+            try:
+                records = read_json(config).get("train", {}).get("mods_files", ())
+            except Exception:  # noqa: BLE001 - an unreadable config is the report's to list, not ours
+                continue
+            for change in changed_files(records):
+                notes[f"mods file {change}: runs in {folder} were trained with another version"] = None
+    return list(notes)

@@ -26,6 +26,9 @@ def load_trained_run(run_dir, device: str = "cpu"):
     if not ckpt.is_file():
         raise UserError(f"run {run_dir} has no checkpoint yet; train it first ('pileablate train' with its options)")
     config = read_json(config_file)
+    from pileablate.mods_files import load_recorded
+
+    load_recorded(config.get("train", {}).get("mods_files", ()))  # the run's own modifications, if any
     model = GPT(ModelConfig(**config["model"]))
     state = load_checkpoint(ckpt, map_location=device)
     model.load_state_dict(state["model"])
