@@ -37,18 +37,6 @@ register(Modification("unmasked", "attention that forgot its mask", fills={"atte
 '''
 
 
-@pytest.fixture(autouse=True)
-def forget_user_mods():
-    """Each test starts from the built-ins alone."""
-    import pileablate.mods_files as files
-
-    yield
-    for origin in {m.origin for m in registry.REGISTRY.values()} | {c.origin for s in registry.COMPONENTS.values() for c in s.values()}:
-        if origin != "built-in":
-            registry.unregister(origin)
-    files._loaded.clear()
-
-
 def write(tmp_path: Path, text: str, name: str = "my_mods.py") -> Path:
     path = tmp_path / name
     path.write_text(text)
@@ -153,3 +141,24 @@ def test_a_mod_from_a_temp_file_goes_through_ablate_in_workers_and_report(tmp_pa
     again = runner.invoke(app, ["train", "--mods-file", str(path), "--mods", "parallel", "--data", str(bytes_store),
                                 "--runs-dir", str(runs), "--name", "parallel-s0", *TINY])
     assert isinstance(again.exception, UserError) and "mods_files" in str(again.exception)  # the resume notices it
+
+
+def test_an_installed_package_registers_through_the_entry_point_group(tmp_path, monkeypatch):
+    import importlib.metadata
+    import sys
+
+    import pileablate.mods_files as files
+
+    package = tmp_path / "site"
+    package.mkdir()
+    (package / "their_mods.py").write_text(EXAMPLE.read_text())
+    monkeypatch.syspath_prepend(str(package))
+    point = importlib.metadata.EntryPoint(name="theirs", value="their_mods", group=files.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group=None: [point] if group == files.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(files, "_entry_points_loaded", False)
+    monkeypatch.delitem(sys.modules, "their_mods", raising=False)
+    result = CliRunner().invoke(app, ["mods", "--json"])
+    assert result.exit_code == 0, result.output
+    row = next(m for m in json.loads(result.stdout)["mods"] if m["name"] == "parallel")
+    assert row["origin"] == "entry point theirs (their_mods)"
