@@ -16,7 +16,7 @@ from pileablate.model.gpt import GPT
 from pileablate.model.guards import check_causality, check_initial_loss, initial_loss_band
 from pileablate.model.registry import SEED_MODS
 
-EXTRAS = ["gqa", "mla", "moe", "mtp", "postnorm"]
+EXTRAS = ["gqa", "mla", "moe", "mtp", "postnorm", "qknorm", "softcap", "muon", "adam"]
 
 
 def tiny(mods="", **kw):

@@ -4,6 +4,8 @@ through everything a built-in does (leak probe, matching, ablate in worker proce
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,8 +135,13 @@ def test_a_mod_from_a_temp_file_goes_through_ablate_in_workers_and_report(tmp_pa
     summary = json.loads((runs / "parallel-s0" / "summary.json").read_text())
     assert summary["status"] == "finished"
     assert "| parallel |" in (runs / "report.md").read_text()
+    generate = [sys.executable, "-m", "pileablate", "generate", str(runs / "parallel-s0"), "--prompt", "a", "-n", "4"]
+    fresh = subprocess.run(generate, capture_output=True, text=True)  # a new process: the recorded file is loaded
+    assert fresh.returncode == 0, fresh.stderr
 
     path.write_text(path.read_text() + "\n# edited\n")
+    changed = subprocess.run(generate, capture_output=True, text=True)
+    assert changed.returncode == 2 and "has changed since the run recorded it" in changed.stderr
     report = runner.invoke(app, ["report", str(runs), "--no-plots", "--mods-file", str(path)])
     assert report.exit_code == 0, report.output
     assert "parallel" in report.stdout and "changed since the run" in report.stderr
