@@ -169,3 +169,17 @@ def test_an_installed_package_registers_through_the_entry_point_group(tmp_path, 
     assert result.exit_code == 0, result.output
     row = next(m for m in json.loads(result.stdout)["mods"] if m["name"] == "parallel")
     assert row["origin"] == "entry point theirs (their_mods)"
+
+
+def test_a_user_schedule_is_a_plain_function_named_by_its_component(tmp_path):
+    from pileablate.train.config import TrainConfig
+    from pileablate.train.optimizer import make_schedule
+
+    path = write(tmp_path, "from pileablate.mods import Modification, register, register_component\n"
+                           "register_component('schedule', 'halving', lambda cfg: lambda step, frac: cfg.lr * 0.5 ** step)\n"
+                           "register(Modification('halving', 'halve the rate every step', fills={'schedule': 'halving'}))\n")
+    load_mods_files([str(path)])
+    schedule = make_schedule(TrainConfig(mods=registry.resolve_mods("halving"), lr=1.0))
+    assert schedule.kind == "halving" and [schedule(s, 0.0) for s in range(3)] == [1.0, 0.5, 0.25]
+    with pytest.raises(UserError, match="'cosine' and 'halving' cannot be combined"):
+        registry.resolve_mods("halving,cosine")  # two schedules: one slot, two components

@@ -67,6 +67,7 @@ class Modification:
     incompatible: frozenset[str] = field(default_factory=frozenset)
     reference: str = ""
     origin: str = "built-in"
+    supersedes: frozenset[str] = field(default_factory=frozenset)  # combinable though filling one slot: this wins
 
     @property
     def changes(self) -> dict[str, Any]:
@@ -125,7 +126,7 @@ def register(mod: Modification) -> Modification:
     """Add a modification; UserError (naming the file) for a taken name, an unknown slot, component or
     option, or an unknown size knob."""
     mod = Modification(**{**{f.name: getattr(mod, f.name) for f in fields(mod)}, "origin": _origin,
-                          "incompatible": frozenset(mod.incompatible)})
+                          "incompatible": frozenset(mod.incompatible), "supersedes": frozenset(mod.supersedes)})
     where = f"{_where()}modification {mod.name!r}"
     if mod.name in REGISTRY or mod.name in ALIASES or mod.name != mod.name.strip().lower() or "," in mod.name:
         owner = REGISTRY[mod.name].origin if mod.name in REGISTRY else "pileablate"
@@ -217,10 +218,16 @@ def resolve_mods(spec: Union[str, Sequence[str], None]) -> tuple[str, ...]:
 
 
 def incompatible_with(name: str) -> frozenset[str]:
-    """What `name` cannot be combined with: what it declares and what declares it (a user's file can
-    declare a built-in, which cannot know about it)."""
-    declared = REGISTRY[name].incompatible
-    return frozenset(declared | {m.name for m in REGISTRY.values() if name in m.incompatible})
+    """What `name` cannot be combined with: what it declares, what declares it (a user's file can
+    declare a built-in, which cannot know about it), and what fills one of its slots with another
+    component (unless one supersedes the other, as cosine, which includes warmup's ramp, does warmup)."""
+    mod = REGISTRY[name]
+    out = set(mod.incompatible) | {m.name for m in REGISTRY.values() if name in m.incompatible}
+    for other in REGISTRY.values():
+        clash = any(other.fills.get(slot, chosen) != chosen for slot, chosen in mod.fills.items())
+        if clash and other.name != name and name not in other.supersedes and other.name not in mod.supersedes:
+            out.add(other.name)
+    return frozenset(out)
 
 
 def _changes(mods: Union[str, Sequence[str]], trainer: bool) -> dict[str, Any]:
