@@ -22,6 +22,7 @@ from pileablate.ablate.plan import Experiment, PlannedRun, format_lr, plan_runs,
 from pileablate.ablate.runner import (
     BUDGET_FIELDS, Outcome, budget_of, check_existing, data_identity, grid_budget, read_summary, run_state,
 )
+from pileablate.data.verify import check_store
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
 
@@ -146,6 +147,7 @@ def run_ablation(ablation: Ablation, console=None) -> AblationResult:
 def _tune_then_train(ablation: Ablation, train_plan, console, result: AblationResult):
     """(tuning plan, reported plan), the reported plan None when this is only the tuning stage."""
     _, fingerprint = data_identity(ablation.base.data_dir)
+    check_store(ablation.base.data_dir, console)  # once here, not in every run (or every worker at once)
     tuning = ablation.tuning_plan()
     check_existing(ablation, tuning, fingerprint)
     if tuning and ablation.stage in ("tune", "all"):

@@ -26,6 +26,7 @@ from pileablate.ablate.ablation import Ablation, AblationFailed, AblationResult,
 from pileablate.ablate.axes import Axis, Point, check_axes, points
 from pileablate.ablate.plan import PlannedRun
 from pileablate.ablate.runner import check_existing, data_identity, grid_budget, run_state
+from pileablate.data.verify import check_store
 from pileablate.errors import UserError
 from pileablate.report.runs import POINT_FILE  # one name for the writer and the reader (no torch there)
 
@@ -190,6 +191,7 @@ def _tune_then_train(sweep: Sweep, ready: Sequence[Part], train_plan, console, r
     """(tuning pairs, reported pairs), the reported ones None when this is only the tuning stage."""
     ablation = sweep.ablation
     _, fingerprint = data_identity(ablation.base.data_dir)
+    check_store(ablation.base.data_dir, console)  # once here, not in every run (or every worker at once)
     tuning = ordered([(part, p) for part in ready for p in part.ablation.tuning_plan()])
     for part in ready:
         check_existing(part.ablation, part.ablation.tuning_plan(), fingerprint)

@@ -110,9 +110,11 @@ def _command():
     """The train command as a Click command (its own parser, shared with `ablate`)."""
     import typer.main
 
+    from pileablate.units import refuse_non_finite
+
     app = typer.Typer(add_completion=False)
     app.command()(train)
-    return typer.main.get_command(app)
+    return refuse_non_finite(typer.main.get_command(app))
 
 
 def train_config_from_args(args: list[str]) -> TrainConfig:

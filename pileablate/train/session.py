@@ -29,7 +29,7 @@ from pileablate.runfolder import MetricsLog
 from pileablate.train import config as tc
 from pileablate.train.checkpoint import checkpoint_state, restore_checkpoint
 from pileablate.train.config import TrainConfig
-from pileablate.train.data_loader import BatchLayout, BatchPrefetcher, TrainWindows, ValWindows
+from pileablate.train.data_loader import BatchLayout, BatchPrefetcher, TrainWindows, ValWindows, verify_training_data
 from pileablate.train.distributed import DistInfo, reduce_max, reduce_sum, share_from_main
 from pileablate.train.hardware import autocast_context, configure_backends, pick_precision
 from pileablate.train.metrics import MIN_PLAUSIBLE_BITS_PER_BYTE, bits_per_byte, peak_flops
@@ -398,6 +398,7 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     for split in ("train", "val"):
         if not (requested.data_dir / split).is_dir():
             raise UserError(f"{requested.data_dir} has no {split} split; run 'pileablate prepare' again")
+    verify_training_data(requested.data_dir, info, console)  # before any run folder is made
     model_cfg = build_model_config(requested.preset, mods, manifest["vocab_size"], match_params=requested.match_params,
                                    **requested.model_overrides())
     precision = pick_precision(requested.precision, device)
