@@ -31,7 +31,7 @@ class Cost:
 def tokens_per_run(base) -> Optional[int]:
     """The most tokens one run of these settings trains on: its token budget, or its steps × tokens per
     step (one process), whichever ends first; None when only a time limit bounds it."""
-    from pileablate.model.config import PRESETS
+    from pileablate.model.build import PRESETS
     from pileablate.train.config import preset_defaults
 
     limits = []

@@ -146,7 +146,7 @@ def parts(study: Study) -> list[Part]:
     """Every point's ablation with its budget fixed (the baseline's default at that point when none is
     given) and every configuration's model checked at that point: a size that cannot be built is a
     one-line error before anything runs."""
-    from pileablate.model.config import build_model_config
+    from pileablate.model.build import build_model_config
 
     vocab_size, _ = data_identity(study.ablation.base.data_dir)
     out = []

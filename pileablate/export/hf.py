@@ -39,12 +39,14 @@ def model_modifications(cfg) -> list[str]:
 def hf_architecture(cfg) -> str:
     """'gpt2' or 'llama'; UserError naming the modification that has no Hugging Face equivalent."""
     present = model_modifications(cfg)
-    for name in present:
-        if name not in LLAMA_ALLOWED:
-            raise UserError(
-                f"cannot export: modification '{name}' has no Hugging Face equivalent (export supports the "
-                "baseline as GPT-2 and rope,rmsnorm,swiglu with optional gqa as Llama)"
-            )
+    refused = [name for name in present if name not in LLAMA_ALLOWED]
+    if refused:
+        raise UserError(
+            f"cannot export: modification{'' if len(refused) == 1 else 's'} {', '.join(repr(n) for n in refused)} "
+            f"{'has' if len(refused) == 1 else 'have'} no Hugging Face equivalent "
+            "(export supports the baseline as GPT-2 and rope,rmsnorm,swiglu with optional gqa as Llama; every other "
+            "modification, a --mods-file's too, is refused by name)"
+        )
     if not present:
         return "gpt2"
     missing = [m for m in LLAMA_REQUIRED if m not in present]
