@@ -33,6 +33,7 @@ SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = Path("ckpt") / "latest.pt"
 POINT_FILE = "point.json"
+STUDY_FILE = "study.json"  # a study's design, in its top runs folder
 
 # The training settings that bound a run (the first reached ends it), with their command-line names.
 BUDGET_OPTIONS = {"time_limit_s": "--time-limit", "max_tokens": "--max-tokens", "max_steps": "--max-steps"}
@@ -81,6 +82,15 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 
 def write_point(folder: Path, point: dict) -> None:
     write_json_atomic(Path(folder) / POINT_FILE, point)
+
+
+def read_study(folder: Path) -> Optional[dict]:
+    """The study.json of a study's runs folder (its design: margin, seeds rule), or None."""
+    return _read(Path(folder) / STUDY_FILE)
+
+
+def write_study(folder: Path, design: dict) -> None:
+    write_json_atomic(Path(folder) / STUDY_FILE, design)
 
 
 def budget_of(train: dict) -> dict:

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from pileablate.errors import UserError
-from pileablate.report.build import STUDY_FILE  # one name for the writer and the reader
-from pileablate.runfolder import POINT_FILE
+from pileablate.runfolder import POINT_FILE, STUDY_FILE, read_study, write_study
 
 
 def design_record(study) -> dict:
@@ -31,9 +30,7 @@ def checked_design(study) -> dict:
     path = Path(study.ablation.base.runs_dir) / STUDY_FILE
     if not path.is_file():
         return record
-    from pileablate.jsonfile import read_json
-
-    old = read_json(path, "delete it to record this study's design again")
+    old = read_study(path.parent)
     if old != record and (old.get("sequential") or record["sequential"]):
         raise UserError(f"{path.parent} holds a study with another design ({_describe(old)}; now "
                         f"{_describe(record)}); repeat its --seeds/--max-seeds/--margin, or use another --runs-dir")
@@ -47,9 +44,7 @@ def _describe(record: dict) -> str:
 
 
 def write_design(study, record: dict) -> None:
-    from pileablate.jsonfile import write_json_atomic
-
-    write_json_atomic(Path(study.ablation.base.runs_dir) / STUDY_FILE, record)
+    write_study(Path(study.ablation.base.runs_dir), record)
 
 
 def point_record(study, part) -> dict:

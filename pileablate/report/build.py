@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional
 
+from pileablate import runfolder
+from pileablate.runfolder import STUDY_FILE
 from pileablate.report.aggregate import PARAMS_FLAG_FRACTION, Configuration, group_runs
 from pileablate.report.checks import (
     MIN_PLAUSIBLE_BITS_PER_BYTE,
@@ -51,7 +53,6 @@ from pileablate.report.verdict import (
 )
 
 # Written by `ablate` into its runs folder: the margin and, for `--seeds auto`, the sequential design.
-STUDY_FILE = "study.json"
 
 PLOTS = ("loss_vs_tokens", "loss_vs_time", "runs_grid", "final_val_loss", "lr_schedule")
 TUNING_PLOT = "lr_sensitivity"  # drawn when the runs include learning-rate tuning runs
@@ -129,11 +130,10 @@ def _baseline_warnings(configs: list[Configuration]) -> list[str]:
 
 def read_study(paths: Iterable[Path]) -> dict:
     """The study.json of the first report folder that has one ({} when none does)."""
-    from pileablate.jsonfile import read_json
-
     for path in paths:
-        if (Path(path) / STUDY_FILE).is_file():
-            return read_json(Path(path) / STUDY_FILE)
+        design = runfolder.read_study(path)
+        if design is not None:
+            return design
     return {}
 
 
