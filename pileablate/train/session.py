@@ -402,6 +402,7 @@ def _run_config(s: Session, manifest: dict) -> dict:
                  "val_bytes_per_token": s.val_bytes_per_token},
         "schedule": s.schedule_kind, "tokens_per_step": s.tokens_per_step, "world_size": s.info.world_size,
         "hardware": {"device": str(device), "precision": s.precision, "torch": torch.__version__,
+                     "threads": torch.get_num_threads(),  # CPU threads change a loss's last digits
                      "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type},
         "pileablate_version": __version__, "created": datetime.now(timezone.utc).isoformat(),
     }
