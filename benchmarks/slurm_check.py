@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +30,8 @@ CLIENTS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo")
 GRID = ["--mods", "rope", "--tune-lr", "3e-3", "--preset", "nano", "--max-tokens", "60000", "--eval-tokens", "2048",
         "--eval-every", "40", "--log-every", "5", "--device", "cpu"]
 CANCELLED_RUN = "tune-rope-lr0.003-s1000"   # task 2 of the tuning array
-TIMEOUT_S = 150
+DEADLINE_S = 170   # the whole check, start-up to clean-up; every wait ends by then
+_deadline = time.monotonic() + DEADLINE_S
 
 
 def missing_tools() -> list[str]:
@@ -90,8 +92,12 @@ class Cluster:
         return subprocess.run(command, env=self.env, capture_output=True, text=True, **kwargs).stdout
 
     def stop(self) -> None:
-        subprocess.run(["scancel", "--quiet", "--user", os.environ.get("USER") or "root"], env=self.env,
-                       capture_output=True)
+        if self.processes:
+            subprocess.run(["scancel", "--quiet", "--user", os.environ.get("USER") or "root"], env=self.env,
+                           capture_output=True, timeout=20)
+            deadline = time.monotonic() + 20  # the tasks' processes end before slurmd does
+            while not self.idle() and time.monotonic() < deadline:
+                time.sleep(0.5)
         for process in reversed(self.processes):
             process.terminate()
             try:
@@ -101,14 +107,14 @@ class Cluster:
                 process.wait()
 
     def idle(self) -> bool:
-        return not self.out(["squeue", "-h", "-o", "%i"]).strip()
+        return not self.out(["squeue", "-h", "-o", "%i"], timeout=20).strip()
 
     def job_states(self, job: str) -> list[str]:
         return re.findall(r"JobState=(\S+)", self.out(["scontrol", "-o", "show", "job", job]))
 
 
 def wait_for(predicate, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
+    deadline = min(time.monotonic() + seconds, _deadline)
     while not predicate():
         if time.monotonic() > deadline:
             raise CheckFailed(f"timed out after {seconds:g}s waiting for {what}")
@@ -151,15 +157,17 @@ def submit(cluster: Cluster, runs: Path) -> dict[str, tuple[str, str]]:
     return {m[0]: (m[2], m[1]) for m in re.findall(r"submitted (\w+)\.sbatch \(tasks ([\d,-]+)\): job (\d+)", text)}
 
 
-def cancel_mid_run(cluster: Cluster, runs: Path, jobs: dict) -> None:
+def cancel_mid_run(cluster: Cluster, runs: Path, jobs: dict) -> str:
     """scancel the tuning task of CANCELLED_RUN once it has started training, before it finishes."""
     run = runs / CANCELLED_RUN
-    wait_for(lambda: (run / "metrics.jsonl").exists(), TIMEOUT_S, f"{CANCELLED_RUN} to start")
+    wait_for(lambda: (run / "metrics.jsonl").exists(), DEADLINE_S, f"{CANCELLED_RUN} to start")
     subprocess.run(["scancel", f"{jobs['tune'][0]}_2"], env=cluster.env, check=True)
-    wait_for(cluster.idle, TIMEOUT_S, "the queue to empty after the cancel")
+    wait_for(cluster.idle, DEADLINE_S, "the queue to empty after the cancel")
     status = (json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}).get("status")
-    if status == "finished":
-        raise CheckFailed(f"{CANCELLED_RUN} finished before the cancel reached it: give the grid a larger budget")
+    if status != "stopped":
+        raise CheckFailed(f"{CANCELLED_RUN} is {status!r} after the cancel, not 'stopped' (checkpointed)"
+                          + (": it finished before the cancel reached it" if status == "finished" else ""))
+    return status
     train_states = cluster.job_states(jobs["train"][0])
     if any(state == "PENDING" for state in train_states) or not train_states:
         raise CheckFailed(f"the training array did not end after the cancelled tuning task: {train_states}")
@@ -167,13 +175,15 @@ def cancel_mid_run(cluster: Cluster, runs: Path, jobs: dict) -> None:
 
 def check(work: Path) -> list[str]:
     """Runs the whole check in `work`; returns what it verified, raises CheckFailed on the first failure."""
-    store, local, remote = work / "store", work / "local", work / "cluster"
+    store, local, remote, start = work / "store", work / "local", work / "cluster", time.monotonic()
     make_store(store)
     one_thread = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    pileablate("ablate", "--data", str(store), "--runs-dir", str(local), *GRID, env=one_thread)
+    for stage in ("tune", "train"):  # as tasks: the same runs without the report's plots
+        pileablate("ablate", "--data", str(store), "--runs-dir", str(local), *GRID, "--stage", stage, "--task", "1/1",
+                   env=one_thread)
     pileablate("ablate", "--data", str(store), "--runs-dir", str(remote), *GRID, "--emit", "slurm",
                "--cpus-per-run", "1", cwd=work)
-    done = [f"local grid: {len(final_losses(local))} runs"]
+    done = [f"local grid: {len(final_losses(local))} runs in {time.monotonic() - start:.0f} s"]
     cluster = Cluster(work / "slurm")
     (work / "slurm").mkdir()
     try:
@@ -181,13 +191,15 @@ def check(work: Path) -> list[str]:
         first = submit(cluster, remote)
         if set(first) != {"tune", "train"}:
             raise CheckFailed(f"submit.sh submitted {first}, expected both stages")
-        cancel_mid_run(cluster, remote, first)
-        done.append(f"cancelled tuning task 2 mid-run; training array ended ({cluster.job_states(first['train'][0])[0]})")
+        status = cancel_mid_run(cluster, remote, first)
+        done.append(f"cancelled tuning task 2 mid-run (its run {status}); training array ended "
+                    f"({cluster.job_states(first['train'][0])[0]}), not left pending")
         second = submit(cluster, remote)
         if second.get("tune", ("", ""))[1] != "2" or "train" not in second:
             raise CheckFailed(f"the second submit.sh submitted {second}; expected tuning task 2, then training")
         done.append(f"re-submitted: {', '.join(f'{s} tasks {t}' for s, (_, t) in second.items())}")
-        wait_for(cluster.idle, TIMEOUT_S, "the resubmitted arrays to finish")
+        wait_for(cluster.idle, DEADLINE_S, "the resubmitted arrays to finish")
+        done.append(f"cluster finished at {time.monotonic() - start:.0f} s")
     finally:
         cluster.stop()
     ours, theirs = final_losses(local), final_losses(remote)
@@ -199,10 +211,18 @@ def check(work: Path) -> list[str]:
     return done + [f"all {len(theirs)} runs finished with final losses identical to the local grid, on 1 thread"]
 
 
+def _terminated(signum, frame):
+    raise CheckFailed(f"terminated by signal {signum}")
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminated)  # a caller's time-out still stops the cluster (finally)
     missing = missing_tools()
     if missing:
         print(f"skipped: {', '.join(missing)} not installed (Debian: apt-get install slurm-wlm munge)")
+        return 2
+    if os.geteuid() != 0:
+        print("skipped: run it as root (the one-node cluster's daemons and jobs run as the invoking user)")
         return 2
     work = Path(tempfile.mkdtemp(prefix="pileablate-slurm-check-"))
     start = time.monotonic()

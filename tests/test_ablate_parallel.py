@@ -144,14 +144,14 @@ def test_emit_slurm_writes_one_array_per_stage_and_a_submit_script(bytes_store, 
     result = ablate("--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope", "--seeds", "2",
                     "--time-limit", "20m", "--tune-lr", "1e-3,3e-3", "--emit", "slurm", "--array-tasks", "2")
     assert result.exit_code == 0, (result.output, result.exception)
-    tune, report, submit = (runs / "slurm" / n for n in ("tune.sbatch", "report.sbatch", "submit.sh"))
+    tune, report, submit = (runs / "slurm" / n for n in ("tune.sbatch", "train.sbatch", "submit.sh"))
     assert "#SBATCH --array=1-2" in tune.read_text() and "--stage tune" in tune.read_text()
-    assert '--task "${SLURM_ARRAY_TASK_ID}/2"' in report.read_text() and "--stage report" in report.read_text()
+    assert '--task "${SLURM_ARRAY_TASK_ID}/2"' in report.read_text() and "--stage train" in report.read_text()
     assert "--tune-lr 1e-3,3e-3" in report.read_text() and "--time-limit 20m" in report.read_text()
     # 4 reported runs in 2 tasks: 2 runs x 20 min x 1.5
     assert "#SBATCH --time=01:00:00" in report.read_text()
     text = submit.read_text()
-    assert text.index("tune.sbatch") < text.index("report.sbatch") and "afterok" in text
+    assert text.index("tune.sbatch") < text.index("train.sbatch") and "afterok" in text
     assert not any(p.name.endswith("-s0") for p in runs.iterdir())  # nothing trained
 
 
