@@ -22,12 +22,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 DAEMONS = ("slurmctld", "slurmd", "munged")
 CLIENTS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo")
-GRID = ["--mods", "rope", "--tune-lr", "3e-3", "--preset", "nano", "--max-tokens", "60000", "--eval-tokens", "2048",
+GRID = ["--mods", "rope", "--tune-lr", "3e-3", "--preset", "nano", "--max-tokens", "48000", "--eval-tokens", "1024",
         "--eval-every", "40", "--log-every", "5", "--device", "cpu"]
 CANCELLED_RUN = "tune-rope-lr0.003-s1000"   # task 2 of the tuning array
 DEADLINE_S = 170   # the whole check, start-up to clean-up; every wait ends by then
@@ -125,6 +126,45 @@ class CheckFailed(Exception):
     pass
 
 
+class LocalGrid:
+    """The same grid on this machine, one thread per run, in the background: the reference losses."""
+
+    def __init__(self, store: Path, runs: Path):
+        self.store, self.runs, self.process, self.error = store, runs, None, None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.stopped = False
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        one_thread = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        for stage in ("tune", "train"):  # as tasks: the same runs, without the report's plots
+            command = [sys.executable, "-m", "pileablate", "ablate", "--data", str(self.store), "--runs-dir",
+                       str(self.runs), *GRID, "--stage", stage, "--task", "1/1"]
+            if self.stopped:
+                return
+            self.process = subprocess.Popen(command, env=one_thread, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE, text=True)
+            _, err = self.process.communicate()
+            if self.process.returncode != 0:
+                self.error = f"the local grid's {stage} stage exited {self.process.returncode}: {err[-2000:]}"
+                return
+
+    def join(self) -> None:
+        self.thread.join(max(0.0, _deadline - time.monotonic()))
+        if self.thread.is_alive():
+            raise CheckFailed(f"timed out after {DEADLINE_S}s waiting for the local grid")
+        if self.error:
+            raise CheckFailed(self.error)
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
 def pileablate(*args: str, env=None, cwd=None) -> str:
     command = [sys.executable, "-m", "pileablate", *args]
     done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
@@ -173,21 +213,34 @@ def cancel_mid_run(cluster: Cluster, runs: Path, jobs: dict) -> str:
         raise CheckFailed(f"the training array did not end after the cancelled tuning task: {train_states}")
 
 
+def too_big_warning(cluster: Cluster) -> str:
+    """What `--emit slurm --cpus-per-run 4` warns here, asked of this cluster's sinfo (in process: no torch start)."""
+    from pileablate.ablate.slurm import fit_warnings, make_request
+
+    before = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = cluster.env["SLURM_CONF"]
+    try:
+        return " ".join(fit_warnings(make_request("cpu", None, 4)))
+    finally:
+        os.environ.pop("SLURM_CONF") if before is None else os.environ.update(SLURM_CONF=before)
+
+
 def check(work: Path) -> list[str]:
     """Runs the whole check in `work`; returns what it verified, raises CheckFailed on the first failure."""
     store, local, remote, start = work / "store", work / "local", work / "cluster", time.monotonic()
     make_store(store)
-    one_thread = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    for stage in ("tune", "train"):  # as tasks: the same runs without the report's plots
-        pileablate("ablate", "--data", str(store), "--runs-dir", str(local), *GRID, "--stage", stage, "--task", "1/1",
-                   env=one_thread)
     pileablate("ablate", "--data", str(store), "--runs-dir", str(remote), *GRID, "--emit", "slurm",
                "--cpus-per-run", "1", cwd=work)
-    done = [f"local grid: {len(final_losses(local))} runs in {time.monotonic() - start:.0f} s"]
-    cluster = Cluster(work / "slurm")
+    cluster, reference = Cluster(work / "slurm"), LocalGrid(store, local)
     (work / "slurm").mkdir()
+    done = []
     try:
+        reference.start()  # meanwhile: it needs none of the cluster
         cluster.start()
+        warned = too_big_warning(cluster)
+        if "no node of the cluster has 4 CPUs (the most is 2)" not in warned:
+            raise CheckFailed(f"a request of 4 CPUs per task on a 2-CPU node gave no warning: {warned}")
+        done.append("a request of 4 CPUs per task is warned about (sinfo: 2 per node)")
         first = submit(cluster, remote)
         if set(first) != {"tune", "train"}:
             raise CheckFailed(f"submit.sh submitted {first}, expected both stages")
@@ -200,8 +253,11 @@ def check(work: Path) -> list[str]:
         done.append(f"re-submitted: {', '.join(f'{s} tasks {t}' for s, (_, t) in second.items())}")
         wait_for(cluster.idle, DEADLINE_S, "the resubmitted arrays to finish")
         done.append(f"cluster finished at {time.monotonic() - start:.0f} s")
+        reference.join()
+        done.append(f"local grid: {len(final_losses(local))} runs, finished at {time.monotonic() - start:.0f} s")
     finally:
         cluster.stop()
+        reference.stop()
     ours, theirs = final_losses(local), final_losses(remote)
     if ours != theirs:
         raise CheckFailed(f"final losses differ:\n local   {ours}\n cluster {theirs}")

@@ -176,6 +176,9 @@ def test_requests_no_node_can_hold_are_warned_about(bytes_store, tmp_path, monke
     assert "has 1 GPU(s) (the most is 0)" in result.output and "CPUs" not in result.output
     fake_tool(bin_dir, "sinfo", 'echo "64|gpu:a100:4(S:0-1)"')
     assert "warning" not in emit(bytes_store, tmp_path / "fits", "--gpus-per-run", "4").output
+    fake_tool(bin_dir, "sinfo", 'exit 0')  # sinfo -p of a partition that does not exist lists nothing
+    result = emit(bytes_store, tmp_path / "nowhere", "--slurm-partition", "gpu-typo")
+    assert "sinfo lists no node in partition gpu-typo" in result.output
 
 
 def test_array_spec_writes_runs_of_ids_as_ranges():

@@ -261,9 +261,9 @@ def fit_warnings(request: SlurmRequest) -> list[str]:
     except (OSError, subprocess.TimeoutExpired):
         return []
     nodes = [line.split("|", 1) for line in done.stdout.splitlines() if "|" in line]
-    if done.returncode != 0 or not nodes:
-        return []
     where = f"partition {request.partition}" if request.partition else "the cluster"
+    if done.returncode != 0 or not nodes:
+        return [f"sinfo lists no node in {where}: check --slurm-partition"] if done.returncode == 0 else []
     most_cpus = max(int(re.match(r"\d+", c).group()) if re.match(r"\d+", c) else 0 for c, _ in nodes)
     most_gpus = max(sum(int(n) for n in re.findall(r"gpu(?::[^:(,]+)?:(\d+)", gres)) for _, gres in nodes)
     warnings = []
