@@ -122,7 +122,8 @@ def test_submit_forwards_its_arguments_and_resubmits_only_unfinished_tasks(bytes
     log.unlink()
     _finish(runs, "tune-baseline-lr0.001-s1000")  # task 1 of the tuning array is done, task 2 is not
     out = subprocess.run(["bash", *submit], env=env_with(bin_dir), check=True, capture_output=True, text=True).stdout
-    assert [a[1:3] for a in _submitted(log)] == [["--array=2", "tune.sbatch"], ["--array=1-2", "--dependency=afterok:1"]]
+    submitted = [a[1:3] for a in _submitted(log)]
+    assert submitted == [["--array=2", "tune.sbatch"], ["--array=1-2", "--dependency=afterok:1"]]
     assert "submitted tune.sbatch (tasks 2): job 1" in out
 
     log.unlink()
@@ -138,8 +139,9 @@ def test_a_time_out_signal_reaches_the_run_as_sigterm(bytes_store, tmp_path):
     checkpoints, and exits with the run's status."""
     runs, bin_dir, seen = tmp_path / "runs", tmp_path / "bin", tmp_path / "seen"
     emit(bytes_store, runs, "--slurm-setup", "true")  # the command is then the `python` on PATH: the fake one
-    fake_tool(bin_dir, "python", f"trap 'echo TERM > {seen}; exit 130' TERM\ntouch {seen}.started\n"
-                                 "while true; do sleep 0.05; done")
+    fake_tool(bin_dir, "python", f"trap 'echo TERM > {seen}; exit 130' TERM\n"
+                                 f'echo "$OMP_NUM_THREADS $MKL_NUM_THREADS" > {seen}.tmp; mv {seen}.tmp {seen}.started\n'
+                                 "for i in $(seq 600); do sleep 0.05; done")  # ends by itself if the test fails
     task = subprocess.Popen(["bash", str(runs / "slurm" / "train.sbatch")], stdout=subprocess.PIPE, text=True,
                             env=env_with(bin_dir, SLURM_ARRAY_TASK_ID="2", SLURM_ARRAY_JOB_ID="7",
                                          SLURM_CPUS_PER_TASK="3"))
@@ -152,6 +154,7 @@ def test_a_time_out_signal_reaches_the_run_as_sigterm(bytes_store, tmp_path):
     finally:
         task.kill()
     assert seen.read_text().strip() == "TERM"
+    assert Path(f"{seen}.started").read_text().split() == ["3", "3"]  # both from SLURM_CPUS_PER_TASK
     header = task.stdout.read()
     assert "stage train: task 2 of 2 (job 7)" in header and "3 CPU threads" in header  # OMP from the task's CPUs
 

@@ -146,9 +146,10 @@ def array_script(*, stage: str, args: Sequence[str], tasks: int, runs: int, time
         "set -euo pipefail",
         f"cd {shlex.quote(str(workdir))}",
         *([request.setup] if request.setup else []),
-        f'export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-{request.cpus}}}" MKL_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-{request.cpus}}}"',
-        f'echo "pileablate ablate, stage {stage}: task ${{SLURM_ARRAY_TASK_ID}} of {tasks} (job ${{SLURM_ARRAY_JOB_ID}}) '
-        'on $(hostname), $OMP_NUM_THREADS CPU threads"',
+        f'export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-{request.cpus}}}"',
+        'export MKL_NUM_THREADS="$OMP_NUM_THREADS"',
+        f'echo "pileablate ablate, stage {stage}: task ${{SLURM_ARRAY_TASK_ID}} of {tasks} '
+        '(job ${SLURM_ARRAY_JOB_ID}) on $(hostname), $OMP_NUM_THREADS CPU threads"',
         # In the background, so that the shell can forward the time-out's signal as SIGTERM: the run checkpoints.
         " ".join(command) + " &",
         "run=$!",

@@ -135,9 +135,11 @@ def ablate(ctx: typer.Context, mods: Mods = None, grid: Grid = None, sweep: Swee
             raise UserError(f"--emit {emit!r}: only 'slurm' is supported")
         from pileablate.ablate.slurm import make_request
 
-        request = make_request(base.device, gpus_per_run, cpus_per_run, partition=slurm_partition, account=slurm_account,
-                               qos=slurm_qos, mem=slurm_mem, extra=slurm_extra or (), setup=slurm_setup, time=slurm_time)
-        given = [("--mods", mods), ("--grid", grid.resolve() if grid else None), ("--seeds", seeds), ("--tune-lr", tune_lr),
+        request = make_request(base.device, gpus_per_run, cpus_per_run, partition=slurm_partition,
+                               account=slurm_account, qos=slurm_qos, mem=slurm_mem, extra=slurm_extra or (),
+                               setup=slurm_setup, time=slurm_time)
+        given = [("--mods", mods), ("--grid", grid.resolve() if grid else None), ("--seeds", seeds),
+                 ("--tune-lr", tune_lr),
                  ("--tune-seeds", tune_seeds if tune_lr else None), ("--tune-budget", tune_budget if tune_lr else None)]
         given += [("--sweep", spec) for spec in sweep or ()]
         args = [str(x) for name, value in given if value is not None for x in (name, value)] + list(ctx.args)
