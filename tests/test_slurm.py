@@ -140,7 +140,8 @@ def test_a_time_out_signal_reaches_the_run_as_sigterm(bytes_store, tmp_path):
     runs, bin_dir, seen = tmp_path / "runs", tmp_path / "bin", tmp_path / "seen"
     emit(bytes_store, runs, "--slurm-setup", "true")  # the command is then the `python` on PATH: the fake one
     fake_tool(bin_dir, "python", f"trap 'echo TERM > {seen}; exit 130' TERM\n"
-                                 f'echo "$OMP_NUM_THREADS $MKL_NUM_THREADS" > {seen}.tmp; mv {seen}.tmp {seen}.started\n'
+                                 f'echo "$OMP_NUM_THREADS $MKL_NUM_THREADS" > {seen}.tmp\n'
+                                 f"mv {seen}.tmp {seen}.started\n"
                                  "for i in $(seq 600); do sleep 0.05; done")  # ends by itself
     task = subprocess.Popen(["bash", str(runs / "slurm" / "train.sbatch")], stdout=subprocess.PIPE, text=True,
                             env=env_with(bin_dir, SLURM_ARRAY_TASK_ID="2", SLURM_ARRAY_JOB_ID="7",
