@@ -21,6 +21,10 @@ def report(
     force: bool = typer.Option(
         False, "--force", help="Mix runs made on different data or tokenizers in one table (the report says so)."
     ),
+    margin: Optional[float] = typer.Option(
+        None, "--margin", metavar="NATS", help="Differences within ±NATS (nats/token) count as no effect "
+        "(equivalence test). Default: the study's (study.json), else 0.01.", show_default=False,
+    ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots (PNG and SVG)."),
     tracker: Optional[List[str]] = typer.Option(
         None, "--tracker", metavar="NAME", help="Also add the table and plots beside the runs' live curves: tensorboard "
@@ -45,7 +49,7 @@ def report(
     trackers = parse_trackers(tracker)
     require_packages(trackers)
     paths = list(runs_dirs) if runs_dirs else [Path("runs")]
-    result = build_report(paths, force=force)
+    result = build_report(paths, force=force, margin=margin)
     out_dir = out if out is not None else paths[0]
     files = write_report(result, out_dir, plots=plots)
     stdout_console().print(result.table())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pileablate.report.checks import exclusion_reason, run_flags
+from pileablate.report.checks import exclusion_reason, run_flags, train_loss_tail
 from pileablate.report.compare import compare
 from pileablate.report.runs import Run
 from pileablate.report.stats import Difference, mean, std, with_holm
@@ -30,6 +30,7 @@ class Configuration:
     is_baseline: bool = False
     params_vs_baseline: Optional[float] = None  # active parameters / the baseline's - 1
     point: Optional[str] = None  # the sweep point (its runs' folder); None outside a sweep
+    verdict: Optional[object] = None  # report.verdict.Verdict against the baseline (set by build_report)
 
     @property
     def label(self) -> str:
@@ -43,6 +44,11 @@ class Configuration:
     def values(self, key: str) -> list[float]:
         """`key` from each counted run's summary, over the runs that have it."""
         return [float(r.summary[key]) for r in self.counted if r.summary.get(key) is not None]
+
+    def train_losses(self) -> list[float]:
+        """Each counted run's train loss, one definition everywhere: the mean over its last 10% of
+        logged steps (checks.train_loss_tail), as one batch's loss is too noisy to compare."""
+        return [v for v in (train_loss_tail(r) for r in self.counted) if v is not None]
 
     def mean(self, key: str) -> Optional[float]:
         return mean(self.values(key))

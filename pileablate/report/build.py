@@ -39,6 +39,19 @@ from pileablate.report.table import (
     to_csv,
 )
 from pileablate.report.tuning import Tuning, tuning_results
+from pileablate.report.verdict import (
+    DEFAULT_MARGIN,
+    SEEDS_CAP,
+    SequentialDesign,
+    Verdict,
+    check_margin,
+    rule_text,
+    summary_line,
+    verdicts_from_differences,
+)
+
+# Written by `ablate` into its runs folder: the margin and, for `--seeds auto`, the sequential design.
+STUDY_FILE = "study.json"
 
 PLOTS = ("loss_vs_tokens", "loss_vs_time", "runs_grid", "final_val_loss", "lr_schedule")
 TUNING_PLOT = "lr_sensitivity"  # drawn when the runs include learning-rate tuning runs
@@ -54,6 +67,13 @@ class Report:
     tuning: list[Tuning] = field(default_factory=list)
     points: list = field(default_factory=list)  # a sweep's points (report.scaling.Point), in axis order
     scaling: Optional[object] = None            # a sweep's Δ along its axes (report.scaling.Scaling)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # by configuration label ("point/label" in a sweep)
+    margin: float = DEFAULT_MARGIN              # nats/token (the unit of Δ) for "no effect"
+    design: Optional[SequentialDesign] = None   # the study's sequential design, from study.json
+
+    def undecided(self) -> list[str]:
+        """The labels whose verdict is "undecided" (the configurations a sequential study gives seeds)."""
+        return [label for label, v in self.verdicts.items() if v.word == "undecided"]
 
     @property
     def delta_metric(self) -> str:
@@ -63,18 +83,33 @@ class Report:
     def tuning_runs(self) -> list[Run]:
         return [r for t in self.tuning for r in t.runs]
 
+    def headline(self) -> str:
+        """The verdicts in one line: 'rope helps by 0.11 [0.09, 0.13]; rmsnorm: no effect beyond ±0.01; ...'."""
+        return summary_line(self.verdicts)
+
+    def rule(self) -> str:
+        """How the verdicts were reached, including the sequential rule of a `--seeds auto` study."""
+        unit = "bits/byte" if self.delta_key == "val_bits_per_byte" else "nats/token"
+        return rule_text(self.margin, self.design, unit) + (f" {self.design.describe()}" if self.design else "")
+
     def table(self):
-        """The results table, then (when there are any) the runs that do not count and the tuning."""
+        """The verdicts, the compact results table, then (when there are any) the runs that do not count
+        and the tuning."""
         from rich.console import Group
+        from rich.text import Text
 
         counted = sum(len(c.counted) for c in self.configurations)
-        parts = [rich_table(self.configurations, title=f"pileablate report: {counted} of {len(self.runs)} runs "
+        parts = [Text.assemble(("Verdict: ", "bold"), self.headline()),
+                 Text(f"(no effect: within ±{self.margin:g} of the baseline; the rule and every column are in "
+                      "report.md)", style="dim")] if self.configurations else []
+        parts += [rich_table(self.configurations, title=f"pileablate report: {counted} of {len(self.runs)} runs "
                             f"count, Δ on final {self.delta_metric}")]
         excluded = excluded_rows(self.configurations)
         if excluded:
             parts.append(rich_grid("Runs that do not count (in no mean, Δ or test)", EXCLUDED_HEADERS, excluded))
         if self.tuning:
-            parts.append(rich_grid("Learning-rate tuning (loss on the tuning split)", TUNING_HEADERS,
+            parts.append(rich_grid("Learning-rate tuning (loss on the tuning windows, held out of the validation split)",
+                                   TUNING_HEADERS,
                                    tuning_rows(self.tuning), style="bold"))
         if self.scaling is not None:
             from pileablate.report.scaling_output import rich_scaling
@@ -92,10 +127,37 @@ def _baseline_warnings(configs: list[Configuration]) -> list[str]:
     return []
 
 
-def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list[Run]] = None) -> Report:
+def read_study(paths: Iterable[Path]) -> dict:
+    """The study.json of the first report folder that has one ({} when none does)."""
+    from pileablate.report.runs import _read_json
+
+    for path in paths:
+        if (Path(path) / STUDY_FILE).is_file():
+            return _read_json(Path(path) / STUDY_FILE)
+    return {}
+
+
+def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list[Run]] = None,
+                 margin: Optional[float] = None) -> Report:
     """Load and check the runs under `paths` (or the given runs); refuses mixed data unless forced.
-    Learning-rate tuning runs (role "tuning") are kept apart from the runs the report compares."""
+    Learning-rate tuning runs (role "tuning") are kept apart from the runs the report compares.
+    Each comparison gets a verdict at `margin` (default: study.json's, else DEFAULT_MARGIN), under the
+    sequential design study.json records."""
+    paths = [Path(p) for p in paths]
+    study = read_study(paths)
+    if margin is not None:
+        margin = check_margin(margin)
+    else:
+        margin = check_margin(study.get("margin", DEFAULT_MARGIN), f"the margin in {STUDY_FILE}")
+    design = SequentialDesign.from_json(study.get("sequential"))
     runs = runs if runs is not None else load_runs(paths)
+    report = _build(runs, force)
+    report.margin, report.design = margin, design
+    report.verdicts = _verdicts(report, margin, design)
+    return report
+
+
+def _build(runs: list[Run], force: bool) -> Report:
     compared = [r for r in runs if r.role != "tuning"]
     notes = check_same_data(compared, force)
     mixed_tokenizers = len({r.tokenizer_id for r in compared if r.fingerprint}) > 1
@@ -108,6 +170,24 @@ def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list
     warnings += [flag for t in tuning for flag in [t.edge_flag(), t.problem] if flag]
     return Report(runs=compared, configurations=configs, notes=notes, warnings=warnings, delta_key=delta_key,
                   tuning=tuning)
+
+
+def _verdicts(report: Report, margin: float, design: Optional[SequentialDesign]) -> dict[str, Verdict]:
+    """A verdict per comparison with a Δ; one family, as Holm's correction is (every point of a sweep)."""
+    groups = [p.configurations for p in report.points] if report.points else [report.configurations]
+    compared, seeds = [], []
+    for configs in groups:
+        baseline = next((c for c in configs if c.is_baseline), None)
+        for c in configs:
+            if c.is_baseline or c.delta is None or baseline is None:
+                continue
+            compared.append(c)
+            # Pairs for a paired test; with Welch the smaller side.
+            seeds.append(min(len(c.values(report.delta_key)), len(baseline.values(report.delta_key))))
+    verdicts = verdicts_from_differences([c.delta for c in compared], seeds, margin, design)
+    for c, v in zip(compared, verdicts):
+        c.verdict = v
+    return {c.name: v for c, v in zip(compared, verdicts)}
 
 
 def _names(configs: list[Configuration]) -> dict[tuple, str]:
@@ -153,6 +233,7 @@ def _header(report: Report) -> list[str]:
     lines = [
         "# pileablate report",
         "",
+        *([f"**Verdict:** {report.headline()}.", "", report.rule(), ""] if report.configurations else []),
         f"{len(report.runs)} runs in {len(report.configurations)} configurations"
         + (f", and {len(report.tuning_runs)} learning-rate tuning runs" if report.tuning else "")
         + f", made {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `pileablate report`.",
@@ -167,7 +248,7 @@ def _header(report: Report) -> list[str]:
         "(negative is better).",
     ]
     if report.tuning:
-        lines.append("- Learning rates: chosen per configuration on the tuning split (see Learning-rate tuning).")
+        lines.append("- Learning rates: chosen per configuration on the tuning windows (see Learning-rate tuning).")
     lines += [f"- **Mixed data (--force):** {note}." for note in report.notes]
     return lines
 
@@ -184,7 +265,7 @@ def _budget_line(report: Report, first: Run) -> str:
 
 def _statistics(configs: list[Configuration]) -> list[str]:
     """One line per comparison: Δ, its interval, which test and why, p and the Holm-adjusted p."""
-    lines = ["## Statistics", "", SIGNIFICANCE_RULE, ""]
+    lines = ["## Statistics", "", SIGNIFICANCE_RULE, "", INTERVAL_WITHOUT_STAR, ""]
     for c in configs:
         d = c.delta
         if c.is_baseline:
@@ -197,8 +278,31 @@ def _statistics(configs: list[Configuration]) -> list[str]:
             verdict = "significant" if d.significant else "not significant"
             t = "" if d.t is None else f"t = {d.t:.3f}, "
             lines.append(f"- {c.name}: Δ {d.delta:+.4f}, 95% CI [{d.ci[0]:+.4f}, {d.ci[1]:+.4f}]; {d.why}: "
-                         f"{t}df = {d.df:.3g}, p = {d.p:.3g}, Holm-adjusted p = {d.p_adjusted:.3g} ({verdict}).")
+                         f"{t}df = {d.df:.3g}, p = {d.p:.3g}, Holm-adjusted p = {d.p_adjusted:.3g} ({verdict})"
+                         + _verdict_detail(c.verdict) + ".")
     return lines + [""]
+
+
+# One train loss everywhere (tables, CSVs, flags), said once in report.md.
+TRAIN_LOSS_DEFINITION = ("Train loss, in every table and CSV of this report: the mean over each run's last 10% of "
+                         "logged steps (at least 5), as one batch's loss is too noisy to compare.")
+
+INTERVAL_WITHOUT_STAR = (
+    "An interval that excludes zero without a star is no contradiction: the 95% interval is that comparison's "
+    "alone, while the star (and a helps/hurts verdict) needs the p-value corrected for all the report's "
+    "comparisons (Holm), and for every planned look of a sequential study.")
+
+
+def _verdict_detail(verdict: Optional[Verdict]) -> str:
+    if verdict is None:
+        return ""
+    mde = "" if verdict.mde is None else (f"; smallest effect {verdict.seeds} seeds detect at 80% power: "
+                                          f"{verdict.mde:.3g}")
+    need = ""
+    if verdict.word == "undecided":
+        need = (f"; about {verdict.seeds_needed} seeds would decide" if verdict.seeds_needed
+                else f"; more than {SEEDS_CAP} seeds would be needed")
+    return f"; verdict: **{verdict.word}**{need}{mde}"
 
 
 def _not_counted(configs: list[Configuration]) -> list[str]:
@@ -214,8 +318,9 @@ def _tuning(report: Report) -> list[str]:
     if not report.tuning:
         return []
     return ["## Learning-rate tuning", "", markdown_grid(TUNING_HEADERS, tuning_rows(report.tuning)), "",
-            "Each configuration trains at the lr with the lowest mean final loss on the tuning split (a part of "
-            "the training data, never the validation windows reported above) over its tuning seeds, among the "
+            "Each configuration trains at the lr with the lowest mean final loss on the tuning windows over its "
+            "tuning seeds (the tuning windows are held-out windows of the validation split, disjoint from the "
+            "validation windows scored above: no token a result is scored on chose a rate), among the "
             "rates at which every tuning seed finished; a choice at the smallest or largest rate tried is flagged.",
             ""]
 
@@ -230,7 +335,7 @@ def _flags(report: Report) -> list[str]:
     lines += [f"- {name}: {flag}" for name, flag in flagged]
     return lines + [
         "",
-        f"Rules: over-fitting when the mean train loss over the last 10% of logged steps is more than "
+        f"Rules: over-fitting when the train loss (as defined under Results) is more than "
         f"{OVERFIT_GAP_NATS} nats/token and {OVERFIT_GAP_RELATIVE:.0%} below the final validation loss; "
         f"an impossible loss is one below {MIN_PLAUSIBLE_BITS_PER_BYTE} bits per byte (no model compresses "
         "text that well: a sign of leaked future tokens); sizes differ when a configuration's active "
@@ -241,10 +346,12 @@ def _flags(report: Report) -> list[str]:
 
 
 CAPTIONS = {
-    "loss_vs_tokens": "Train (faint raw, bold smoothed) and validation (dashed) loss against tokens",
+    "loss_vs_tokens": "Train (faint raw, thin smoothed) and validation (bold) loss against tokens, one line per "
+                      "seed, one colour per configuration, the baseline black",
     "loss_vs_time": "The same against wall-clock time",
     "runs_grid": "One panel per run",
-    "final_val_loss": "Final validation loss per configuration (±1 std over seeds) and Δ with its 95% interval",
+    "final_val_loss": "Final validation loss per configuration (bars from zero, ±1 std over seeds) and Δ with its "
+                      "95% interval and verdict",
     "lr_schedule": "Learning-rate schedules",
     TUNING_PLOT: "Learning-rate sensitivity: final tuning loss against lr",
 }
@@ -269,7 +376,8 @@ def markdown(report: Report, plot_dir: Optional[str] = "plots") -> str:
         comparisons = sum(1 for c in report.configurations if c.delta is not None and c.delta.p is not None)
         lines += [""] + markdown_section(report.scaling, comparisons, plot_dir)
     lines += ["", "## Results", "", *_results_tables(report), "",
-              "Means over the seeds that count, ± one sample standard deviation. Δ params: active parameters "
+              TRAIN_LOSS_DEFINITION + " Means over the seeds that count, ± one sample standard deviation. "
+              "Δ params: active parameters "
               "against the baseline's (the quantity `--match-params` matches; total parameters for all but "
               "moe). The test column says which test gave the interval and p, and why.", ""]
     lines += _statistics(report.configurations) + _not_counted(report.configurations) + _tuning(report)
@@ -294,7 +402,7 @@ def write_report(report: Report, out_dir: Path, plots: bool = True) -> dict[str,
 
         from pileablate.report.scaling_plots import scaling_figures
 
-        figures = {**build_figures(report.configurations, report.delta_key, report.tuning),
+        figures = {**build_figures(report.configurations, report.delta_key, report.tuning, report.margin),
                    **scaling_figures(report.scaling)}
         for stem, fig in figures.items():
             files[stem] = save_figure(fig, out_dir / "plots", stem)[0]

@@ -1,13 +1,15 @@
 """Report figures. Each builder returns a matplotlib `Figure` (no pyplot, no global state, Agg
 canvas), so tests count its curves and `save_figure` writes it as PNG and SVG.
 
-Colours follow the configuration (seeds of one configuration share a colour); raw train loss is
-drawn faint and its smoothed curve bold; validation loss is dashed with markers.
+Colours follow the configuration (seeds of one configuration share a colour; the baseline is black and
+drawn first, under the others); each seed is a thin line: raw train loss faint, its smoothed curve thin,
+validation loss (the number the report compares) bold with markers.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -17,7 +19,10 @@ from pileablate.report.runs import Run
 from pileablate.report.stats import smooth
 from pileablate.report.tuning import Tuning
 
-RAW_ALPHA = 0.25
+RAW_ALPHA = 0.2
+BASELINE_COLOR = (0.0, 0.0, 0.0, 1.0)
+TRAIN_WIDTH = 0.9        # a seed's smoothed train loss: thin
+VAL_WIDTH = 2.2          # validation, what the report compares: highlighted
 
 
 def _figure(width: float, height: float):
@@ -30,10 +35,14 @@ def _figure(width: float, height: float):
 
 
 def _colors(configs: list[Configuration]) -> dict[str, tuple]:
+    """One colour per configuration; the baseline black (tab10/tab20 have no black)."""
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10" if len(configs) <= 10 else "tab20"]
-    return {c.name: cmap(i % cmap.N) for i, c in enumerate(configs)}
+    others = [c for c in configs if not c.is_baseline]
+    cmap = colormaps["tab10" if len(others) <= 10 else "tab20"]
+    colors = {c.name: cmap(i % cmap.N) for i, c in enumerate(others)}
+    colors.update({c.name: BASELINE_COLOR for c in configs if c.is_baseline})
+    return colors
 
 
 def _run_color(configs: list[Configuration]) -> dict[str, tuple]:
@@ -70,20 +79,19 @@ def _count_ticks(ax) -> None:
 
 
 def _draw_run(ax, run: Run, color, x: str, scale: float = 1.0, label: Optional[str] = None) -> list[float]:
-    """Raw train (faint), smoothed train (bold), validation (dashed): up to three curves."""
+    """Raw train (faint), smoothed train (thin), validation (bold, markers): up to three curves."""
     shown: list[float] = []
     xs, ys = run.series("train_loss", x)
     if xs:
         xs = [v / scale for v in xs]
-        ax.plot(xs, ys, color=color, alpha=RAW_ALPHA, linewidth=0.8)
+        ax.plot(xs, ys, color=color, alpha=RAW_ALPHA, linewidth=0.6)
         smoothed = smooth(ys)
-        ax.plot(xs, smoothed, color=color, linewidth=2.0, label=label)
+        ax.plot(xs, smoothed, color=color, linewidth=TRAIN_WIDTH, label=label)
         # The tail of the smoothed curve sets the y-range: raw spikes should not.
         shown.extend(smoothed[len(smoothed) // 10:])
     vx, vy = run.series("val_loss", x)
     if vx:
-        ax.plot([v / scale for v in vx], vy, color=color, linestyle="--", marker="o", markersize=3,
-                linewidth=1.2)
+        ax.plot([v / scale for v in vx], vy, color=color, marker="o", markersize=4, linewidth=VAL_WIDTH)
         shown.extend(vy[len(vy) // 10:])
     return shown
 
@@ -91,11 +99,13 @@ def _draw_run(ax, run: Run, color, x: str, scale: float = 1.0, label: Optional[s
 def _style_legend(ax, configs: list[Configuration], colors: dict[str, tuple]) -> None:
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=colors[c.name], linewidth=2.0, label=c.name) for c in configs]
+    handles = [Line2D([], [], color=colors[c.name], linewidth=VAL_WIDTH,
+                      label=c.name + (" (baseline)" if c.is_baseline and c.name != "baseline" else ""))
+               for c in configs]
     handles += [
-        Line2D([], [], color="black", alpha=RAW_ALPHA, linewidth=0.8, label="train (raw)"),
-        Line2D([], [], color="black", linewidth=2.0, label="train (smoothed)"),
-        Line2D([], [], color="black", linestyle="--", marker="o", markersize=3, label="validation"),
+        Line2D([], [], color="gray", alpha=RAW_ALPHA, linewidth=0.6, label="train, one seed (raw)"),
+        Line2D([], [], color="gray", linewidth=TRAIN_WIDTH, label="train, one seed (smoothed)"),
+        Line2D([], [], color="gray", marker="o", markersize=4, linewidth=VAL_WIDTH, label="validation, one seed"),
     ]
     ax.legend(handles=handles, fontsize="small", ncols=2 if len(handles) > 8 else 1, loc="upper right")
 
@@ -107,7 +117,8 @@ def _all_runs_figure(configs: list[Configuration], x_key: str, xlabel: str, titl
     ax = fig.add_subplot()
     colors = _run_color(configs)
     shown: list[float] = []
-    for config in configs:
+    # The baseline first (underneath: a configuration equal to it stays visible), in black.
+    for config in sorted(configs, key=lambda c: not c.is_baseline):
         for run in config.runs:
             shown += _draw_run(ax, run, colors[run.name], x_key, scale)
     ax.set_xlabel(xlabel)
@@ -166,7 +177,7 @@ def runs_grid_figure(configs: list[Configuration], loss_unit: str = "nats/token"
         _count_ticks(ax)
     for row in axes:
         row[0].set_ylabel(f"loss ({loss_unit})")
-    fig.suptitle("Each run: train (faint raw, bold smoothed) and validation (dashed)")
+    fig.suptitle("Each run: train (faint raw, thin smoothed) and validation (bold, markers)")
     return fig
 
 
@@ -190,20 +201,17 @@ def _loss_bars(ax, configs: list[Configuration], key: str, label: str) -> None:
         ax.legend(fontsize="small", loc="lower right")
     ax.set_xticks(range(len(configs)), [c.name for c in configs], rotation=30, ha="right")
     ax.set_ylabel(label)
-    ax.set_xlabel("configuration (bars: mean ±1 std over the seeds that count)" if seeded else
-                  "configuration (one seed each: no error bars)")
+    ax.set_xlabel("bars: mean ±1 std over the seeds that count" if seeded else "one seed each: no error bars")
     ax.set_title("Final validation loss per configuration")
-    present = [(m, sd) for m, sd in zip(means, stds) if m is not None]
-    if present:
-        lo = min(m - sd for m, sd in present)
-        hi = max(m + sd for m, sd in present)
-        # A loss axis from zero hides the differences this chart exists to show.
-        ax.set_ylim(max(0.0, lo - 0.6 * (hi - lo + 1e-3)), hi + 0.25 * (hi - lo + 1e-3))
+    # Bars from zero: a bar's height is its value. The differences are read on the Δ panel beside it.
+    present = [m + sd for m, sd in zip(means, stds) if m is not None]
+    ax.set_ylim(0.0, 1.08 * max(present) if present else 1.0)
     ax.grid(axis="y", alpha=0.3)
 
 
-def _delta_intervals(ax, configs: list[Configuration]) -> None:
-    """Δ vs baseline per configuration with its 95% interval as an error bar (none when untested)."""
+def _delta_intervals(ax, configs: list[Configuration], margin: Optional[float] = None) -> None:
+    """Δ vs baseline per configuration with its 95% interval as an error bar (none when untested), its
+    verdict written above it, and the ±margin band of "no effect"."""
     colors = _colors(configs)
     others = [c for c in configs if not c.is_baseline]
     for i, c in enumerate(others):
@@ -212,24 +220,34 @@ def _delta_intervals(ax, configs: list[Configuration]) -> None:
             continue
         yerr = None if d.ci is None else [[d.delta - d.ci[0]], [d.ci[1] - d.delta]]
         ax.errorbar([i], [d.delta], yerr=yerr, fmt="o", color=colors[c.name], capsize=5, markersize=6)
-        ax.annotate(f"{d.delta:+.3f}{d.marker}", (i, d.ci[1] if d.ci else d.delta), textcoords="offset points",
-                    xytext=(0, 4), ha="center", fontsize="small")
+        verdict = f"\n{c.verdict.short}" if c.verdict is not None else ""
+        ax.annotate(f"{d.delta:+.3f}{d.marker}{verdict}", (i, d.ci[1] if d.ci else d.delta),
+                    textcoords="offset points", xytext=(0, 4), ha="center", va="bottom", fontsize="small")
+    ax.margins(x=0.15, y=0.25)  # room for the labels above the intervals
     ax.axhline(0.0, color="gray", linestyle=":", linewidth=1)
+    if margin:
+        ax.axhspan(-margin, margin, color="gray", alpha=0.15, linewidth=0, label=f"±{margin:g}: no effect band")
+        ax.legend(fontsize="small", loc="lower right")
     ax.set_xticks(range(len(others)), [c.name for c in others], rotation=30, ha="right")
     ax.set_ylabel("Δ vs baseline (negative is better)")
-    ax.set_xlabel("error bars: 95% interval; * significant (Holm)")
-    ax.set_title("Difference to the baseline")
+    ax.set_xlabel(DELTA_LEGEND, fontsize="x-small")
+    ax.set_title("Difference to the baseline, with its verdict")
     ax.grid(axis="y", alpha=0.3)
 
 
+# Why an interval can exclude zero without a star: the reader's first question about this panel.
+DELTA_LEGEND = ("error bars: 95% interval of that comparison alone;\n* significant after Holm's correction over all "
+                "comparisons,\nso an interval clear of 0 may still lack its star")
+
+
 def final_val_bar_figure(configs: list[Configuration], key: str = "final_val_loss",
-                         label: str = "final validation loss (nats/token)"):
+                         label: str = "final validation loss (nats/token)", margin: Optional[float] = None):
     """Left: one bar per configuration (mean over the seeds that count, ±1 std, seeds as dots).
     Right: Δ to the baseline with its 95% confidence interval as error bars."""
     fig = _figure(max(9.0, 1.6 * len(configs) + 3), 4.8)
     bars, deltas = fig.subplots(1, 2, width_ratios=[len(configs), max(1, len(configs) - 1)])
     _loss_bars(bars, configs, key, label)
-    _delta_intervals(deltas, configs)
+    _delta_intervals(deltas, configs, margin)
     return fig
 
 
@@ -255,7 +273,7 @@ def lr_sensitivity_figure(tuning: list[Tuning], configs: Sequence[Configuration]
             ax.scatter([t.chosen], [t.mean_loss(t.chosen)], color=color, marker="*", s=180, edgecolor="black", zorder=3)
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate")
-    ax.set_ylabel("final loss on the tuning split")
+    ax.set_ylabel("final loss on the tuning windows (held out of validation)")
     ax.set_title("Learning-rate sensitivity (star: chosen rate)")
     ax.grid(alpha=0.3, which="both")
     if ax.lines:
@@ -293,21 +311,24 @@ def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
     paths = []
     for ext in ("png", "svg"):
         path = out_dir / f"{stem}.{ext}"
-        fig.savefig(path, dpi=120 if ext == "png" else None)
+        tmp = path.with_name(f".{path.name}.tmp")  # atomic: an interrupted report leaves no torn image
+        fig.savefig(tmp, format=ext, dpi=120 if ext == "png" else None)
+        os.replace(tmp, path)
         paths.append(path)
     return paths
 
 
-def build_figures(configs: list[Configuration], delta_key: str = "final_val_loss", tuning: Sequence[Tuning] = ()) -> dict:
+def build_figures(configs: list[Configuration], delta_key: str = "final_val_loss", tuning: Sequence[Tuning] = (),
+                  margin: Optional[float] = None) -> dict:
     """name -> Figure, every figure of the report (lr_sensitivity only with tuning runs, the others
     only with runs to compare)."""
     tuned = {"lr_sensitivity": lr_sensitivity_figure(list(tuning), configs)} if tuning else {}
     if not configs:
         return tuned
     if delta_key == "val_bits_per_byte":
-        bar = final_val_bar_figure(configs, "val_bits_per_byte", "final validation bits per byte")
+        bar = final_val_bar_figure(configs, "val_bits_per_byte", "final validation bits per byte", margin)
     else:
-        bar = final_val_bar_figure(configs)
+        bar = final_val_bar_figure(configs, margin=margin)
     return {
         "loss_vs_tokens": loss_vs_tokens_figure(configs),
         "loss_vs_time": loss_vs_time_figure(configs),

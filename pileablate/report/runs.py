@@ -91,7 +91,7 @@ class Run:
 
     @property
     def role(self) -> str:
-        """"tuning" for a learning-rate tuning run (measured on the tuning split), else "report"."""
+        """"tuning" for a learning-rate tuning run (measured on the tuning windows), else "report"."""
         return str(self.summary.get("role") or self.config.get("role") or "report")
 
     @property
@@ -189,7 +189,20 @@ def load_runs(paths: Iterable[Path]) -> list[Run]:
     if not run_dirs:
         where = ", ".join(str(p) for p in paths)
         raise UserError(f"no runs in {where}; train some with 'pileablate ablate' or 'pileablate train'")
-    return [load_run(p) for p in run_dirs]
+    runs = [load_run(p) for p in run_dirs]
+    check_names(runs)
+    return runs
+
+
+def check_names(runs: list[Run]) -> None:
+    """Runs are told apart by name (a configuration is its runs' name without the seed); two folders
+    that both hold, say, baseline-s0 would silently become one configuration with a seed twice."""
+    seen: dict[str, Run] = {}
+    for run in runs:
+        other = seen.setdefault(run.name, run)
+        if other is not run:
+            raise UserError(f"two runs are named {run.name} ({other.path} and {run.path}); report those folders "
+                            "one at a time, or rename one of the runs")
 
 
 def check_same_data(runs: list[Run], force: bool) -> list[str]:

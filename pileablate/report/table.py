@@ -19,6 +19,7 @@ from pileablate.report.fmt import (
     format_seconds,
 )
 from pileablate.report.runs import Run
+from pileablate.report.stats import mean, std
 from pileablate.report.tuning import Tuning
 
 # summary.csv: one row per configuration; means over seeds, `_std` the sample standard deviation.
@@ -26,20 +27,21 @@ from pileablate.report.tuning import Tuning
 SUMMARY_COLUMNS = (
     "configuration", "mods", "seeds", "runs", "runs_excluded", "status", "lr",
     "params_total", "params_active", "params_vs_baseline_pct", "tokens", "steps", "wall_time_s", "epochs",
-    "final_train_loss", "final_train_loss_std", "final_val_loss", "final_val_loss_std",
+    "train_loss", "train_loss_std", "final_val_loss", "final_val_loss_std",
     "best_val_loss", "best_val_loss_std", "val_bits_per_byte", "val_bits_per_byte_std",
     "delta_vs_baseline", "delta_metric", "delta_ci_low", "delta_ci_high", "delta_p", "delta_p_holm",
-    "delta_significant", "delta_test",
+    "delta_significant", "delta_test", "verdict", "verdict_margin", "verdict_seeds_needed", "verdict_mde",
     "tokens_per_s", "peak_mem_bytes",
     "budget_time_limit_s", "budget_max_tokens", "budget_max_steps", "flags",
 )
 
-# runs.csv: one row per run (tuning runs too), the figures of summary.json as they are, and whether
-# the run counts in the statistics.
+# runs.csv: one row per run (tuning runs too), the figures of summary.json as they are (but the train
+# loss: the report's one definition, the mean over the last 10% of logged steps), and whether the run
+# counts in the statistics.
 RUN_COLUMNS = (
     "name", "configuration", "role", "mods", "seed", "lr", "status", "stop_reason", "counted", "excluded_reason",
     "params_total", "params_active", "tokens", "steps", "elapsed_s", "epochs",
-    "final_train_loss", "final_val_loss", "best_val_loss", "val_bits_per_byte",
+    "train_loss", "final_val_loss", "best_val_loss", "val_bits_per_byte",
     "tokens_per_s", "peak_mem_bytes", "budget_time_limit_s", "budget_max_tokens", "budget_max_steps",
     "fingerprint", "path",
 )
@@ -113,12 +115,26 @@ def _test(config: Configuration) -> str:
 
 
 def _train_loss(config: Configuration) -> str:
-    return format_mean_std(config.mean("final_train_loss"), config.std("final_train_loss"))
+    values = config.train_losses()
+    return format_mean_std(mean(values), std(values))
+
+
+def _verdict(config: Configuration) -> str:
+    if config.is_baseline:
+        return "(baseline)"
+    return config.verdict.short if config.verdict is not None else DASH
+
+
+def _delta_with_interval(config: Configuration) -> str:
+    """'-0.100* [-0.130, -0.070]': Δ and its 95% interval in one cell (the terminal's compact table)."""
+    interval = _interval(config)
+    return _delta(config) + ("" if interval == DASH else f" {interval}")
 
 
 # (header, cell) for the terminal and Markdown tables.
 DISPLAY_COLUMNS: tuple[tuple[str, Callable[[Configuration], str]], ...] = (
     ("configuration", lambda c: c.name),
+    ("verdict", _verdict),
     ("mods", lambda c: mods_text(c.mods)),
     ("seeds", _seeds_text),
     ("params (total/active)", _params),
@@ -128,7 +144,7 @@ DISPLAY_COLUMNS: tuple[tuple[str, Callable[[Configuration], str]], ...] = (
     ("steps", lambda c: format_count(c.mean("steps"))),
     ("wall time", lambda c: format_seconds(c.mean("elapsed_s"))),
     ("epochs", lambda c: format_float(c.mean("epochs"), 2)),
-    ("train loss", _train_loss),
+    ("train loss (tail)", _train_loss),
     ("val loss", lambda c: format_mean_std(c.mean("final_val_loss"), c.std("final_val_loss"))),
     ("best val", lambda c: format_mean_std(c.mean("best_val_loss"), c.std("best_val_loss"))),
     ("val bits/byte", lambda c: format_mean_std(c.mean("val_bits_per_byte"), c.std("val_bits_per_byte"))),
@@ -167,8 +183,8 @@ def summary_rows(configs: list[Configuration], delta_metric: str) -> list[dict]:
             "steps": _num(c.mean("steps")),
             "wall_time_s": _num(c.mean("elapsed_s")),
             "epochs": _num(c.mean("epochs")),
-            "final_train_loss": _num(c.mean("final_train_loss")),
-            "final_train_loss_std": _num(c.std("final_train_loss")),
+            "train_loss": _num(mean(c.train_losses())),
+            "train_loss_std": _num(std(c.train_losses())),
             "final_val_loss": _num(c.mean("final_val_loss")),
             "final_val_loss_std": _num(c.std("final_val_loss")),
             "best_val_loss": _num(c.mean("best_val_loss")),
@@ -183,6 +199,7 @@ def summary_rows(configs: list[Configuration], delta_metric: str) -> list[dict]:
             "delta_p_holm": _num(d.p_adjusted if d else None),
             "delta_significant": "" if (c.is_baseline or d is None or d.significant is None) else str(d.significant).lower(),
             "delta_test": "" if (c.is_baseline or d is None) else d.why,
+            **_verdict_cells(c),
             "tokens_per_s": _num(c.mean("tokens_per_s")),
             "peak_mem_bytes": _num(c.peak_mem_bytes),
             "budget_time_limit_s": _num(budget["time_limit_s"]),
@@ -191,6 +208,15 @@ def summary_rows(configs: list[Configuration], delta_metric: str) -> list[dict]:
             "flags": " | ".join(c.flags),
         })
     return rows
+
+
+def _verdict_cells(config: Configuration) -> dict:
+    v = config.verdict
+    if v is None:
+        return {"verdict": "baseline" if config.is_baseline else "", "verdict_margin": "",
+                "verdict_seeds_needed": "", "verdict_mde": ""}
+    return {"verdict": v.word, "verdict_margin": v.margin, "verdict_seeds_needed": _num(v.seeds_needed),
+            "verdict_mde": _num(v.mde)}
 
 
 def _first(config: Configuration, key: str):
@@ -214,7 +240,7 @@ def run_rows(configs: list[Configuration], tuning: Sequence[Tuning] = ()) -> lis
                 "params_total": _num(s.get("params_total")), "params_active": _num(s.get("params_active")),
                 "tokens": _num(s.get("tokens")), "steps": _num(s.get("steps")),
                 "elapsed_s": _num(s.get("elapsed_s")), "epochs": _num(s.get("epochs")),
-                "final_train_loss": _num(s.get("final_train_loss")),
+                "train_loss": _num(train_loss_tail(r)),
                 "final_val_loss": _num(s.get("final_val_loss")),
                 "best_val_loss": _num(s.get("best_val_loss")),
                 "val_bits_per_byte": _num(s.get("val_bits_per_byte")),
@@ -227,11 +253,18 @@ def run_rows(configs: list[Configuration], tuning: Sequence[Tuning] = ()) -> lis
     return rows
 
 
+def _csv_value(value):
+    """Whole numbers as integers (120832, not 120832.0): counts read as counts."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
 def to_csv(rows: list[dict], columns: tuple[str, ...]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _csv_value(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()
 
 
@@ -239,27 +272,42 @@ def display_rows(configs: list[Configuration]) -> list[list[str]]:
     return [[cell(c) for _, cell in DISPLAY_COLUMNS] for c in configs]
 
 
-def rich_table(configs: list[Configuration], title: str = "pileablate report"):
-    from rich.table import Table
+# The terminal's compact table (it fits 100 columns); report.md and summary.csv keep every column.
+# Flags are sentences: the table refers to them by number and lists them below it.
+COMPACT_COLUMNS: tuple[tuple[str, Callable[[Configuration], str]], ...] = (
+    ("configuration", lambda c: c.name),
+    ("verdict", _verdict),
+    ("Δ [95% interval]", _delta_with_interval),
+    ("val loss", lambda c: format_mean_std(c.mean("final_val_loss"), c.std("final_val_loss"))),
+    ("lr", lambda c: format_lr(c.lrs)),
+)
 
-    table = Table(title=title, show_lines=False, header_style="bold")
-    text_columns = {"seeds", "configuration", "mods", "flags"}
-    rows = display_rows(configs)
-    # A terminal is narrow: columns with nothing to say (peak memory on a CPU) are left out here;
-    # report.md and summary.csv keep every column.
-    keep = [i for i, (header, _) in enumerate(DISPLAY_COLUMNS)
-            if header == "flags" or any(row[i] != DASH for row in rows)]
-    for i in keep:
-        header = DISPLAY_COLUMNS[i][0]
-        table.add_column(
-            header,
-            justify="left" if header in text_columns else "right",
-            style="yellow" if header == "flags" else None,
-            overflow="fold",
-        )
-    for config, row in zip(configs, rows):
-        table.add_row(*[row[i] for i in keep], style="bold" if config.is_baseline else None)
-    return table
+
+def rich_table(configs: list[Configuration], title: str = "pileablate report"):
+    """The compact table, then its flags, numbered: numbers never wrap (a number broken over two lines
+    reads as two); the configuration folds when the terminal is narrow."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for header, _ in COMPACT_COLUMNS:
+        table.add_column(header, justify="left" if header in ("configuration", "verdict") else "right",
+                         no_wrap=header != "configuration", overflow="fold",
+                         min_width=8 if header == "configuration" else None)
+    table.add_column("flags", style="yellow", no_wrap=True)
+    notes: list[str] = []
+    for config in configs:
+        refs = []
+        for flag in config.flags:
+            notes.append(f"[{len(notes) + 1}] {config.name}: {flag}")
+            refs.append(str(len(notes)))
+        table.add_row(*[cell(config) for _, cell in COMPACT_COLUMNS], f"[{','.join(refs)}]" if refs else "",
+                      style="bold" if config.is_baseline else None)
+    if not notes:
+        return table
+    return Group(table, *(Text(note, style="yellow") for note in notes))
 
 
 def markdown_grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -1,7 +1,8 @@
-"""Learning-rate tuning: the chosen rate per configuration, from runs measured on the tuning split.
+"""Learning-rate tuning: the chosen rate per configuration, from runs measured on the tuning windows.
 
 Tuning runs (config.json `"role": "tuning"`) train each configuration at several peak learning rates;
-their `final_val_loss` is measured on the tuning split, never on the windows the report compares. The
+their `final_val_loss` is measured on the tuning windows: held-out windows of the validation
+split, disjoint from the validation windows the report compares (train/data_loader.py). The
 rule (README "Learning-rate tuning"): per configuration, the learning rate with the lowest mean final
 tuning loss over the tuning seeds, among the rates at which every tuning seed finished (a rate at
 which one seed diverged is not a rate to train with); ties go to the smaller rate. A choice at the
