@@ -198,3 +198,13 @@ def test_pending_is_a_command_for_submit_sh(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pileablate.ablate.slurm", "pending", str(tmp_path / "tasks.json"),
                            "tune"], capture_output=True, text=True, check=True, env=env_with(tmp_path))
     assert done.stdout.strip() == "2-3"
+
+
+def test_a_relative_grid_file_is_named_absolutely(bytes_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "grid.toml").write_text('[[config]]\nmods = ["rope"]\n')
+    result = ablate("--data", str(bytes_store), "--runs-dir", "runs", "--grid", "grid.toml", "--preset", "nano",
+                    "--max-steps", "6", "--emit", "slurm")
+    assert result.exit_code == 0, (result.output, result.exception)
+    text = (tmp_path / "runs" / "slurm" / "train.sbatch").read_text()
+    assert f"--grid {tmp_path.resolve() / 'grid.toml'} " in text and f"--runs-dir {tmp_path.resolve() / 'runs'} " in text
