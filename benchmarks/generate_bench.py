@@ -111,7 +111,7 @@ def train_pair(args, work: Path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test helpers: a small store
     from helpers.stores import prepare_for_tests
     from pileablate.data.store import TokenSplit
-    from pileablate.train.run import load_run
+    from pileablate.inference.trained import load_trained_run as load_run
     from pileablate.train.trainer import train
 
     store = Path(args.data) if args.data else work / "store"

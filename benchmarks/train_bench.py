@@ -101,14 +101,14 @@ def pileablate_loop(data_dir: Path, runs: Path, preset: str, mods: tuple, batch:
     from rich.console import Console
 
     from pileablate.train.config import TrainConfig
-    from pileablate.train.metrics import read_metrics
+    from pileablate.runfolder import read_metrics
     from pileablate.train.trainer import train
 
     cfg = TrainConfig(data_dir=data_dir, runs_dir=runs, name=name, preset=preset, mods=mods, seed=seed, lr=lr,
                       batch_size=batch, max_steps=warmup + steps, eval_every=10**9, eval_tokens=1024, log_every=1,
                       checkpoint_every="100000", device="cpu", precision="fp32")
     summary = train(cfg, console=Console(file=io.StringIO()))
-    rows = {r["step"]: r for r in read_metrics(Path(summary["run_dir"]) / "metrics.jsonl")}
+    rows = {r["step"]: r for r in read_metrics(Path(summary["run_dir"]))}
     return (rows[warmup + steps]["elapsed_s"] - rows[warmup]["elapsed_s"]) / steps, summary["params_total"]
 
 

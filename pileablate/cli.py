@@ -11,6 +11,8 @@ import sys
 from typing import Optional
 
 import typer
+from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand
 
 from pileablate import __version__
 from pileablate.commands import ablate, export, generate, mods, prepare, report, train
@@ -25,6 +27,41 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+class _Command(TyperCommand):
+    """A command whose --help shows plain type names (INTEGER, PATH; nothing for a flag, where typer
+    writes <bool> and <list[Path]>) and its text as written: square brackets are not rich markup, so
+    "pip install 'pileablate[hf]'" keeps its extra."""
+
+    def format_help(self, ctx, formatter) -> None:
+        if not getattr(self, "_plain", False):
+            self._plain = True
+            self.help = escape(self.help or "")
+        for param in self.get_params(ctx):
+            _plain_param(param)
+        super().format_help(ctx, formatter)
+
+
+_PLAIN_TYPES = {"int": "INTEGER", "float": "FLOAT", "str": "TEXT", "bool": None}
+
+
+def _plain_param(param) -> None:
+    if getattr(param, "_plain", False):
+        return
+    param._plain = True
+    if getattr(param, "help", None):
+        param.help = escape(param.help)
+    if isinstance(param, TyperArgument) or getattr(param, "is_flag", False):
+        param.display_type_rich = lambda ctx: None  # an argument's metavar names it; a flag takes no value
+    elif param.metavar is None:
+        param.display_type_rich = lambda ctx, typed=param.display_type: _plain_type(typed(ctx))
+
+
+def _plain_type(typed: str) -> Optional[str]:
+    """typer's "<int range>", "<list[Path]>" -> "INTEGER", "PATH" (the range is shown beside it)."""
+    name = typed.strip("<>").removeprefix("list[").removesuffix("]").removesuffix(" range")
+    return _PLAIN_TYPES.get(name, name.upper())
+
+
 def _reflowed(command) -> str:
     """The docstring as paragraphs, so that --help wraps to the terminal rather than where the source
     lines happen to break."""
@@ -32,18 +69,19 @@ def _reflowed(command) -> str:
     return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 
 
-app.command("prepare", help=_reflowed(prepare.prepare), short_help="Stream a corpus (The Pile, the offline sample, files, URLs) into memory-mapped token files.")(prepare.prepare)
-app.command("mods", help=_reflowed(mods.mods), short_help="List the modifications: name, what each changes, what it cannot combine with.")(mods.mods)
-app.command("train", help=_reflowed(train.train), short_help="Train one model (baseline plus --mods) under a time/token/step budget; resumable.")(train.train)
+app.command("prepare", cls=_Command, help=_reflowed(prepare.prepare), short_help="Stream a corpus (The Pile, the offline sample, files, URLs) into memory-mapped token files.")(prepare.prepare)
+app.command("mods", cls=_Command, help=_reflowed(mods.mods), short_help="List the modifications: name, what each changes, what it cannot combine with.")(mods.mods)
+app.command("train", cls=_Command, help=_reflowed(train.train), short_help="Train one model (baseline plus --mods) under a time/token/step budget; resumable.")(train.train)
 app.command(
     "ablate",
+    cls=_Command,
     help=_reflowed(ablate.ablate),
     short_help="Run the grid (baseline, each modification alone, all together) over seeds with equal budgets.",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )(ablate.ablate)
-app.command("report", help=_reflowed(report.report), short_help="Loss tables (terminal, Markdown, CSV) and plots from run directories.")(report.report)
-app.command("generate", help=_reflowed(generate.generate), short_help="Sample text from a trained run, with a KV cache and optional speculative decoding.")(generate.generate)
-app.command("export", help=_reflowed(export.export), short_help="Export a trained run as a Hugging Face transformers checkpoint.")(export.export)
+app.command("report", cls=_Command, help=_reflowed(report.report), short_help="Loss tables (terminal, Markdown, CSV) and plots from run directories.")(report.report)
+app.command("generate", cls=_Command, help=_reflowed(generate.generate), short_help="Sample text from a trained run, with a KV cache and optional speculative decoding.")(generate.generate)
+app.command("export", cls=_Command, help=_reflowed(export.export), short_help="Export a trained run as a Hugging Face transformers checkpoint.")(export.export)
 
 
 def _version(value: bool) -> None:

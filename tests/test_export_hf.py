@@ -119,7 +119,7 @@ def test_missing_transformers_says_how_to_install(monkeypatch):
 
 
 def test_export_cli_writes_a_checkpoint_transformers_loads(capsys, tmp_path_factory, bytes_store, tmp_path):
-    from pileablate.train.run import load_trained_run
+    from pileablate.inference.trained import load_trained_run
 
     run = trained_run(tmp_path_factory, bytes_store, "base")
     out = tmp_path / "hf"
@@ -132,8 +132,8 @@ def test_export_cli_writes_a_checkpoint_transformers_loads(capsys, tmp_path_fact
     assert logits_gap(model, loaded) < 1e-4
     # A second export into the same folder does not silently overwrite it.
     code, _, err = cli(capsys, "export", str(run), "--out", str(out))
-    assert code == 2 and "--force" in err
-    code, _, err = cli(capsys, "export", str(run), "--out", str(out), "--force", "--no-verify")
+    assert code == 2 and "--overwrite" in err
+    code, _, err = cli(capsys, "export", str(run), "--out", str(out), "--overwrite", "--no-verify")
     assert code == 0, err
 
 

@@ -74,15 +74,15 @@ def test_generate_is_reproducible_and_the_cache_changes_nothing(capsys, base_run
 
 
 def test_generate_reads_the_prompt_from_stdin(capsys, monkeypatch, base_run):
-    _, expected, _ = cli(capsys, "generate", str(base_run), "--prompt", "class A:", "-n", "20", "-t", "0")
+    _, expected, _ = cli(capsys, "generate", str(base_run), "--prompt", "class A:", "-n", "20", "--temperature", "0")
     monkeypatch.setattr(sys, "stdin", io.StringIO("class A:"))
-    code, out, err = cli(capsys, "generate", str(base_run), "-n", "20", "-t", "0")
+    code, out, err = cli(capsys, "generate", str(base_run), "-n", "20", "--temperature", "0")
     assert code == 0, err
     assert out == expected
 
 
 def test_speculative_generate_matches_plain_greedy_and_reports_acceptance(capsys, base_run, draft_run):
-    plain_args = ["generate", str(base_run), "--prompt", "for i in", "-n", "100", "-t", "0"]
+    plain_args = ["generate", str(base_run), "--prompt", "for i in", "-n", "100", "--temperature", "0"]
     _, plain, _ = cli(capsys, *plain_args)
     code, spec, err = cli(capsys, *plain_args, "--draft", str(draft_run), "--draft-tokens", "3")
     assert code == 0, err

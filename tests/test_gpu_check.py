@@ -1,9 +1,8 @@
-"""benchmarks/gpu_check.py: one line and exit 0 without CUDA; its store, runs and table work (on the CPU)."""
+"""benchmarks/gpu_check.py (pileablate.tools.gpu_check): one line and exit 0 without CUDA; its store, runs and table work (on the CPU)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,11 +16,9 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    from pileablate.tools import gpu_check
+
+    return gpu_check
 
 
 def test_without_cuda_it_says_so_in_one_line_and_exits_0():

@@ -42,9 +42,9 @@ def test_unreadable_json_is_a_one_line_error_with_the_way_out(tmp_path, content,
 def test_run_files_and_manifest_share_the_one_writer():
     from pileablate import jsonfile
     from pileablate.data import prepare
-    from pileablate.train import session
+    from pileablate import runfolder
 
-    assert session.write_json_atomic is jsonfile.write_json_atomic and session.read_json is jsonfile.read_json
+    assert runfolder.write_json_atomic is jsonfile.write_json_atomic and runfolder.read_json is jsonfile.read_json
     assert prepare.write_json_atomic is jsonfile.write_json_atomic
 
 

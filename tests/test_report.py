@@ -184,12 +184,12 @@ def test_runs_on_different_data_need_force_and_the_report_says_so(tmp_path):
     make_run(runs, "baseline-s0")
     make_run(runs, "rope-s0", mods=("rope",), fingerprint="0" * 64,
              tokenizer=dict(BYTES_TOKENIZER, name="gpt2", sha256="c" * 64))
-    with pytest.raises(UserError, match="--force"):
+    with pytest.raises(UserError, match="--mix-data"):
         build_report([runs])
     report = build_report([runs], force=True)
     assert report.delta_key == "val_bits_per_byte"  # tokens of different tokenizers do not compare
     files = write_report(report, tmp_path / "out", plots=False)
-    assert "Mixed data (--force)" in files["report.md"].read_text()
+    assert "Mixed data (--mix-data)" in files["report.md"].read_text()
 
 
 def test_each_figure_has_the_expected_curves(tmp_path):

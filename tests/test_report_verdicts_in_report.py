@@ -218,3 +218,19 @@ def test_plots_are_written_atomically(tmp_path, monkeypatch):
     assert {"final_val_loss.png", "final_val_loss.svg", "loss_vs_tokens.png"} <= set(replaced)
     assert files["final_val_loss"].stat().st_size > 0
     assert not [p for p in (tmp_path / "out" / "plots").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_in_a_sequential_study_a_decided_configuration_stays_paired_with_the_baselines_runs_of_its_seeds(tmp_path):
+    # Round 1 decided rope (3 seeds); swiglu stayed open and got seeds 3, 4, and so did the baseline.
+    values = {"baseline": [2.00, 2.02, 2.01, 2.03, 2.00], "rope": [1.89, 1.92, 1.90],
+              "swiglu": [1.95, 2.06, 2.03, 2.00, 2.04]}
+    runs = grid(tmp_path / "runs", values)
+    assert build_report([runs]).configurations[1].delta.test == "welch"  # fixed seeds: as before
+    (runs / "study.json").write_text(json.dumps({"margin": 0.01, "sequential": {"first": 3, "max_seeds": 10, "step": 2}}))
+    report = build_report([runs])
+    rope = next(c for c in report.configurations if c.name == "rope")
+    assert rope.delta.test == "paired" and "the baseline's runs of those seeds" in rope.delta.why
+    same = verdicts_from_diffs([[a - b for a, b in zip(values["rope"], values["baseline"])],
+                                [a - b for a, b in zip(values["swiglu"], values["baseline"])]], design=SequentialDesign())
+    assert report.verdicts["rope"].delta == pytest.approx(same[0].delta) and report.verdicts["rope"].seeds == 3
+    assert [report.verdicts[n].word for n in ("rope", "swiglu")] == [v.word for v in same]

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from pileablate.errors import UserError
-from pileablate.train.metrics import MetricsLog, read_metrics
-from pileablate.train.run_files import check_same_run
+from pileablate.runfolder import MetricsLog, check_same_run, read_metrics
 
 ROWS = [{"step": s, "tokens": 100 * s, "train_loss": 5.0 - s / 10} for s in range(1, 7)]
 
@@ -25,43 +24,43 @@ def write_lines(path: Path, rows, tail: str = "") -> None:
 def test_a_torn_last_line_is_left_out_by_the_reader(tmp_path, tail):
     path = tmp_path / "metrics.jsonl"
     write_lines(path, ROWS, tail)
-    assert read_metrics(path) == ROWS
+    assert read_metrics(tmp_path) == ROWS
 
 
 def test_resume_drops_a_torn_last_line_and_says_so(tmp_path):
     path = tmp_path / "metrics.jsonl"
     write_lines(path, ROWS, '{"step": 7, "train_lo')
-    log = MetricsLog(path)
+    log = MetricsLog(tmp_path)
     notes = log.truncate_after(6)
     assert len(notes) == 1 and "torn last line" in notes[0]
     log.write({"step": 7, "train_loss": 1.0})
     log.close()
-    assert read_metrics(path) == ROWS + [{"step": 7, "train_loss": 1.0}]
-    assert MetricsLog(path).truncate_after(7) == []  # nothing left to drop: nothing said
+    assert read_metrics(tmp_path) == ROWS + [{"step": 7, "train_loss": 1.0}]
+    assert MetricsLog(tmp_path).truncate_after(7) == []  # nothing left to drop: nothing said
 
 
 def test_resume_drops_rows_after_the_checkpoint_and_says_how_many(tmp_path):
     path = tmp_path / "metrics.jsonl"
     write_lines(path, ROWS, '{"st')
-    notes = MetricsLog(path).truncate_after(4)
-    assert read_metrics(path) == ROWS[:4]
+    notes = MetricsLog(tmp_path).truncate_after(4)
+    assert read_metrics(tmp_path) == ROWS[:4]
     assert any("torn" in n for n in notes) and any("dropped 2 row(s)" in n and "step 4" in n for n in notes)
 
 
 def test_a_last_row_without_its_newline_is_kept_and_the_next_row_starts_a_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in ROWS).rstrip("\n"))
-    log = MetricsLog(path)
+    log = MetricsLog(tmp_path)
     assert log.truncate_after(6) == []
     log.write({"step": 7})
     log.close()
-    assert read_metrics(path) == ROWS + [{"step": 7}]
+    assert read_metrics(tmp_path) == ROWS + [{"step": 7}]
 
 
 def test_a_broken_line_before_the_last_is_a_one_line_error(tmp_path):
     path = tmp_path / "metrics.jsonl"
     write_lines(path, ROWS[:2], "garbage\n" + json.dumps(ROWS[2]) + "\n")
-    for read in (lambda: read_metrics(path), lambda: MetricsLog(path).truncate_after(9)):
+    for read in (lambda: read_metrics(tmp_path), lambda: MetricsLog(tmp_path).truncate_after(9)):
         with pytest.raises(UserError) as err:
             read()
         assert f"{path}:3" in str(err.value) and "\n" not in str(err.value)
@@ -89,7 +88,7 @@ def test_resuming_a_run_whose_last_metrics_line_is_torn_trains_on(tmp_path, byte
     with open(run / "metrics.jsonl", "a") as handle:  # killed while writing step 4's row
         handle.write('{"step": 4, "tokens": 512, "train_lo')
     resumed = train(nano(tmp_path, bytes_store, name="torn", max_steps=6))
-    assert resumed["status"] == "finished" and [r["step"] for r in read_metrics(run / "metrics.jsonl")] == list(range(1, 7))
+    assert resumed["status"] == "finished" and [r["step"] for r in read_metrics(run)] == list(range(1, 7))
     assert losses(run) == losses(Path(straight["run_dir"]))
 
 
@@ -128,3 +127,48 @@ def test_other_settings_are_still_refused(tmp_path):
     new["train"]["lr"] = 2e-3
     with pytest.raises(UserError, match="other settings"):
         check_same_run(tmp_path / "r", config(), new)
+
+
+# -- one error policy -------------------------------------------------------------------------------
+
+def test_every_reader_of_a_run_folder_has_one_error_policy(tmp_path):
+    """Absent: None (the report and ablate carry on). Broken: the same one-line error from every reader."""
+    from pileablate import runfolder
+    from pileablate.ablate.runner import run_state
+    from pileablate.report.runs import load_run
+
+    run = tmp_path / "r"
+    run.mkdir()
+    assert runfolder.read_config(run) is None and runfolder.read_summary(run) is None
+    assert runfolder.read_point(tmp_path) is None and runfolder.read_metrics(run) == []
+    (run / "summary.json").write_text('{"status": "finis')  # altered by hand: JSON files are written atomically
+    messages = []
+    for read in (lambda: runfolder.read_summary(run), lambda: load_run(run), lambda: run_state(run)):
+        with pytest.raises(UserError) as err:
+            read()
+        messages.append(str(err.value))
+    assert len(set(messages)) == 1
+    assert str(run / "summary.json") in messages[0] and "delete or repair" in messages[0] and "\n" not in messages[0]
+
+
+def test_the_run_folder_writes_atomically_and_reads_back(tmp_path):
+    from pileablate import runfolder
+
+    run = tmp_path / "r"
+    runfolder.write_config(run, {"name": "r"})
+    runfolder.write_summary(run, {"status": "running"})
+    runfolder.write_point(tmp_path, {"point": "p"})
+    assert runfolder.is_run_dir(run) and not runfolder.is_run_dir(tmp_path)
+    assert runfolder.read_config(run) == {"name": "r"} and runfolder.read_summary(run) == {"status": "running"}
+    assert runfolder.read_point(tmp_path) == {"point": "p"}
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "summary.json"]  # no temporary left
+
+
+def test_budget_fields_are_defined_once():
+    from pileablate import runfolder
+    from pileablate.ablate import runner
+    from pileablate.report import runs
+
+    assert runner.BUDGET_FIELDS is runfolder.BUDGET_FIELDS and runs.BUDGET_FIELDS is runfolder.BUDGET_FIELDS
+    assert runfolder.same_budget({"max_steps": 10}, {"max_steps": 10.0, "max_tokens": None})
+    assert not runfolder.same_budget({"max_steps": 10}, {"max_tokens": 10})

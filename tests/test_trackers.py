@@ -19,7 +19,8 @@ import pytest
 from rich.console import Console
 
 from pileablate.errors import UserError
-from pileablate.train.trackers import metric_tag, open_tracker, parse_trackers, publish_report
+from pileablate.trackers import open_tracker, parse_trackers, publish_report
+from pileablate.trackers.rows import metric_tag
 
 METRICS = ("tokens", "elapsed_s", "lr", "train_loss", "grad_norm", "tokens_per_s", "epoch", "val_loss",
            "val_bits_per_byte", "mfu", "peak_mem_bytes")
@@ -363,7 +364,7 @@ def test_report_goes_to_tensorboard_beside_the_runs(tmp_path, plot):
 
 
 def test_report_goes_to_the_wandb_group(wandb_env, tmp_path, plot):
-    from pileablate.train.wandb_tracker import markdown_rows
+    from pileablate.trackers.wandb_tracker import markdown_rows
 
     assert markdown_rows(TABLE) == (["configuration", "val loss", "Δ"],
                                     [["baseline", "4.10 ± 0.01", "—"], ["a|b", "4.00", "-0.10"]])
@@ -402,7 +403,7 @@ def test_train_logs_every_metrics_row_once_across_a_crash_and_a_resume(wandb_env
                                                                        one_torch_thread):
     """A run logs to TensorBoard and W&B; a crashed session logged steps 5-6 after its checkpoint at 4
     (wrong values); the resumed run shows every step once, with the values metrics.jsonl has."""
-    from pileablate.train.metrics import read_metrics
+    from pileablate.runfolder import read_metrics
 
     runs = tmp_path / "runs"
     args = ["train", "--data", str(bytes_store), "--runs-dir", str(runs), "--name", "rope-s0", "--mods", "rope",
@@ -423,7 +424,7 @@ def test_train_logs_every_metrics_row_once_across_a_crash_and_a_resume(wandb_env
     second = cli(*args, "--max-steps", "8")
     assert second.exit_code == 0, second.output
 
-    rows = read_metrics(run_dir / "metrics.jsonl")
+    rows = read_metrics(run_dir)
     assert [r["step"] for r in rows] == list(range(1, 9))
     acc = tensorboard_run(runs / "tensorboard" / "rope-s0")
     for key in ("train_loss", "val_loss", "val_bits_per_byte", "lr", "grad_norm", "tokens", "tokens_per_s"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pileablate.train.config import TrainConfig
-from pileablate.train.metrics import read_metrics
+from pileablate.runfolder import read_metrics
 from pileablate.train.trainer import train
 
 NANO = ["--preset", "nano", "--device", "cpu", "--batch-size", "4", "--eval-tokens", "1024", "--log-every", "1"]
@@ -63,8 +63,8 @@ def test_sigint_checkpoints_exits_with_a_resume_hint_and_resumes_exactly(tmp_pat
     resumed = train(cfg)  # the same command again continues the run
     reference = train(TrainConfig(**{**cfg.__dict__, "name": "uninterrupted"}))
     assert resumed["status"] == "finished" and resumed["steps"] == STEPS
-    a = [r["train_loss"] for r in read_metrics(run_dir / "metrics.jsonl")]
-    b = [r["train_loss"] for r in read_metrics(Path(reference["run_dir"]) / "metrics.jsonl")]
+    a = [r["train_loss"] for r in read_metrics(run_dir)]
+    b = [r["train_loss"] for r in read_metrics(Path(reference["run_dir"]))]
     assert len(a) == len(b) == STEPS and a == b
     assert resumed["final_val_loss"] == reference["final_val_loss"]
 
@@ -100,8 +100,8 @@ def test_torchrun_two_cpu_processes_match_one_process_with_the_same_global_batch
     assert done.stdout.count("\t") == 5  # one result line (rank 0 only)
     single = train(TrainConfig(data_dir=bytes_store, runs_dir=runs, preset="nano", device="cpu", max_steps=8,
                                eval_every=4, eval_tokens=2048, log_every=1, mods=("rope",), batch_size=8, name="single"))
-    ddp_rows = read_metrics(runs / "ddp" / "metrics.jsonl")
-    single_rows = read_metrics(Path(single["run_dir"]) / "metrics.jsonl")
+    ddp_rows = read_metrics(runs / "ddp")
+    single_rows = read_metrics(Path(single["run_dir"]))
     assert [r["step"] for r in ddp_rows] == [r["step"] for r in single_rows] == list(range(1, 9))
     assert [r["train_loss"] for r in ddp_rows] == pytest.approx([r["train_loss"] for r in single_rows], rel=DDP_REL_TOL)
     assert ddp_rows[-1]["val_loss"] == pytest.approx(single_rows[-1]["val_loss"], rel=DDP_REL_TOL)
@@ -140,3 +140,56 @@ def test_help_is_the_manual(capsys):
     for option in ("--mods", "--preset", "--time-limit", "--max-tokens", "--max-steps", "--checkpoint-every",
                    "--precision", "--compile", "--resume", "--kv-heads", "--grad-accum", "--eval-tokens"):
         assert option in text
+
+
+COMMANDS = ("prepare", "mods", "train", "ablate", "report", "generate", "export")
+
+
+def _help(command: str) -> str:
+    from typer.testing import CliRunner
+
+    from pileablate.cli import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_short_flag_and_a_concept_have_one_name_across_commands():
+    import typer.main
+
+    from pileablate.cli import app
+
+    group = typer.main.get_command(app)
+    meaning: dict[str, set] = {}
+    longs = set()
+    for name in COMMANDS:
+        for param in group.commands[name].params:
+            opts = list(param.opts) + list(getattr(param, "secondary_opts", []))
+            long = next((o for o in opts if o.startswith("--")), None)
+            longs.update(o for o in opts if o.startswith("--"))
+            for short in (o for o in opts if not o.startswith("--") and o.startswith("-")):
+                meaning.setdefault(short, set()).add(long)
+    assert {short: names for short, names in meaning.items() if len(names) > 1} == {}  # -t was two things
+    assert "--force" not in longs  # overwriting is --overwrite; mixing data in a report is --mix-data
+    assert {"--overwrite", "--mix-data"} <= longs
+
+
+def test_help_shows_install_extras_plain_types_and_no_internal_options():
+    texts = {command: _help(command) for command in COMMANDS}
+    assert "pileablate[hf]" in texts["export"]  # not eaten as rich markup
+    assert ".[tensorboard]" in texts["train"]
+    for command, text in texts.items():
+        assert "<bool>" not in text and "<list" not in text and "<int" not in text, command
+    assert "INTEGER" in texts["train"] and "PATH" in texts["export"]
+    assert "--tuning" not in texts["train"]  # set by ablate, not a person
+    assert "auto: small" in texts["train"].replace("\n", " ") or "Default auto: small" in texts["train"]
+
+
+def test_the_run_header_says_which_preset_was_chosen_and_why(tmp_path, bytes_store, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    cfg = TrainConfig(data_dir=bytes_store, runs_dir=tmp_path, n_layer=1, d_model=32, n_head=2, seq_len=32,
+                      batch_size=2, eval_tokens=256, max_steps=1)
+    assert cfg.preset == "micro"
+    train(cfg)
+    assert "preset micro (the default without CUDA; --preset to choose)" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import torch
 
 from pileablate.train.clock import StepClock, device_sync
 from pileablate.train.config import TrainConfig
-from pileablate.train.metrics import read_metrics
+from pileablate.runfolder import read_metrics
 from pileablate.train.trainer import train
 
 
@@ -86,7 +86,7 @@ def test_the_trainers_time_budget_and_tokens_per_s_are_device_time(tmp_path, byt
                                 max_steps=5))  # without the device time it would run to step 5
     assert summary["stop_reason"] == "time_limit" and summary["steps"] == 3
     assert 300 <= summary["elapsed_s"] < 330
-    rows = read_metrics(Path(summary["run_dir"]) / "metrics.jsonl")
+    rows = read_metrics(Path(summary["run_dir"]))
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(4 * 64 / 110 < r["tokens_per_s"] <= 4 * 64 / 100 for r in rows)
 

@@ -59,7 +59,7 @@ def test_every_config_field_is_a_train_option_with_its_doc_as_help():
         "device": ("--device", "cpu"), "precision": ("--precision", "fp32"),
         "compile": ("--compile", None), "tuning": ("--tuning", None), "resume": ("--resume", None),
     }
-    assert set(values) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(values) == {f.name for f in dataclasses.fields(TrainConfig) if not f.metadata.get("internal")}
     args = [a for option, value in values.values() for a in ([option] if value is None else [option, value])]
     cfg = train_config_from_args(args)
     assert cfg.mods == ("rope", "swiglu") and cfg.time_limit_s == 5400 and cfg.max_tokens == 5_000_000
@@ -73,7 +73,8 @@ def test_every_config_field_is_a_train_option_with_its_doc_as_help():
     assert params["time_limit"].help == field_help("time_limit_s")
 
 
-def test_defaults_parse_and_bad_options_are_user_errors():
+def test_defaults_parse_and_bad_options_are_user_errors(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     cfg = train_config_from_args([])
     assert cfg.preset == "micro" and cfg.mods == () and str(cfg.data_dir) == "data" and str(cfg.runs_dir) == "runs"
     assert cfg.match_params is True  # sizes are matched unless --no-match-params
@@ -85,7 +86,7 @@ def test_defaults_parse_and_bad_options_are_user_errors():
 
 def test_config_round_trips_through_json():
     cfg = train_config_from_args(["--mods", "all", "--max-steps", "5"])
-    assert TrainConfig.from_json(cfg.to_json()) == cfg
+    assert TrainConfig(**cfg.to_json()) == cfg  # config.json's "train" reads back
 
 
 # ---- schedules -----------------------------------------------------------------------------------
@@ -154,9 +155,30 @@ def test_val_windows_are_fixed_spread_and_inside_the_split(bytes_store):
 
     split = TokenSplit(bytes_store / "val")
     v1, v2 = ValWindows(split, 64, 4096), ValWindows(split, 64, 4096)
-    assert v1.num_windows == 64 and np.array_equal(v1.data.numpy(), v2.data.numpy())
+    assert len(v1.starts) == 64 and np.array_equal(v1.data.numpy(), v2.data.numpy())
     starts = val_window_starts(split.num_tokens, 64, 4096)
     assert starts[-1] + 65 <= split.num_tokens and np.all(np.diff(starts) >= 64)
     assert starts[-1] > split.num_tokens / 2  # spread over the split, not just its beginning
     with pytest.raises(UserError):
         val_window_starts(10, 64, 4096)
+
+
+@pytest.mark.parametrize("cuda, device, expected", [(True, "auto", "small"), (False, "auto", "micro"),
+                                                     (True, "cpu", "micro"), (False, "cuda", "small")])
+def test_the_default_preset_fits_the_machine_and_says_why(monkeypatch, cuda, device, expected):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: cuda)
+    cfg = train_config_from_args(["--device", device])
+    assert cfg.preset == expected
+    assert ("CUDA is available" if expected == "small" else "without CUDA") in cfg.preset_reason
+    assert "preset_reason" not in cfg.to_json()  # how it was chosen is not part of the run
+
+
+def test_an_explicit_preset_wins_over_the_machine_default(monkeypatch):
+    import dataclasses
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    cfg = train_config_from_args(["--preset", "nano"])
+    assert cfg.preset == "nano" and cfg.preset_reason is None
+    chosen = train_config_from_args([])
+    assert dataclasses.replace(chosen, preset="micro").preset_reason is None  # a sweep point's preset is chosen
+    assert dataclasses.replace(chosen, seed=3).preset_reason == chosen.preset_reason

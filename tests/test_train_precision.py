@@ -14,10 +14,10 @@ import torch
 from pileablate.errors import UserError
 from pileablate.model.config import build_model_config
 from pileablate.model.gpt import GPT
-from pileablate.train.checkpoint import load_checkpoint, save_checkpoint
+from pileablate.runfolder import load_checkpoint, save_checkpoint
 from pileablate.train.config import TrainConfig
 from pileablate.train.hardware import pick_precision
-from pileablate.train.metrics import read_metrics
+from pileablate.runfolder import read_metrics
 from pileablate.train.trainer import train
 
 DEVICES = [pytest.param("cpu", id="cpu"),
@@ -92,9 +92,9 @@ def test_scaler_state_round_trips_through_a_checkpoint(tmp_path, device):
     model, optimizer, scaler = _fp16_setup(device)
     for poison in (False, True, False, False):
         _fp16_step(model, optimizer, scaler, device, poison)
-    save_checkpoint(tmp_path / "ckpt.pt", {"scaler": scaler.state_dict()})
+    save_checkpoint(tmp_path, {"scaler": scaler.state_dict()})
     restored = torch.amp.GradScaler(device)
-    restored.load_state_dict(load_checkpoint(tmp_path / "ckpt.pt")["scaler"])  # weights_only=True
+    restored.load_state_dict(load_checkpoint(tmp_path)["scaler"])  # weights_only=True
     assert restored.state_dict() == scaler.state_dict()
     assert restored.get_scale() == 2.0 ** 15 and restored.state_dict()["_growth_tracker"] == 2
 
@@ -142,9 +142,9 @@ def test_fp16_run_skips_an_overflowing_step_and_resumes_with_its_scaler_state(tm
     monkeypatch.undo()
     split = train(cfg("split", 4))  # continues from the step-2 checkpoint, scaler state included
 
-    rows = read_metrics(Path(whole["run_dir"]) / "metrics.jsonl")
+    rows = read_metrics(Path(whole["run_dir"]))
     assert rows[1]["grad_norm"] is None and all(r["grad_norm"] is not None for r in rows[:1] + rows[2:])
-    assert [r["train_loss"] for r in read_metrics(Path(split["run_dir"]) / "metrics.jsonl")] == [r["train_loss"] for r in rows]
-    states = [load_checkpoint(Path(s["run_dir"]) / "ckpt" / "latest.pt")["scaler"] for s in (whole, split)]
+    assert [r["train_loss"] for r in read_metrics(Path(split["run_dir"]))] == [r["train_loss"] for r in rows]
+    states = [load_checkpoint(Path(s["run_dir"]))["scaler"] for s in (whole, split)]
     # Backed off at step 2, then 2 good steps: a scaler rebuilt on resume would be back at 2**16.
     assert states[0] == states[1] and states[0]["scale"] == 2.0 ** 15 and states[0]["_growth_tracker"] == 2

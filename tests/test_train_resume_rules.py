@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from pileablate.cli import app
 from pileablate.errors import UserError
-from pileablate.train.metrics import read_metrics
+from pileablate.runfolder import read_metrics
 
 NANO = ["--preset", "nano", "--device", "cpu", "--batch-size", "4", "--eval-tokens", "1024", "--log-every", "1",
         "--eval-every", "2"]
@@ -26,7 +26,7 @@ def test_a_larger_budget_extends_a_constant_run_says_so_and_drops_a_torn_line(by
     result = train(*common, "--max-steps", "6")
     assert result.exit_code == 0, (result.output, result.exception)
     assert "torn last line" in result.output and "max_steps" in result.output.replace("-", "_")
-    assert [row["step"] for row in read_metrics(metrics)] == [1, 2, 3, 4, 5, 6]
+    assert [row["step"] for row in read_metrics(tmp_path / "r")] == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_budget_change_is_refused_when_the_schedule_follows_the_budget(bytes_store, tmp_path, one_torch_thread):

@@ -11,8 +11,9 @@ import torch
 
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
-from pileablate.train.metrics import read_metrics
-from pileablate.train.trainer import RunFailed, resolve_config, train
+from pileablate.runfolder import read_metrics
+from pileablate.train.session import RunFailed, resolve_config
+from pileablate.train.trainer import train
 
 
 def nano(tmp_path: Path, data: Path, **overrides) -> TrainConfig:
@@ -23,7 +24,7 @@ def nano(tmp_path: Path, data: Path, **overrides) -> TrainConfig:
 
 
 def losses(run_dir: Path) -> list[float]:
-    return [row["train_loss"] for row in read_metrics(run_dir / "metrics.jsonl")]
+    return [row["train_loss"] for row in read_metrics(run_dir)]
 
 
 def test_run_writes_config_metrics_summary_and_a_safe_checkpoint(tmp_path, bytes_store):
@@ -38,7 +39,7 @@ def test_run_writes_config_metrics_summary_and_a_safe_checkpoint(tmp_path, bytes
     assert config["data"]["fingerprint"] == manifest["fingerprint"]
     assert config["tokens_per_step"] == 4 * 64
 
-    rows = read_metrics(run / "metrics.jsonl")
+    rows = read_metrics(run)
     assert [r["step"] for r in rows] == [3, 6, 9, 10, 12]  # every 3 steps, plus evaluations (10) and the end
     assert {"step", "tokens", "elapsed_s", "lr", "train_loss", "grad_norm", "tokens_per_s", "epoch"} <= set(rows[0])
     assert "val_loss" in rows[3] and "val_loss" in rows[-1] and "val_loss" not in rows[0]
@@ -60,7 +61,7 @@ def test_run_writes_config_metrics_summary_and_a_safe_checkpoint(tmp_path, bytes
 
 def test_training_lowers_the_validation_loss(tmp_path, bytes_store):
     summary = train(nano(tmp_path, bytes_store, max_steps=40, eval_every=20, batch_size=8))
-    rows = [r for r in read_metrics(Path(summary["run_dir"]) / "metrics.jsonl") if "val_loss" in r]
+    rows = [r for r in read_metrics(Path(summary["run_dir"])) if "val_loss" in r]
     initial = summary["guards"]["initial_loss"]
     assert rows[-1]["val_loss"] < initial - 1.5  # bytes of Python source: ~5.6 nats -> < 4.1 in 40 steps
 
@@ -88,7 +89,7 @@ def test_resume_after_a_crash_drops_metrics_written_after_the_checkpoint(tmp_pat
     summary = json.loads((run / "summary.json").read_text())
     (run / "summary.json").write_text(json.dumps({**summary, "status": "running", "stop_reason": None}))
     resumed = train(nano(tmp_path, bytes_store, name="crashed", max_steps=8))
-    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == list(range(1, 9))
+    assert [r["step"] for r in read_metrics(run)] == list(range(1, 9))
     assert losses(run) == losses(Path(straight["run_dir"])) and resumed["status"] == "finished"
 
 
@@ -136,7 +137,7 @@ def test_time_limited_cosine_run_follows_the_clock_to_the_minimum_learning_rate(
     from pileablate.train.schedule import Schedule, budget_progress
 
     summary = train(nano(tmp_path, bytes_store, mods=("cosine",), time_limit_s=1.0, eval_every=10_000))
-    rows = read_metrics(Path(summary["run_dir"]) / "metrics.jsonl")
+    rows = read_metrics(Path(summary["run_dir"]))
     assert summary["stop_reason"] == "time_limit" and rows[-1]["elapsed_s"] >= 1.0
     schedule = Schedule("cosine", 1e-3, 1e-4, 1000, 0.1)
     for before, row in zip(rows, rows[1:]):  # each step's rate comes from the time used before it
@@ -203,7 +204,7 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path, bytes_store):
 
 
 def test_load_run_rebuilds_the_trained_model(tmp_path, bytes_store):
-    from pileablate.train.run import load_trained_run
+    from pileablate.inference.trained import load_trained_run
 
     summary = train(nano(tmp_path, bytes_store, max_steps=3, mods=("rmsnorm",)))
     model, config, tokenizer = load_trained_run(summary["run_dir"])
@@ -211,7 +212,7 @@ def test_load_run_rebuilds_the_trained_model(tmp_path, bytes_store):
     assert all(torch.equal(v, state["model"][k]) for k, v in model.state_dict().items())
     assert config["mods"] == ["rmsnorm"] and tokenizer.n_vocab == config["data"]["tokenizer"]["n_vocab"]
     assert not model.training
-    with pytest.raises(UserError, match="not a run directory"):
+    with pytest.raises(UserError, match="not a run folder"):
         load_trained_run(tmp_path)
 
 
@@ -223,7 +224,7 @@ def test_gpu_run_uses_mixed_precision_compiles_and_logs_mfu_and_memory(tmp_path,
     run = Path(summary["run_dir"])
     config = json.loads((run / "config.json").read_text())
     assert config["hardware"]["precision"] == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-    rows = read_metrics(run / "metrics.jsonl")
+    rows = read_metrics(run)
     assert summary["status"] == "finished" and summary["peak_mem_bytes"] > 0
     assert all(r["peak_mem_bytes"] > 0 for r in rows)
     if peak_flops(torch.cuda.get_device_name(), config["hardware"]["precision"]):
@@ -231,3 +232,35 @@ def test_gpu_run_uses_mixed_precision_compiles_and_logs_mfu_and_memory(tmp_path,
     # The checkpoint loads on a CPU-only reader.
     state = torch.load(run / "ckpt" / "latest.pt", weights_only=True, map_location="cpu")
     assert state["progress"]["step"] == 6
+
+
+def test_with_clipping_off_no_gradient_norm_is_computed_and_the_steps_are_unchanged(tmp_path, bytes_store, monkeypatch):
+    clipped = train(nano(tmp_path, bytes_store, name="clip-huge", max_steps=4, grad_clip=1e9))
+
+    def no_clipping(*args, **kwargs):
+        raise AssertionError("clip_grad_norm_ called with --grad-clip 0")
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", no_clipping)
+    off = train(nano(tmp_path, bytes_store, name="clip-off", max_steps=4, grad_clip=0.0))
+    assert off["status"] == "finished"
+    rows = read_metrics(Path(off["run_dir"]))
+    assert rows and all(row["grad_norm"] is None for row in rows)
+    assert losses(Path(off["run_dir"])) == losses(Path(clipped["run_dir"]))  # a factor of 1.0 changed nothing
+
+
+def test_a_finished_run_is_not_built_again(tmp_path, bytes_store):
+    """open_session gives a Session fully built, or says the run is finished (with its summary)."""
+    from rich.console import Console
+
+    from pileablate.train.distributed import dist_info_from_env
+    from pileablate.train.session import AlreadyFinished, Session, open_session
+
+    cfg = nano(tmp_path, bytes_store, max_steps=3)
+    info, device, console = dist_info_from_env(), torch.device("cpu"), Console(quiet=True)
+    session = open_session(cfg, info, device, console)
+    assert isinstance(session, Session) and session.optimizer is not None and session.train_model is not None
+    first = train(cfg)
+    with pytest.raises(AlreadyFinished) as done:
+        open_session(cfg, info, device, console)
+    assert done.value.summary == first
+    assert train(cfg) == first  # its summary, read back; nothing trained

@@ -260,14 +260,14 @@ class _LiveRuns:
             return
         from rich.table import Table
 
-        from pileablate.train.metrics import read_metrics
+        from pileablate.runfolder import read_metrics
 
         self._last = time.monotonic()
         table = Table(title=f"{len(running)} runs training", header_style="bold")
         for header in ("run", "device", "step", "train loss", "val loss", "tokens/s"):
             table.add_column(header, justify="left" if header in ("run", "device") else "right")
         for cfg, planned, _ in (w.job for w in running):
-            rows = read_metrics(Path(cfg.runs_dir) / planned.name / "metrics.jsonl")
+            rows = read_metrics(Path(cfg.runs_dir) / planned.name)
             last = rows[-1] if rows else {}
             val = next((r["val_loss"] for r in reversed(rows) if r.get("val_loss") is not None), None)
             table.add_row(planned.title, cfg.device, str(last.get("step", 0)), _fmt(last.get("train_loss")),

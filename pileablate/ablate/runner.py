@@ -9,7 +9,6 @@ for the report to flag.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Optional, Sequence
 from pileablate.ablate.plan import PlannedRun
 from pileablate.errors import UserError
 
-BUDGET_FIELDS = ("time_limit_s", "max_tokens", "max_steps")
+from pileablate.runfolder import BUDGET_FIELDS, read_summary, same_budget as _same_budget  # the run folder's rules
 
 
 @dataclass(frozen=True)
@@ -31,28 +30,6 @@ class RunState:
 
 def budget_of(cfg) -> dict:
     return {k: getattr(cfg, k) for k in BUDGET_FIELDS}
-
-
-def _same_budget(a: dict, b: dict) -> bool:
-    for key in BUDGET_FIELDS:
-        x, y = a.get(key), b.get(key)
-        if (x is None) != (y is None):
-            return False
-        if x is not None and not math.isclose(float(x), float(y), rel_tol=1e-9):
-            return False
-    return True
-
-
-def read_summary(run_dir: Path) -> Optional[dict]:
-    import json
-
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def run_state(run_dir: Path) -> RunState:
@@ -100,7 +77,7 @@ def check_existing(ablation, plan: Sequence[PlannedRun], fingerprint: str) -> No
     Otherwise a re-run with, say, another --lr would skip old runs and mix two ablations in one table."""
     from pileablate.report.checks import describe_budget
     from pileablate.jsonfile import read_json
-    from pileablate.train.run_files import RESUMABLE_CHANGES
+    from pileablate.runfolder import RESUMABLE_CHANGES
     from pileablate.train.session import resolve_config
 
     for planned in plan:

@@ -144,8 +144,7 @@ def claim_folders(sweep: Sweep, ready: Sequence[Part]) -> None:
     each point."""
     import json
 
-    from pileablate.jsonfile import write_json_atomic
-    from pileablate.report.runs import is_run_dir
+    from pileablate.runfolder import is_run_dir, write_point
 
     records = []
     for part in ready:
@@ -164,7 +163,7 @@ def claim_folders(sweep: Sweep, ready: Sequence[Part]) -> None:
                 raise UserError(f"{folder} holds another sweep's point ({old.get('values')}); use another --runs-dir")
         records.append((path, record))
     for path, record in records:
-        write_json_atomic(path, record)
+        write_point(path.parent, record)
 
 
 def run_sweep(sweep: Sweep, console=None) -> AblationResult:

@@ -11,7 +11,7 @@ def export(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="Run folder to export (holds config.json and ckpt/latest.pt).", show_default=False),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write (config.json, model.safetensors, ...).", show_default=False),
     fmt: str = typer.Option("hf", "--format", "-f", help="Output format. 'hf': transformers GPT2LMHeadModel for the baseline, LlamaForCausalLM for rope,rmsnorm,swiglu (+gqa); other modifications are refused by name. Needs pip install 'pileablate[hf]'."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an earlier export in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export in --out."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Load the export back and check its logits equal the run's."),
 ) -> None:
     """Export a run's latest checkpoint as a Hugging Face transformers model.
@@ -23,4 +23,4 @@ def export(
     """
     from pileablate.export.run import export_run
 
-    export_run(run_dir, out, fmt, force=force, verify=verify)
+    export_run(run_dir, out, fmt, force=overwrite, verify=verify)

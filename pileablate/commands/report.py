@@ -19,7 +19,7 @@ def report(
         show_default=False,
     ),
     force: bool = typer.Option(
-        False, "--force", help="Mix runs made on different data or tokenizers in one table (the report says so)."
+        False, "--mix-data", help="Mix runs made on different data or tokenizers in one table (the report says so)."
     ),
     margin: Optional[float] = typer.Option(
         None, "--margin", metavar="NATS", help="Differences within ±NATS (nats/token) count as no effect "
@@ -31,9 +31,10 @@ def report(
         "(RUNS_DIR/tensorboard), wandb (the runs' W&B group); comma list or repeated.", show_default=False,
     ),
 ) -> None:
-    """Loss tables and plots from run directories.
+    """Verdicts, loss tables and plots from run directories.
 
-    Prints one row per configuration (seeds pooled: mean ± std) to stdout and writes report.md,
+    Prints the verdicts (helps / hurts / no effect within ±margin / undecided, with the seeds that would
+    decide) and a compact table, one row per configuration (seeds pooled: mean ± std), and writes report.md,
     summary.csv (per configuration), runs.csv (per run) and plots/*.png|svg. Only finished runs that
     passed their guards count; the others are listed apart with the reason. Each difference to the
     baseline comes with its 95% interval and is marked significant only when it beats seed-to-seed
@@ -44,7 +45,7 @@ def report(
     from pileablate.report.console import print_files
 
     from pileablate.report.build import publish_to_trackers
-    from pileablate.train.trackers import parse_trackers, require_packages
+    from pileablate.trackers import parse_trackers, require_packages
 
     trackers = parse_trackers(tracker)
     require_packages(trackers)

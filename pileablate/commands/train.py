@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from pileablate.errors import UserError
-from pileablate.train.config import TrainConfig, field_default as _d, field_help as _h
+from pileablate.train.config import AUTO_PRESET, TrainConfig, field_default as _d, field_help as _h
 
 _P = "Model"  # rich help panels
 _O = "Optimisation"
@@ -23,7 +23,7 @@ _H = "Hardware"
 
 def train(
     mods: str = typer.Option("", "--mods", help=_h("mods")),
-    preset: str = typer.Option(_d("preset"), "--preset", help=_h("preset")),
+    preset: str = typer.Option(AUTO_PRESET, "--preset", help=_h("preset")),
     data: str = typer.Option(str(_d("data_dir")), "--data", help=_h("data_dir")),
     runs_dir: str = typer.Option(str(_d("runs_dir")), "--runs-dir", help=_h("runs_dir")),
     name: Optional[str] = typer.Option(None, "--name", help=_h("name")),
@@ -58,7 +58,7 @@ def train(
     device: str = typer.Option(_d("device"), "--device", help=_h("device"), rich_help_panel=_H),
     precision: str = typer.Option(_d("precision"), "--precision", help=_h("precision"), rich_help_panel=_H),
     compile: bool = typer.Option(False, "--compile", help=_h("compile"), rich_help_panel=_H),
-    tuning: bool = typer.Option(False, "--tuning", help=_h("tuning"), rich_help_panel=_E),
+    tuning: bool = typer.Option(False, "--tuning", help=_h("tuning"), hidden=True),  # set by ablate, not a person
     resume: bool = typer.Option(False, "--resume", help=_h("resume")),
 ) -> None:
     """Train one model (baseline plus --mods) under a time/token/step budget; resumable.

@@ -217,7 +217,7 @@ def export_hf(model, out_dir: Path, *, eot_id: Optional[int] = None, metadata: O
     out_dir = Path(out_dir)
     clashing = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
     if clashing and not force:
-        raise UserError(f"{out_dir} already holds {', '.join(clashing)}; pick another --out or pass --force to overwrite")
+        raise UserError(f"{out_dir} already holds {', '.join(clashing)}; pick another --out or pass --overwrite to replace them")
     hf_model = build_hf_model(model, eot_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     hf_model.save_pretrained(out_dir, safe_serialization=True)

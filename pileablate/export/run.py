@@ -23,7 +23,7 @@ def export_run(run_dir: Path, out_dir: Path, fmt: str = "hf", *, force: bool = F
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a run folder (no config.json); pass a folder made by 'pileablate train'")
-    from pileablate.train.run import load_trained_run
+    from pileablate.inference.trained import load_trained_run
 
     model, config, tokenizer = load_trained_run(run_dir)
     hf.hf_architecture(model.config)  # refuse before writing anything

@@ -44,11 +44,9 @@ def resolve_device(name: str) -> torch.device:
 
 def load_model_for_inference(run_dir: Path, device: torch.device):
     """(model in eval mode on `device`, run config, tokenizer), the tokenizer checked against the run's."""
-    from pileablate.train.run import load_trained_run
+    from pileablate.inference.trained import load_trained_run
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise UserError(f"{run_dir} is not a run folder (no config.json); pass a folder made by 'pileablate train'")
     model, config, tokenizer = load_trained_run(run_dir, device=str(device))
     expected = config.get("data", {}).get("tokenizer", {})
     if expected.get("sha256") and tokenizer.sha256 != expected["sha256"]:

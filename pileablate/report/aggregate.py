@@ -120,8 +120,9 @@ def _size_difference(config: Configuration, baseline: Configuration) -> None:
                             f"(over {PARAMS_FLAG_FRACTION:.0%}: sizes not matched)")
 
 
-def group_runs(runs: list[Run], delta_key: str = "final_val_loss") -> list[Configuration]:
-    """Configurations in reading order, each with its Δ to the baseline over the runs that count."""
+def group_runs(runs: list[Run], delta_key: str = "final_val_loss", common_seeds: bool = False) -> list[Configuration]:
+    """Configurations in reading order, each with its Δ to the baseline over the runs that count
+    (`common_seeds`: against the baseline's runs of the configuration's seeds, see compare.compare)."""
     configs = _group(runs)
     baselines = [c for c in configs if not c.mods]
     # In a sweep the name carries the point ('micro/baseline').
@@ -132,7 +133,7 @@ def group_runs(runs: list[Run], delta_key: str = "final_val_loss") -> list[Confi
         others = [c for c in configs if c is not baseline]
         for config in others:
             _size_difference(config, baseline)
-        deltas = with_holm([compare(c.counted, baseline.counted, delta_key) for c in others])
+        deltas = with_holm([compare(c.counted, baseline.counted, delta_key, common_seeds) for c in others])
         for config, delta in zip(others, deltas):
             config.delta = delta
     configs.sort(key=_order)

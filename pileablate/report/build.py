@@ -61,7 +61,7 @@ TUNING_PLOT = "lr_sensitivity"  # drawn when the runs include learning-rate tuni
 class Report:
     runs: list[Run]  # the runs the report compares (tuning runs are apart)
     configurations: list[Configuration]
-    notes: list[str] = field(default_factory=list)   # mixed data (only with --force)
+    notes: list[str] = field(default_factory=list)   # mixed data (only with --mix-data)
     warnings: list[str] = field(default_factory=list)  # report-wide flags: unequal budgets, no baseline, lr at an edge
     delta_key: str = "final_val_loss"
     tuning: list[Tuning] = field(default_factory=list)
@@ -151,20 +151,20 @@ def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list
         margin = check_margin(study.get("margin", DEFAULT_MARGIN), f"the margin in {STUDY_FILE}")
     design = SequentialDesign.from_json(study.get("sequential"))
     runs = runs if runs is not None else load_runs(paths)
-    report = _build(runs, force)
+    report = _build(runs, force, common_seeds=design is not None)
     report.margin, report.design = margin, design
     report.verdicts = _verdicts(report, margin, design)
     return report
 
 
-def _build(runs: list[Run], force: bool) -> Report:
+def _build(runs: list[Run], force: bool, common_seeds: bool = False) -> Report:
     compared = [r for r in runs if r.role != "tuning"]
     notes = check_same_data(compared, force)
     mixed_tokenizers = len({r.tokenizer_id for r in compared if r.fingerprint}) > 1
     delta_key = "val_bits_per_byte" if mixed_tokenizers else "final_val_loss"
     if any(r.point for r in runs):
-        return _sweep_report(runs, compared, notes, delta_key)
-    configs = group_runs(compared, delta_key=delta_key)
+        return _sweep_report(runs, compared, notes, delta_key, common_seeds)
+    configs = group_runs(compared, delta_key=delta_key, common_seeds=common_seeds)
     tuning = tuning_results([r for r in runs if r.role == "tuning"], _names(configs))
     warnings = budget_flags(compared) + (_baseline_warnings(configs) if configs else [])
     warnings += [flag for t in tuning for flag in [t.edge_flag(), t.problem] if flag]
@@ -197,12 +197,13 @@ def _names(configs: list[Configuration]) -> dict[tuple, str]:
     return names
 
 
-def _sweep_report(runs: list[Run], compared: list[Run], notes: list[str], delta_key: str) -> Report:
+def _sweep_report(runs: list[Run], compared: list[Run], notes: list[str], delta_key: str,
+                  common_seeds: bool = False) -> Report:
     """A sweep's runs (`ablate --sweep`): every figure, flag and tuning choice point by point, never
     across points; then the scaling analysis along the axes."""
     from pileablate.report.scaling import group_points, scaling
 
-    configs, points = group_points(compared, delta_key)
+    configs, points = group_points(compared, delta_key, common_seeds)
     warnings, tuning = [], []
     for point in points:
         members = [r for r in compared if (r.point or "(no point)") == point.label]
@@ -249,7 +250,7 @@ def _header(report: Report) -> list[str]:
     ]
     if report.tuning:
         lines.append("- Learning rates: chosen per configuration on the tuning windows (see Learning-rate tuning).")
-    lines += [f"- **Mixed data (--force):** {note}." for note in report.notes]
+    lines += [f"- **Mixed data (--mix-data):** {note}." for note in report.notes]
     return lines
 
 
@@ -426,7 +427,7 @@ def publish_to_trackers(report: "Report", files: dict, trackers, runs_dir: Path)
         return
     from pileablate.console import stderr_console
     from pileablate.report.table import markdown_table
-    from pileablate.train.trackers import publish_report
+    from pileablate.trackers import publish_report
 
     pngs = [p for p in files.values() if Path(p).suffix == ".png"]
     publish_report(trackers, runs_dir, markdown_table(report.configurations), pngs, stderr_console())

@@ -29,11 +29,31 @@ def choose_test(runs: list[Run], baseline: list[Run]) -> tuple[bool, str]:
     return True, f"paired t-test over seeds {_seeds_text(seeds)}"
 
 
-def compare(runs: list[Run], baseline: list[Run], key: str) -> Optional[Difference]:
-    """Mean `key` of `runs` minus the baseline's, tested as the seeds allow (None without values)."""
+def _baseline_seeds_of(runs: list[Run], baseline: list[Run]) -> Optional[list[Run]]:
+    """The baseline's runs of exactly the configuration's seeds, when the baseline has each of them (and
+    more); None otherwise."""
+    seeds = [r.seed for r in runs]
+    by_seed = {r.seed: r for r in baseline}
+    if not seeds or None in seeds or len(set(seeds)) != len(seeds) or len(by_seed) != len(baseline):
+        return None
+    if not set(seeds) < set(by_seed):
+        return None
+    return [by_seed[s] for s in seeds]
+
+
+def compare(runs: list[Run], baseline: list[Run], key: str, common_seeds: bool = False) -> Optional[Difference]:
+    """Mean `key` of `runs` minus the baseline's, tested as the seeds allow (None without values).
+
+    `common_seeds` (a sequential study, where the baseline trains every seed an open comparison needs and
+    a decided configuration stops): a configuration with fewer seeds than the baseline is compared with the
+    baseline's runs of its own seeds, paired, so that its verdict stays the one the study acted on."""
     runs = sorted((r for r in runs if r.summary.get(key) is not None), key=lambda r: (r.seed is None, r.seed or 0))
     baseline = sorted((r for r in baseline if r.summary.get(key) is not None), key=lambda r: (r.seed is None, r.seed or 0))
+    subset = _baseline_seeds_of(runs, baseline) if common_seeds else None
+    baseline = subset if subset is not None else baseline
     a = [float(r.summary[key]) for r in runs]
     b = [float(r.summary[key]) for r in baseline]
     is_paired, why = choose_test(runs, baseline)
+    if subset is not None:
+        why += " (the baseline's runs of those seeds)"
     return paired(a, b, why) if is_paired else welch(a, b, why)

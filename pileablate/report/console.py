@@ -9,7 +9,7 @@ def print_files(report, files: dict[str, Path]) -> None:
     from pileablate.console import stderr_console
 
     err = stderr_console()
-    for warning in report.warnings + [f"mixed data (--force): {n}" for n in report.notes]:
+    for warning in report.warnings + [f"mixed data (--mix-data): {n}" for n in report.notes]:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     err.print(f"report: {files['report.md']}", highlight=False)
     scaling = f", {files['scaling.csv']} (per sweep point)" if "scaling.csv" in files else ""

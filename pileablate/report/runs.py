@@ -6,14 +6,14 @@ runs (its subfolders that do). Nothing here needs torch: a report opens on any m
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
 from pileablate.errors import UserError
-from pileablate.train.metrics import read_metrics  # tolerates a torn last line; no torch
+from pileablate.runfolder import BUDGET_FIELDS, is_run_dir, read_config, read_metrics, read_point, read_summary
+from pileablate.runfolder import POINT_FILE  # noqa: F401  (ablate.sweep's import of the name)
 
 _SEED_SUFFIX = re.compile(r"-s\d+$")
 
@@ -86,8 +86,8 @@ class Run:
         budget = self.summary.get("budget")
         if not budget:
             train = self.config.get("train") or {}
-            budget = {k: train.get(k) for k in ("time_limit_s", "max_tokens", "max_steps")}
-        return {k: budget.get(k) for k in ("time_limit_s", "max_tokens", "max_steps")}
+            budget = {k: train.get(k) for k in BUDGET_FIELDS}
+        return {k: budget.get(k) for k in BUDGET_FIELDS}
 
     @property
     def role(self) -> str:
@@ -130,28 +130,10 @@ class Run:
         return xs, ys
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot read {path}: {err}; delete or repair that run directory") from None
-
-
-def is_run_dir(path: Path) -> bool:
-    return (path / "config.json").is_file() or (path / "summary.json").is_file()
-
-
-# Written by `ablate --sweep` into each point's folder (pileablate.ablate.sweep).
-POINT_FILE = "point.json"
-
-
 def load_run(path: Path) -> Run:
     path = Path(path)
-    config = _read_json(path / "config.json") if (path / "config.json").is_file() else {}
-    summary = _read_json(path / "summary.json") if (path / "summary.json").is_file() else {}
-    point = path.parent / POINT_FILE
-    return Run(path=path, config=config, summary=summary, metrics=read_metrics(path / "metrics.jsonl"),
-               sweep_point=_read_json(point) if point.is_file() else {})
+    return Run(path=path, config=read_config(path) or {}, summary=read_summary(path) or {},
+               metrics=read_metrics(path), sweep_point=read_point(path.parent) or {})
 
 
 def _runs_in(folder: Path) -> list[Path]:
@@ -229,6 +211,6 @@ def check_same_data(runs: list[Run], force: bool) -> list[str]:
         )
     if notes and not force:
         raise UserError(
-            notes[0] + "; report them separately (one runs folder each) or pass --force to mix them"
+            notes[0] + "; report them separately (one runs folder each) or pass --mix-data to mix them"
         )
     return notes

@@ -91,7 +91,7 @@ def check_point(run: Run) -> None:
                             f"{run.point} ({axis} {value}); move it out of that folder")
 
 
-def group_points(runs: list[Run], delta_key: str) -> tuple[list[Configuration], list[Point]]:
+def group_points(runs: list[Run], delta_key: str, common_seeds: bool = False) -> tuple[list[Configuration], list[Point]]:
     """Configurations point by point (each point's own baseline; Holm over all comparisons), in the
     order of the axes' values; runs outside any point form a group of their own, first."""
     by_label: dict[Optional[str], list[Run]] = {}
@@ -102,7 +102,7 @@ def group_points(runs: list[Run], delta_key: str) -> tuple[list[Configuration], 
     for label, members in by_label.items():
         record = members[0].sweep_point
         points.append(Point(label or "(no point)", list(record.get("axes") or []), dict(record.get("values") or {})))
-        points[-1].configurations = group_runs(members, delta_key=delta_key)
+        points[-1].configurations = group_runs(members, delta_key=delta_key, common_seeds=common_seeds)
         for config in points[-1].configurations:
             config.point = label
     points.sort(key=lambda p: (p.label != "(no point)", _sort_key(p)))

@@ -1,24 +1,30 @@
-"""Checkpoints: everything needed to continue a run exactly, written atomically.
+"""What a checkpoint holds: everything needed to continue a run exactly.
 
-`ckpt/latest.pt` holds the model, optimizer and loss-scaler states, the progress counters (step,
-tokens, training time, best validation loss) and the random-number generator states. Everything is a
-tensor or a plain Python value, so it loads with `torch.load(weights_only=True)`: a checkpoint cannot
-run code. The file is written to a temporary name and renamed over the old one (`os.replace` is
-atomic on POSIX and Windows), so a crash mid-write leaves the previous checkpoint intact.
+The model, optimizer and loss-scaler states, the progress counters (step, tokens, training time, best
+validation loss) and the random-number generator states. Everything is a tensor or a plain Python
+value, so it loads with `torch.load(weights_only=True)`: a checkpoint cannot run code. Where it lives
+and how it is written (atomically) is the run folder's business: `pileablate.runfolder`.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 
-CHECKPOINT_NAME = "latest.pt"
+
+def checkpoint_state(model, optimizer, scaler, precision: str, progress: dict) -> dict:
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if precision == "fp16" else {}, "progress": progress, "rng": rng_state()}
 
 
-def checkpoint_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "ckpt" / CHECKPOINT_NAME
+def restore_checkpoint(state: dict, model, optimizer, scaler, precision: str) -> dict:
+    """Load `state` into the model, optimizer, loss scaler and random-number generators; returns the
+    progress counters it was taken at."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if precision == "fp16" and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return state["progress"]
 
 
 def rng_state() -> dict:
@@ -34,23 +40,3 @@ def set_rng_state(state: dict) -> None:
         cuda_states = state["cuda"]
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write `state` to `path` atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """Load a checkpoint safely (`weights_only=True`: tensors and plain values only)."""
-    return torch.load(Path(path), map_location=map_location, weights_only=True)

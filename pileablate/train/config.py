@@ -2,7 +2,7 @@
 
 The field docs (`metadata["help"]`) are the `pileablate train --help` text, so the manual and the code
 cannot drift apart. Options left as `None` take a per-preset default (see `PRESET_DEFAULTS`), resolved
-by `resolve_defaults` once the model size is known.
+by `session.resolve_config` once the model size is known; the preset itself, when not given, by `machine_preset`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from pileablate.errors import UserError
-from pileablate.train.trackers import parse_trackers, require_packages
+from pileablate.trackers import parse_trackers, require_packages
 from pileablate.units import parse_duration
 
 # Learning rate and batch per preset. Small models tolerate (and need) larger rates: 1e-3 is what
@@ -43,6 +43,21 @@ WARMUP_MAX_FRACTION = 0.1
 MODEL_OVERRIDES = ("n_layer", "n_head", "d_model", "seq_len", "kv_heads", "kv_latent_dim", "experts", "top_k", "mtp_depth")
 
 
+AUTO_PRESET = "auto"
+# The preset a run gets when none is given: what fits the machine it runs on.
+GPU_PRESET, CPU_PRESET = "small", "micro"
+
+
+def machine_preset(device: str = "auto") -> tuple[str, str]:
+    """(preset, why): `small` (GPT-2 124M) when the run will train on CUDA, else `micro`, which trains
+    in seconds on a CPU; an explicit --preset never comes here."""
+    import torch
+
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return GPU_PRESET, "the default where CUDA is available; --preset to choose"
+    return CPU_PRESET, "the default without CUDA; --preset to choose"
+
+
 def _opt(default, help: str, **extra):
     return field(default=default, metadata={"help": help, **extra})
 
@@ -55,7 +70,8 @@ class TrainConfig:
     runs_dir: Path = _opt(Path("runs"), "Where run directories are written.")
     name: Optional[str] = _opt(None, "Run name (directory under --runs-dir). Default: the modifications and seed, e.g. 'rope+swiglu-s0'.")
     mods: tuple[str, ...] = _opt((), "Modifications on top of the baseline: comma list, 'all', or 'baseline' (see 'pileablate mods').")
-    preset: str = _opt("micro", "Model size preset: nano, micro, mini, small, medium.")
+    preset: str = _opt(AUTO_PRESET, "Model size preset: nano, micro, mini, small, medium. Default auto: small (GPT-2 124M) "
+                                    "where CUDA is available, micro (0.85M, seconds per run) on a CPU.")
     seed: int = _opt(0, "Seed for initialisation and the training data order (identical batches across --mods).")
     # Model overrides (None: the preset's value).
     n_layer: Optional[int] = _opt(None, "Override the preset's number of layers.")
@@ -96,6 +112,8 @@ class TrainConfig:
     tuning: bool = _opt(False, "A learning-rate tuning run: evaluated on tuning windows of the held-out split that are "
                               "disjoint from the validation windows reports score (set by 'ablate --tune-lr').")
     resume: bool = _opt(False, "Continue the existing run of this name (re-running the same command also resumes).")
+    # Why the preset was chosen when none was given (shown in the run's header; not part of the run).
+    preset_reason: Optional[str] = field(default=None, compare=False, metadata={"internal": True})
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -105,6 +123,10 @@ class TrainConfig:
         else:
             self.mods = tuple(self.mods)
         self.trackers = parse_trackers(self.trackers)
+        if self.preset == AUTO_PRESET:
+            self.preset, self.preset_reason = machine_preset(self.device)
+        elif self.preset_reason is not None and self.preset != machine_preset(self.device)[0]:
+            self.preset_reason = None  # a copy given another preset (a sweep point) chose it
 
     def model_overrides(self) -> dict:
         """The model options given (None: the preset's value), as `build_model_config` takes them."""
@@ -114,14 +136,11 @@ class TrainConfig:
         """`asdict` with paths as strings and tuples as lists (the form stored in config.json)."""
         out = {}
         for f in fields(self):
+            if f.metadata.get("internal"):
+                continue
             value = getattr(self, f.name)
             out[f.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
         return out
-
-    @classmethod
-    def from_json(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k == "mods" else v) for k, v in data.items() if k in known})
 
 
 def field_help(name: str) -> str:
@@ -133,6 +152,9 @@ def field_help(name: str) -> str:
 
 
 def field_default(name: str):
+    """A field's default; for the preset, the one this machine gets."""
+    if name == "preset":
+        return machine_preset()[0]
     for f in fields(TrainConfig):
         if f.name == name:
             return f.default if f.default is not MISSING else None

@@ -117,10 +117,6 @@ class ValWindows:
         self.data = torch.from_numpy(rows)
 
     @property
-    def num_windows(self) -> int:
-        return len(self.starts)
-
-    @property
     def num_tokens(self) -> int:
         return int(self.data.shape[0] * (self.data.shape[1] - 1))
 

@@ -1,4 +1,4 @@
-"""Metrics: the metrics.jsonl log, honest-loss checks, and the FLOPs/MFU estimate.
+"""Metrics: honest-loss checks and the FLOPs/MFU estimate (the metrics.jsonl file: pileablate.runfolder).
 
 Bits per byte. The validation loss is in nats per token; tokenizers differ in bytes per token, so
 runs on different tokenizers compare by bits per byte:
@@ -20,12 +20,8 @@ data sheets; fp32 runs (TF32 on) use half. Unknown devices report no MFU.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Optional
-
-from pileablate.errors import UserError
 
 MIN_PLAUSIBLE_BITS_PER_BYTE = 0.3
 
@@ -59,78 +55,3 @@ def peak_flops(device_name: str, precision: str) -> Optional[float]:
 
 def bits_per_byte(loss_nats: float, val_bytes_per_token: float) -> float:
     return loss_nats / val_bytes_per_token / math.log(2)
-
-
-class MetricsLog:
-    """Append-only metrics.jsonl (one JSON object per logged step), flushed per row."""
-
-    def __init__(self, path: Path, enabled: bool = True):
-        self.path = Path(path)
-        self.enabled = enabled
-        self._handle = None
-
-    def truncate_after(self, step: int) -> list[str]:
-        """Drop rows after `step` (resuming from a checkpoint taken at `step`) and a torn last line.
-
-        Returns notes for the user (what was dropped and why); empty when nothing was.
-        """
-        if not self.enabled or not self.path.exists():
-            return []
-        text = _read_text(self.path)
-        rows, torn = _parse_rows(text, self.path)
-        kept = [row for row in rows if row.get("step", 0) <= step]
-        notes = []
-        if torn:
-            notes.append(f"{self.path.name}: dropped a torn last line (the previous session stopped while writing it)")
-        if len(kept) < len(rows):
-            notes.append(f"{self.path.name}: dropped {len(rows) - len(kept)} row(s) logged after the checkpoint "
-                         f"at step {step} (those steps are trained again)")
-        if notes or (text and not text.endswith("\n")):  # the next row must start on a line of its own
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
-            tmp.replace(self.path)
-        return notes
-
-    def write(self, row: dict) -> None:
-        if not self.enabled:
-            return
-        if self._handle is None:
-            self._handle = open(self.path, "a", encoding="utf-8")
-        self._handle.write(json.dumps(row) + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-
-def _parse_rows(text: str, path: Path) -> tuple[list[dict], bool]:
-    """(rows, whether a torn last line was left out). A bad line before the last is a UserError."""
-    numbered = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
-    rows = []
-    for i, (number, line) in enumerate(numbered):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            row = None
-        if isinstance(row, dict):
-            rows.append(row)
-        elif i == len(numbered) - 1:  # a process killed mid-write leaves at most its last line torn
-            return rows, True
-        else:
-            raise UserError(f"{path}:{number} is not a metrics row (the file was altered); "
-                            "delete that line or the run directory")
-    return rows, False
-
-
-def _read_text(path: Path) -> str:
-    return path.read_text(encoding="utf-8", errors="replace")  # a torn multi-byte character is just a torn line
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The rows of a metrics.jsonl, without a torn last line (a run killed mid-write still reads)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return _parse_rows(_read_text(path), path)[0]

@@ -1,10 +1,12 @@
-"""Everything one training run holds while it trains, and the pieces the loop calls around its steps.
+"""One training run, built whole: `open_session` makes a `Session` ready for its first (or next) step.
 
-`open_session` builds it: the model (seeded), the resolved settings, the run folder (new, or an existing
-run continued after checking it is the same run), the guards on the fresh model (on the training
-device), the optimizer, the loss scaler and, when resuming, the checkpoint's state. `Session` then
-offers what the loop in `trainer.py` needs around its steps: the batches prefetched, the metrics row,
-evaluation, checkpoints and the summary.
+Everything a run holds is built in one place, in order: the resolved settings, the model (seeded), the
+data windows, the run folder (new, or an existing run continued after checking it is the same run), the
+guards on the fresh model (on the training device), the optimizer, the loss scaler, the checkpoint's
+state when resuming, and the model the loop calls (compiled, DDP-wrapped). A run that has already
+reached its budget is not built: `open_session` raises `AlreadyFinished` with its summary. `Session`
+then offers the pieces the loop in `trainer.py` calls around its steps; the loop itself shows when it
+evaluates, checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -12,27 +14,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 from rich.console import Console
 
-from pileablate import __version__
+from pileablate import __version__, runfolder
 from pileablate.errors import UserError
+from pileablate.runfolder import MetricsLog
 from pileablate.train import config as tc
-from pileablate.train.checkpoint import checkpoint_path, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from pileablate.train.checkpoint import checkpoint_state, restore_checkpoint
 from pileablate.train.config import TrainConfig
 from pileablate.train.data_loader import BatchLayout, BatchPrefetcher, TrainWindows, ValWindows
 from pileablate.train.distributed import DistInfo, reduce_max, reduce_sum, share_from_main
 from pileablate.train.hardware import autocast_context, configure_backends, pick_precision
-from pileablate.train.metrics import MIN_PLAUSIBLE_BITS_PER_BYTE, MetricsLog, bits_per_byte, peak_flops
-from pileablate.jsonfile import read_json, write_json_atomic
-from pileablate.train.run_files import check_same_run
+from pileablate.train.metrics import MIN_PLAUSIBLE_BITS_PER_BYTE, bits_per_byte, peak_flops
 from pileablate.train.schedule import Schedule, budget_progress
-from pileablate.train.trackers import Trackers, group_name, open_tracker, tensorboard_dir
 
 
 class RunFailed(UserError):
@@ -45,6 +46,14 @@ class RunFailed(UserError):
 
     def __init__(self, message: str, summary: dict):
         super().__init__(message)
+        self.summary = summary
+
+
+class AlreadyFinished(Exception):
+    """The run of this name has already reached this budget: there is nothing to build or train."""
+
+    def __init__(self, summary: dict):
+        super().__init__(summary.get("name"))
         self.summary = summary
 
 
@@ -88,6 +97,15 @@ class Ending:
 
 
 @dataclass
+class Due:
+    """What the loop does after a step: write a metrics row, evaluate, checkpoint."""
+
+    row: bool
+    evaluation: bool
+    checkpoint: bool
+
+
+@dataclass
 class LossInterval:
     """The training loss summed on the device between two metrics rows, so a step never waits for it."""
 
@@ -108,9 +126,36 @@ class LossInterval:
         return (p.tokens - self.start_tokens) / max(1e-9, p.elapsed_s - self.start_elapsed_s)
 
 
+@dataclass(frozen=True)
+class RunData:
+    """The prepared data a run reads: its training windows (the same for every modification of a seed),
+    the fixed validation (or tuning) windows, and what converts nats/token to bits/byte."""
+
+    windows: TrainWindows
+    val: ValWindows
+    val_bytes_per_token: float
+    fingerprint: str  # the manifest's: the data's identity
+    tokenizer: dict
+
+    @classmethod
+    def open(cls, cfg: TrainConfig, seq_len: int, manifest: dict, info: DistInfo) -> "RunData":
+        from pileablate.data.store import TokenSplit
+
+        layout = BatchLayout(cfg.batch_size, cfg.grad_accum, info.world_size, info.rank)
+        val_stats = manifest["splits"]["val"]
+        return cls(windows=TrainWindows(TokenSplit(cfg.data_dir / "train"), seq_len, layout, cfg.seed),
+                   val=ValWindows(TokenSplit(cfg.data_dir / "val"), seq_len, cfg.eval_tokens, tuning=cfg.tuning),
+                   val_bytes_per_token=val_stats["bytes"] / max(1, val_stats["tokens"]),
+                   fingerprint=manifest["fingerprint"], tokenizer=manifest["tokenizer"])
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.windows.layout.global_windows * self.windows.seq_len
+
+
 @dataclass
 class Session:
-    """One run being trained: its settings, model, data, optimizer, files and counters."""
+    """One run being trained, fully built: its settings, model, data, optimizer, files and counters."""
 
     cfg: TrainConfig            # resolved (defaults filled): what config.json records
     requested: TrainConfig      # as given (to tell a default budget from a chosen one)
@@ -118,34 +163,34 @@ class Session:
     device: torch.device
     console: Console
     precision: str
-    model: torch.nn.Module
+    model: torch.nn.Module      # the weights (what is checkpointed and evaluated)
+    train_model: torch.nn.Module  # what the training step calls: the model, compiled and/or DDP-wrapped
     model_cfg: object
     counts: dict
     run_dir: Path
-    windows: TrainWindows
-    val: ValWindows
-    val_bytes_per_token: float
+    data: RunData
     schedule: Schedule
     schedule_kind: str
-    tokens_per_step: int
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    metrics: MetricsLog
     progress: Progress
     resuming: bool
     guards: dict
-    metrics: MetricsLog
-    optimizer: Optional[torch.optim.Optimizer] = None
-    scaler: Optional[torch.amp.GradScaler] = None
-    train_model: Optional[torch.nn.Module] = None
+    checkpoint_steps: Optional[int]      # --checkpoint-every as steps ...
+    checkpoint_seconds: Optional[float]  # ... or as a duration
+    flops_per_token: float
+    peak_flops_per_s: Optional[float]    # of the GPU at this precision (for MFU); None on CPU
+    # Where the loop is between rows and checkpoints.
     last_ckpt_step: int = 0
     last_ckpt_time: float = field(default_factory=time.monotonic)
     last_row_step: int = 0
     stop_agreed: bool = False
-    last_tokens_per_s: Optional[float] = None
-    checkpoint_steps: Optional[int] = None      # --checkpoint-every as steps ...
-    checkpoint_seconds: Optional[float] = None  # ... or as a duration
-    flops_per_token: float = 0.0
-    peak_flops_per_s: Optional[float] = None    # of the GPU at this precision (for MFU); None on CPU
-    fingerprint: str = ""                       # the data's identity (manifest fingerprint)
-    tracker: Trackers = field(default_factory=Trackers)  # live curves (TensorBoard, W&B); none by default
+    last_tokens_per_s: Optional[float] = None  # none before the first row
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.data.tokens_per_step
 
     # -- messages --------------------------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -156,7 +201,7 @@ class Session:
     def prefetch_batches(self) -> BatchPrefetcher:
         """Each step's micro-batches on the device, from the current step on, prepared ahead of the step
         (the same for every modification). Close it (`with`) when the loop ends."""
-        return BatchPrefetcher(self.windows, self.device, self.progress.step, self.cfg.grad_accum)
+        return BatchPrefetcher(self.data.windows, self.device, self.progress.step, self.cfg.grad_accum)
 
     def set_lr(self) -> float:
         lr = self.schedule(self.progress.step, self.progress.fraction(self.cfg))
@@ -166,79 +211,76 @@ class Session:
 
     def gradient_sync(self, micro: int):
         """DDP all-reduces gradients on the last micro-batch of a step only."""
-        from contextlib import nullcontext
-
         last = micro == self.cfg.grad_accum - 1
         return nullcontext() if (not self.info.enabled or last) else self.train_model.no_sync()
 
-    def after_step(self, stop_requested: bool) -> tuple[bool, bool, bool]:
-        """(write a metrics row, evaluate, checkpoint) now. Clocks and signals differ per rank: they are
-        reduced to their maximum so that every rank decides alike."""
+    def clip_gradients(self) -> Optional[torch.Tensor]:
+        """The global gradient norm, clipped to --grad-clip; nothing to do (None) when clipping is off."""
+        if not self.cfg.grad_clip:
+            return None
+        self.scaler.unscale_(self.optimizer)
+        return torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+
+    def due_after_step(self, stop_requested: bool) -> Due:
+        """What is due now. Clocks and signals differ per rank: they are reduced to their maximum so
+        that every rank decides alike."""
         p, cfg = self.progress, self.cfg
-        ckpt_steps, ckpt_seconds = self.checkpoint_steps, self.checkpoint_seconds
-        ckpt_due = ckpt_seconds is not None and time.monotonic() - self.last_ckpt_time >= ckpt_seconds
+        ckpt_due = self.checkpoint_seconds is not None and time.monotonic() - self.last_ckpt_time >= self.checkpoint_seconds
         if self.info.enabled:
             p.elapsed_s, any_stop, any_due = reduce_max([p.elapsed_s, float(stop_requested), float(ckpt_due)],
                                                         self.info, self.device)
             self.stop_agreed, ckpt_due = bool(any_stop), bool(any_due)
-        evaluate = p.step % cfg.eval_every == 0 or budget_reached(p, cfg) is not None
-        checkpoint = ckpt_due or (ckpt_steps is not None and p.step - self.last_ckpt_step >= ckpt_steps)
-        row = p.step % cfg.log_every == 0 or evaluate or checkpoint
-        return row, evaluate, checkpoint
+        evaluation = p.step % cfg.eval_every == 0 or budget_reached(p, cfg) is not None
+        checkpoint = ckpt_due or (self.checkpoint_steps is not None and p.step - self.last_ckpt_step >= self.checkpoint_steps)
+        return Due(row=p.step % cfg.log_every == 0 or evaluation or checkpoint, evaluation=evaluation, checkpoint=checkpoint)
 
     def stop_now(self, stop_requested: bool) -> bool:
-        """An interrupt ends the run; under DDP only once every rank has agreed on it (after_step)."""
+        """An interrupt ends the run; under DDP only once every rank has agreed on it (due_after_step)."""
         return self.stop_agreed if self.info.enabled else stop_requested
 
     def show(self, live, lr: float) -> None:
         p = self.progress
         live.update(progress=p.fraction(self.cfg), step=p.step, train_loss=p.last_train_loss, val_loss=p.last_val_loss,
-                    lr=lr, tokens_per_s=self.last_tokens_per_s, elapsed_s=p.elapsed_s, epoch=self.windows.epochs(p.tokens))
-
-    def open_tracker(self) -> Trackers:
-        """The run's live curves (--tracker), on the main process, grouped by runs folder; a resumed
-        run continues its own curves from its checkpoint's step."""
-        cfg = self.cfg
-        self.tracker = open_tracker(cfg.trackers, run_dir=self.run_dir, run_name=cfg.name, group=group_name(cfg.runs_dir),
-                                    group_dir=tensorboard_dir(cfg.runs_dir), config=self.tracker_config(),
-                                    resume_step=self.progress.step, is_main=self.info.is_main, console=self.console)
-        return self.tracker
+                    lr=lr, tokens_per_s=self.last_tokens_per_s, elapsed_s=p.elapsed_s,
+                    epoch=self.data.windows.epochs(p.tokens))
 
     def tracker_config(self) -> dict:
         """The hyperparameters a tracker shows beside the curves: what tells an ablation's runs apart."""
         cfg = self.cfg
-        return {"mods": ",".join(cfg.mods) or "baseline", "preset": cfg.preset, "seed": cfg.seed, "role": role_of(cfg),
+        return {**run_identity(cfg), "mods": ",".join(cfg.mods) or "baseline",
                 "lr": cfg.lr, "min_lr": cfg.min_lr, "schedule": self.schedule_kind, "warmup_steps": cfg.warmup_steps,
                 "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "tokens_per_step": self.tokens_per_step,
                 "seq_len": self.model_cfg.seq_len, "params_total": self.counts["total"],
-                "params_active": self.counts["active"],
-                "budget": {"time_limit_s": cfg.time_limit_s, "max_tokens": cfg.max_tokens, "max_steps": cfg.max_steps},
-                "data_fingerprint": self.fingerprint, "precision": self.precision, "world_size": self.info.world_size}
+                "params_active": self.counts["active"], "budget": runfolder.budget_of(cfg.to_json()),
+                "data_fingerprint": self.data.fingerprint, "precision": self.precision, "world_size": self.info.world_size}
 
-    # -- metrics, evaluation, checkpoints --------------------------------------------------------
-    def write_row(self, interval: LossInterval, lr: float, grad_norm: Optional[float], evaluate: bool) -> Optional[str]:
-        """The one metrics.jsonl row writer: mean training loss since the last row (all ranks), and the
-        validation loss when due. Returns why the run must stop (non-finite or implausible loss), if so."""
+    # -- metrics rows and evaluation -------------------------------------------------------------
+    def training_row(self, interval: LossInterval, lr: float, grad_norm: Optional[torch.Tensor]) -> tuple[dict, Optional[str]]:
+        """A metrics row with the mean training loss since the last row (over all ranks), and why the run
+        must stop if that loss is not finite (the row is then not to be written)."""
         p = self.progress
         mean_loss = reduce_sum([(interval.loss / interval.steps).item()], self.info, self.device)[0] / self.info.world_size
         if not math.isfinite(mean_loss):
             p.flags.append("non_finite_loss")
-            return (f"the training loss became {mean_loss} by step {p.step}; the run is stopped and its last good "
-                    f"checkpoint (step {self.last_ckpt_step}) kept. Try a lower --lr, --precision bf16/fp32, or --grad-clip 1")
+            return {}, (f"the training loss became {mean_loss} by step {p.step}; the run is stopped and its last good "
+                        f"checkpoint (step {self.last_ckpt_step}) kept. Try a lower --lr, --precision bf16/fp32, or --grad-clip 1")
         p.last_train_loss = mean_loss
-        if grad_norm is not None and not math.isfinite(grad_norm):
-            grad_norm = None  # fp16 steps skipped by the loss scaler; JSON has no inf
+        norm = None if grad_norm is None else float(grad_norm)
+        if norm is not None and not math.isfinite(norm):
+            norm = None  # fp16 steps skipped by the loss scaler; JSON has no inf
         row = {"step": p.step, "tokens": p.tokens, "elapsed_s": p.elapsed_s, "lr": lr, "train_loss": mean_loss,
-               "grad_norm": grad_norm, "tokens_per_s": interval.tokens_per_s(p), "epoch": self.windows.epochs(p.tokens)}
-        failure = self.record_eval(row, self.evaluate()) if evaluate else None
+               "grad_norm": norm, "tokens_per_s": interval.tokens_per_s(p), "epoch": self.data.windows.epochs(p.tokens)}
         if self.device.type == "cuda":
             row["peak_mem_bytes"] = torch.cuda.max_memory_allocated(self.device)
             if self.peak_flops_per_s:
                 row["mfu"] = self.flops_per_token * row["tokens_per_s"] / (self.peak_flops_per_s * self.info.world_size)
+        return row, None
+
+    def write_row(self, row: dict, tracker) -> None:
+        """The row to metrics.jsonl and the live trackers."""
         self.metrics.write(row)
-        self.tracker.log(row)
-        self.last_row_step, self.last_tokens_per_s = p.step, row["tokens_per_s"]
-        return failure
+        tracker.log(row)
+        self.last_row_step, self.last_tokens_per_s = self.progress.step, row["tokens_per_s"]
 
     def evaluate(self) -> float:
         """Mean next-token loss over the fixed validation windows (shared out across ranks)."""
@@ -246,7 +288,7 @@ class Session:
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         count = 0
         with torch.no_grad():
-            for x, y in self.val.batches(self.cfg.batch_size * 2, self.info.rank, self.info.world_size):
+            for x, y in self.data.val.batches(self.cfg.batch_size * 2, self.info.rank, self.info.world_size):
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 with autocast_context(self.device, self.precision):
                     loss = self.model(x, y).loss
@@ -257,12 +299,14 @@ class Session:
         return loss_sum / n
 
     def record_eval(self, row: dict, val_loss: float) -> Optional[str]:
+        """The validation loss into the row and the counters; why the run must stop if it is not finite
+        or implausibly low."""
         p = self.progress
         if not math.isfinite(val_loss):
             row["val_loss"] = None
             p.flags.append("non_finite_loss")
             return f"the validation loss became {val_loss} at step {p.step}; the run is stopped"
-        bpb = bits_per_byte(val_loss, self.val_bytes_per_token)
+        bpb = bits_per_byte(val_loss, self.data.val_bytes_per_token)
         row["val_loss"], row["val_bits_per_byte"] = val_loss, bpb
         p.last_val_loss = val_loss  # kept as evidence; an implausible value never becomes the best
         if bpb < MIN_PLAUSIBLE_BITS_PER_BYTE:
@@ -273,29 +317,18 @@ class Session:
         p.best_val_loss = val_loss if p.best_val_loss is None else min(p.best_val_loss, val_loss)
         return None
 
+    # -- checkpoint and summary ------------------------------------------------------------------
     def save(self) -> None:
         if self.info.is_main:
-            save_checkpoint(checkpoint_path(self.run_dir), {
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict() if self.precision == "fp16" else {},
-                "progress": self.progress.to_state(), "rng": rng_state(),
-            })
+            runfolder.save_checkpoint(self.run_dir, checkpoint_state(self.model, self.optimizer, self.scaler,
+                                                                     self.precision, self.progress.to_state()))
         self.last_ckpt_time, self.last_ckpt_step = time.monotonic(), self.progress.step
 
     def write_summary(self, status: str, stop_reason: Optional[str], peak_mem: Optional[int] = None) -> dict:
-        p = self.progress
-        summary = {
-            **summary_identity(self.cfg, self.counts, self.run_dir), "status": status, "stop_reason": stop_reason,
-            "steps": p.step, "tokens": p.tokens, "elapsed_s": p.elapsed_s,
-            "final_train_loss": p.last_train_loss, "final_val_loss": p.last_val_loss, "best_val_loss": p.best_val_loss,
-            "val_bits_per_byte": None, "epochs": self.windows.epochs(p.tokens),
-            "tokens_per_s": p.tokens / p.elapsed_s if p.elapsed_s > 0 else None,
-            "peak_mem_bytes": peak_mem, "guards": self.guards, "flags": sorted(set(p.flags)),
-        }
-        if p.last_val_loss is not None and math.isfinite(p.last_val_loss):
-            summary["val_bits_per_byte"] = bits_per_byte(p.last_val_loss, self.val_bytes_per_token)
+        summary = run_summary(self.cfg, self.counts, self.run_dir, self.data, self.progress, self.guards, status,
+                              stop_reason, peak_mem)
         if self.info.is_main:
-            write_json_atomic(self.run_dir / "summary.json", summary)
+            runfolder.write_summary(self.run_dir, summary)
         return summary
 
 
@@ -305,13 +338,23 @@ def role_of(cfg: TrainConfig) -> str:
     return "tuning" if cfg.tuning else "report"
 
 
-def summary_identity(cfg: TrainConfig, counts: dict, run_dir: Path) -> dict:
-    """What a summary says the run is, whatever became of it."""
+def run_identity(cfg: TrainConfig) -> dict:
+    """What config.json, summary.json and the trackers all say the run is."""
+    return {"name": cfg.name, "mods": list(cfg.mods), "seed": cfg.seed, "preset": cfg.preset, "role": role_of(cfg)}
+
+
+def run_summary(cfg: TrainConfig, counts: dict, run_dir: Path, data: RunData, p: Progress, guards: dict,
+                status: str, stop_reason: Optional[str], peak_mem: Optional[int] = None) -> dict:
+    """summary.json: what the run is and how it stands, whatever became of it."""
+    finite_val = p.last_val_loss is not None and math.isfinite(p.last_val_loss)
     return {
-        "name": cfg.name, "mods": list(cfg.mods), "seed": cfg.seed, "preset": cfg.preset, "role": role_of(cfg),
-        "lr": cfg.lr, "params_total": counts["total"], "params_active": counts["active"],
-        "budget": {"time_limit_s": cfg.time_limit_s, "max_tokens": cfg.max_tokens, "max_steps": cfg.max_steps},
-        "run_dir": str(run_dir),
+        **run_identity(cfg), "lr": cfg.lr, "params_total": counts["total"], "params_active": counts["active"],
+        "budget": runfolder.budget_of(cfg.to_json()), "run_dir": str(run_dir),
+        "status": status, "stop_reason": stop_reason, "steps": p.step, "tokens": p.tokens, "elapsed_s": p.elapsed_s,
+        "final_train_loss": p.last_train_loss, "final_val_loss": p.last_val_loss, "best_val_loss": p.best_val_loss,
+        "val_bits_per_byte": bits_per_byte(p.last_val_loss, data.val_bytes_per_token) if finite_val else None,
+        "epochs": data.windows.epochs(p.tokens), "tokens_per_s": p.tokens / p.elapsed_s if p.elapsed_s > 0 else None,
+        "peak_mem_bytes": peak_mem, "guards": guards, "flags": sorted(set(p.flags)),
     }
 
 
@@ -346,14 +389,17 @@ def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused or None)
 
 
-def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, console: Console) -> Union[Session, dict]:
-    """A session ready for its first (or next) step, or the summary of a run that is already finished."""
+def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, console: Console) -> Session:
+    """The run, fully built and ready for its first (or next) step.
+
+    Raises AlreadyFinished (with its summary) when the run of this name has already reached this budget,
+    RunFailed when the fresh model fails its guards, UserError for settings that cannot work."""
     from pileablate.data.manifest import read_manifest
-    from pileablate.data.store import TokenSplit
     from pileablate.model.config import build_model_config
     from pileablate.model.gpt import GPT
     from pileablate.model.registry import resolve_mods, trainer_changes
 
+    say = console.print if info.is_main else (lambda *a, **k: None)
     mods = resolve_mods(requested.mods)
     manifest = read_manifest(requested.data_dir)
     for split in ("train", "val"):
@@ -367,93 +413,95 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     model = GPT(model_cfg)
     counts = model.num_params()
     cfg = resolve_config(requested, mods, counts["active"])
-    layout = BatchLayout(cfg.batch_size, cfg.grad_accum, info.world_size, info.rank)
-    val_stats = manifest["splits"]["val"]
+    data = RunData.open(cfg, model_cfg.seq_len, manifest, info)
     schedule_kind = trainer_changes(mods).get("schedule", "constant")
+    run_dir = cfg.runs_dir / cfg.name
+    config = _run_config(cfg, model_cfg, data, schedule_kind, precision, info, device)
+    resuming = _continue_or_start(run_dir, config, cfg, info, say)
+
+    model.to(device)  # the guards run where the model trains
+    guards = _run_guards(model, cfg, counts, run_dir, data, info, device)
+    torch.manual_seed(cfg.seed)  # training randomness independent of what the guards drew
+    optimizer = make_optimizer(model, cfg, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    progress = Progress(**restore_checkpoint(runfolder.load_checkpoint(run_dir), model, optimizer, scaler, precision)) \
+        if resuming else Progress()
+    metrics = _open_metrics(run_dir, progress.step if resuming else None, info, say)
+    checkpoint_steps, checkpoint_seconds = tc.parse_checkpoint_every(cfg.checkpoint_every)
     session = Session(
         cfg=cfg, requested=requested, info=info, device=device, console=console, precision=precision,
-        model=model, model_cfg=model_cfg, counts=counts, run_dir=cfg.runs_dir / cfg.name,
-        windows=TrainWindows(TokenSplit(cfg.data_dir / "train"), model_cfg.seq_len, layout, cfg.seed),
-        val=ValWindows(TokenSplit(cfg.data_dir / "val"), model_cfg.seq_len, cfg.eval_tokens, tuning=cfg.tuning),
-        val_bytes_per_token=val_stats["bytes"] / max(1, val_stats["tokens"]),
-        schedule=Schedule(schedule_kind, cfg.lr, cfg.min_lr, cfg.warmup_steps, tc.WARMUP_MAX_FRACTION),
-        schedule_kind=schedule_kind, tokens_per_step=layout.global_windows * model_cfg.seq_len,
-        progress=Progress(), resuming=False, guards={},
-        metrics=MetricsLog(cfg.runs_dir / cfg.name / "metrics.jsonl", enabled=info.is_main),
-        fingerprint=manifest["fingerprint"],
+        model=model, train_model=_training_model(model, cfg, info, device), model_cfg=model_cfg, counts=counts,
+        run_dir=run_dir, data=data, schedule=Schedule(schedule_kind, cfg.lr, cfg.min_lr, cfg.warmup_steps,
+                                                      tc.WARMUP_MAX_FRACTION),
+        schedule_kind=schedule_kind, optimizer=optimizer, scaler=scaler, metrics=metrics, progress=progress,
+        resuming=resuming, guards=guards, checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds,
+        flops_per_token=model.flops_per_token(),
+        peak_flops_per_s=peak_flops(torch.cuda.get_device_name(device), precision) if device.type == "cuda" else None,
+        last_ckpt_step=progress.step, last_row_step=progress.step,
     )
-    state, finished = _continue_or_start(session, manifest)
-    if finished is not None:
-        return finished
-    model.to(device)  # the guards run where the model trains
-    session.guards = _run_guards(session)
-    _start_training_state(session, state)
+    session.write_summary("running", None)
     return session
 
 
-def _run_config(s: Session, manifest: dict) -> dict:
+def _run_config(cfg: TrainConfig, model_cfg, data: RunData, schedule_kind: str, precision: str, info: DistInfo,
+                device: torch.device) -> dict:
     """config.json: everything that defines the run, and where it ran."""
-    cfg, device = s.cfg, s.device
     return {
-        "name": cfg.name, "mods": list(cfg.mods), "seed": cfg.seed, "preset": cfg.preset, "role": role_of(cfg),
-        "model": dataclasses.asdict(s.model_cfg), "train": cfg.to_json(),
-        "data": {"dir": str(cfg.data_dir), "fingerprint": manifest["fingerprint"],
-                 "tokenizer": manifest["tokenizer"], "vocab_size": manifest["vocab_size"],
-                 "val_bytes_per_token": s.val_bytes_per_token},
-        "schedule": s.schedule_kind, "tokens_per_step": s.tokens_per_step, "world_size": s.info.world_size,
-        "hardware": {"device": str(device), "precision": s.precision, "torch": torch.__version__,
+        **run_identity(cfg), "model": dataclasses.asdict(model_cfg), "train": cfg.to_json(),
+        "data": {"dir": str(cfg.data_dir), "fingerprint": data.fingerprint, "tokenizer": data.tokenizer,
+                 "vocab_size": model_cfg.vocab_size, "val_bytes_per_token": data.val_bytes_per_token},
+        "schedule": schedule_kind, "tokens_per_step": data.tokens_per_step, "world_size": info.world_size,
+        "hardware": {"device": str(device), "precision": precision, "torch": torch.__version__,
                      "threads": torch.get_num_threads(),  # CPU threads change a loss's last digits
                      "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type},
         "pileablate_version": __version__, "created": datetime.now(timezone.utc).isoformat(),
     }
 
 
-def _continue_or_start(s: Session, manifest: dict) -> tuple[Optional[dict], Optional[dict]]:
-    """An existing run of this name is continued (if it is the same run) or reported finished.
-    Returns (the checkpoint state to resume from or None, the summary of a run already finished or None)."""
-    cfg = s.cfg
-    run_config = _run_config(s, manifest)
-    config_file, ckpt_file = s.run_dir / "config.json", checkpoint_path(s.run_dir)
-    if config_file.exists():
-        old = read_json(config_file)
-        for note in check_same_run(s.run_dir, old, run_config):
-            s.say(f"[yellow]note:[/yellow] {note}")
-        run_config["created"] = old.get("created", run_config["created"])
-        s.resuming = ckpt_file.exists()
+def _continue_or_start(run_dir: Path, config: dict, cfg: TrainConfig, info: DistInfo, say) -> bool:
+    """Write config.json for this session; True when an existing run is continued from its checkpoint.
+
+    An existing run of this name must be the same run (runfolder.check_same_run); one that has already
+    reached this budget raises AlreadyFinished."""
+    old = runfolder.read_config(run_dir)
+    resuming = False
+    if old is not None:
+        for note in runfolder.check_same_run(run_dir, old, config):
+            say(f"[yellow]note:[/yellow] {note}", highlight=False)
+        config["created"] = old.get("created", config["created"])
+        resuming = runfolder.checkpoint_path(run_dir).exists()
     elif cfg.resume:
         raise UserError(f"no run '{cfg.name}' in {cfg.runs_dir} to resume; drop --resume to start it")
-
-    state = None
-    if s.resuming:
-        state = load_checkpoint(ckpt_file)
-        s.progress = Progress(**state["progress"])
-        summary_file = s.run_dir / "summary.json"
-        summary = read_json(summary_file) if summary_file.exists() else {}
-        if budget_reached(s.progress, cfg) and summary.get("status") == "finished":
-            further = ("pass a new --name to train it with another budget (its schedule follows the budget)"
-                       if s.schedule_kind != "constant" else "raise its budget to train further, or pass a new --name")
-            s.say(f"run '{cfg.name}' is already finished ({summary.get('steps')} steps, "
-                  f"{summary.get('tokens'):,} tokens, stop: {summary.get('stop_reason')}); {further}")
-            return None, summary
-    if s.info.is_main:
-        s.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(config_file, run_config)
-    return state, None
+    summary = (runfolder.read_summary(run_dir) or {}) if resuming else {}
+    reached = Progress(step=summary.get("steps") or 0, tokens=summary.get("tokens") or 0,
+                       elapsed_s=summary.get("elapsed_s") or 0.0)
+    if summary.get("status") == "finished" and budget_reached(reached, cfg):
+        further = ("pass a new --name to train it with another budget (its schedule follows the budget)"
+                   if config["schedule"] != "constant" else "raise its budget to train further, or pass a new --name")
+        say(f"run '{cfg.name}' is already finished ({summary.get('steps')} steps, {summary.get('tokens'):,} tokens, "
+            f"stop: {summary.get('stop_reason')}); {further}", highlight=False)
+        raise AlreadyFinished(summary)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        runfolder.write_config(run_dir, config)
+    return resuming
 
 
-def _run_guards(s: Session) -> dict:
+def _run_guards(model, cfg: TrainConfig, counts: dict, run_dir: Path, data: RunData, info: DistInfo,
+                device: torch.device) -> dict:
     """Causality and initial-loss checks on the freshly initialised model, before any step (and before
     loading weights): a model that sees what it predicts never trains. They run on the training device
     on a small slice of the first batch (`guards.probe_slice`); under torchrun rank 0 runs them and
     every rank acts on its verdict."""
-    guards = _guard_verdict(s.model, s.windows) if s.info.is_main else None
-    guards = share_from_main(guards, s.info)
-    if s.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(s.device)  # the peak memory reported is the training's
+    guards = _guard_verdict(model, data.windows) if info.is_main else None
+    guards = share_from_main(guards, info)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # the peak memory reported is the training's
     if "error" in guards:
-        s.guards = guards
-        s.progress = Progress(flags=["guard_failed"])
-        summary = s.write_summary("failed", "guard_failed")
+        summary = run_summary(cfg, counts, run_dir, data, Progress(flags=["guard_failed"]), guards, "failed",
+                              "guard_failed")
+        if info.is_main:
+            runfolder.write_summary(run_dir, summary)
         raise RunFailed(f"guard failed before training: {guards['error']}", summary)
     return guards
 
@@ -473,35 +521,22 @@ def _guard_verdict(model: torch.nn.Module, windows: TrainWindows) -> dict:
     return guards
 
 
-def _start_training_state(s: Session, state: Optional[dict]) -> None:
-    """Optimizer and loss scaler, the checkpoint's state when resuming, the metrics file cut back to
-    the checkpoint, and the compiled / DDP-wrapped model the loop calls."""
-    cfg = s.cfg
-    torch.manual_seed(cfg.seed)  # training randomness independent of what the guards drew
-    s.optimizer = make_optimizer(s.model, cfg, s.device)
-    s.scaler = torch.amp.GradScaler(s.device.type, enabled=s.precision == "fp16")
-    if state is not None:
-        s.model.load_state_dict(state["model"])
-        s.optimizer.load_state_dict(state["optimizer"])
-        if s.precision == "fp16" and state.get("scaler"):
-            s.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-    if s.info.is_main:
-        if s.resuming:
-            for note in s.metrics.truncate_after(s.progress.step):
-                s.say(f"[yellow]note:[/yellow] {note}")
-        elif s.metrics.path.exists():
-            s.metrics.path.unlink()  # a session that died before its first checkpoint
-    s.last_ckpt_step = s.last_row_step = s.progress.step
-    s.checkpoint_steps, s.checkpoint_seconds = tc.parse_checkpoint_every(cfg.checkpoint_every)
-    s.flops_per_token = s.model.flops_per_token()
-    if s.device.type == "cuda":
-        s.peak_flops_per_s = peak_flops(torch.cuda.get_device_name(s.device), s.precision)
-    s.write_summary("running", None)
+def _open_metrics(run_dir: Path, resume_step: Optional[int], info: DistInfo, say) -> MetricsLog:
+    """The run's metrics.jsonl, cut back to the checkpoint when resuming (rows after it are trained
+    again), or started over (rows of a session that died before its first checkpoint)."""
+    metrics = MetricsLog(run_dir, enabled=info.is_main)
+    if resume_step is None:
+        metrics.start_over()
+    for note in metrics.truncate_after(resume_step) if resume_step is not None else ():
+        say(f"[yellow]note:[/yellow] {note}", highlight=False)
+    return metrics
 
-    s.train_model = torch.compile(s.model) if cfg.compile else s.model
-    if s.info.enabled:
+
+def _training_model(model: torch.nn.Module, cfg: TrainConfig, info: DistInfo, device: torch.device) -> torch.nn.Module:
+    """What the training step calls: the model, compiled (--compile) and wrapped for DDP (torchrun)."""
+    train_model = torch.compile(model) if cfg.compile else model
+    if info.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        s.train_model = DistributedDataParallel(s.train_model,
-                                                device_ids=[s.device.index] if s.device.type == "cuda" else None)
+        train_model = DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    return train_model

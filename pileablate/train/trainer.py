@@ -1,15 +1,14 @@
 """One training run: `train(cfg) -> summary`.
 
 The loop is nanoGPT's (AdamW, gradient accumulation, clipping, autocast): `training_loop` below reads
-top to bottom as batch, forward, backward, clip, step, log. What a fair, long, interruptible
-comparison needs around it lives in `session.py` as named pieces: the budget that drives the
-schedule, the same data for every modification, guards before the first step, honest-loss checks,
-atomic checkpoints with exact resume, and DDP under torchrun.
+top to bottom as batch, forward, backward, clip, step, then the row, the evaluation and the checkpoint
+when due. `session.py` builds the run whole and holds the named pieces the loop calls: the budget that
+drives the schedule, the same data for every modification, guards before the first step, honest-loss
+checks, atomic checkpoints with exact resume (`pileablate.runfolder`), and DDP under torchrun.
 """
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 from typing import Optional
@@ -18,16 +17,13 @@ import torch
 from rich.console import Console
 
 from pileablate.console import stderr_console
+from pileablate.trackers import Trackers, group_name, open_tracker, tensorboard_dir
 from pileablate.train.clock import StepClock
-from pileablate.train.config import TrainConfig, validate
+from pileablate.train.config import DEFAULT_TOKENS_PER_PARAM, TrainConfig, validate
 from pileablate.train.display import LiveDisplay
 from pileablate.train.distributed import dist_info_from_env, init_distributed, shutdown_distributed
 from pileablate.train.hardware import autocast_context, pick_device
-from pileablate.train.session import (
-    Ending, LossInterval, Progress, RunFailed, Session, budget_reached, make_optimizer, open_session, resolve_config,
-)
-
-__all__ = ["train", "RunFailed", "Progress", "budget_reached", "make_optimizer", "resolve_config"]
+from pileablate.train.session import AlreadyFinished, Ending, LossInterval, RunFailed, Session, budget_reached, open_session
 
 
 def train(cfg: TrainConfig, console: Optional[Console] = None) -> dict:
@@ -42,8 +38,12 @@ def train(cfg: TrainConfig, console: Optional[Console] = None) -> dict:
     init_distributed(info, device)
     finished = False
     try:
-        session = open_session(cfg, info, device, console or stderr_console())
-        summary = session if isinstance(session, dict) else run_to_end(session)
+        try:
+            session = open_session(cfg, info, device, console or stderr_console())
+        except AlreadyFinished as done:
+            summary = done.summary
+        else:
+            summary = run_to_end(session)
         finished = True
         return summary
     finally:
@@ -53,12 +53,12 @@ def train(cfg: TrainConfig, console: Optional[Console] = None) -> dict:
 def run_to_end(s: Session) -> dict:
     """Train until the budget, an interrupt or a failure; then checkpoint, summarise and say how it ended."""
     print_header(s)
-    with s.open_tracker():  # closed however the run ends (a failure, a second Ctrl-C)
-        ending = training_loop(s)
+    with open_run_tracker(s) as tracker:  # closed however the run ends (a failure, a second Ctrl-C)
+        ending = training_loop(s, tracker)
         s.metrics.close()
         peak_mem = torch.cuda.max_memory_allocated(s.device) if s.device.type == "cuda" else None
         summary = s.write_summary(ending.status, ending.stop_reason, peak_mem)
-        s.tracker.summary(summary)
+        tracker.summary(summary)
     if ending.failure:
         raise RunFailed(ending.failure, summary)
     if ending.status == "stopped":
@@ -70,8 +70,17 @@ def run_to_end(s: Session) -> dict:
     return summary
 
 
-def training_loop(s: Session) -> Ending:
-    cfg, p, model, optimizer, scaler = s.cfg, s.progress, s.model, s.optimizer, s.scaler
+def open_run_tracker(s: Session) -> Trackers:
+    """The run's live curves (--tracker), on the main process, grouped by runs folder; a resumed
+    run continues its own curves from its checkpoint's step."""
+    cfg = s.cfg
+    return open_tracker(cfg.trackers, run_dir=s.run_dir, run_name=cfg.name, group=group_name(cfg.runs_dir),
+                        group_dir=tensorboard_dir(cfg.runs_dir), config=s.tracker_config(),
+                        resume_step=s.progress.step, is_main=s.info.is_main, console=s.console)
+
+
+def training_loop(s: Session, tracker: Trackers) -> Ending:
+    cfg, p, optimizer, scaler = s.cfg, s.progress, s.optimizer, s.scaler
     interval = LossInterval.starting_at(p, s.device)
     lr = s.set_lr()
     clock = StepClock.for_device(s.device)  # waits for the device: time budgets count GPU work, not launches
@@ -79,7 +88,8 @@ def training_loop(s: Session) -> Ending:
         while True:
             reason = budget_reached(p, cfg)
             if reason or s.stop_now(stop.requested):
-                return end_between_rows(s, interval, lr, "finished" if reason else "stopped", reason or "interrupted")
+                return end_between_rows(s, tracker, interval, lr, "finished" if reason else "stopped",
+                                        reason or "interrupted")
 
             clock.start()
             lr = s.set_lr()
@@ -91,8 +101,7 @@ def training_loop(s: Session) -> Ending:
                         loss = out.loss if out.aux_loss is None else out.loss + out.aux_loss
                     scaler.scale(loss / cfg.grad_accum).backward()
                 step_loss += out.loss.detach().float()
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
+            grad_norm = s.clip_gradients()  # None when --grad-clip 0
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -101,24 +110,30 @@ def training_loop(s: Session) -> Ending:
             p.tokens += s.tokens_per_step
             p.elapsed_s += clock.stop()
 
-            write_row, evaluate, checkpoint = s.after_step(stop.requested)
-            if write_row:
-                failure = s.write_row(interval, lr, float(grad_norm), evaluate)
+            due = s.due_after_step(stop.requested)
+            if due.row:
+                row, failure = s.training_row(interval, lr, grad_norm)
+                if not failure:
+                    if due.evaluation:
+                        failure = s.record_eval(row, s.evaluate())
+                    s.write_row(row, tracker)
                 interval = LossInterval.starting_at(p, s.device)
                 s.show(live, lr)
                 if failure:
                     return Ending("failed", p.flags[-1], failure)  # non_finite_loss or implausible_loss
-            if checkpoint:
+            if due.checkpoint:
                 s.save()
 
 
-def end_between_rows(s: Session, interval: LossInterval, lr: float, status: str, stop_reason: str) -> Ending:
+def end_between_rows(s: Session, tracker: Trackers, interval: LossInterval, lr: float, status: str,
+                     stop_reason: str) -> Ending:
     """The last row (when the run ended between two rows) and the last checkpoint."""
     p = s.progress
     if interval.steps and s.last_row_step != p.step:
-        failure = s.write_row(interval, lr, None, evaluate=False)
+        row, failure = s.training_row(interval, lr, None)
         if failure:
             return Ending("failed", "non_finite_loss", failure)
+        s.write_row(row, tracker)
     if p.step != s.last_ckpt_step:
         s.save()
     return Ending(status, stop_reason)
@@ -132,14 +147,13 @@ def print_header(s: Session) -> None:
     if cfg.time_limit_s:
         budget.append(f"{cfg.time_limit_s:g}s")
     if cfg.max_tokens:
-        from pileablate.train.config import DEFAULT_TOKENS_PER_PARAM
-
         budget.append(f"{cfg.max_tokens:,} tokens"
                       + (f" (default: {DEFAULT_TOKENS_PER_PARAM} per parameter)" if default_budget else ""))
     if cfg.max_steps:
         budget.append(f"{cfg.max_steps:,} steps")
     s.say(
-        f"[bold]{'resuming' if s.resuming else 'training'}[/bold] {s.run_dir} · preset {cfg.preset} · "
+        f"[bold]{'resuming' if s.resuming else 'training'}[/bold] {s.run_dir} · preset {cfg.preset}"
+        + (f" ({cfg.preset_reason})" if cfg.preset_reason else "") + " · "
         f"mods {','.join(cfg.mods) or 'baseline'} · {s.counts['total'] / 1e6:.2f}M params "
         f"({s.counts['active'] / 1e6:.2f}M active) · {s.device} {s.precision}"
         + (f" · {s.info.world_size} processes" if s.info.enabled else "")
@@ -147,7 +161,7 @@ def print_header(s: Session) -> None:
     s.say(
         f"tokens/step {s.tokens_per_step:,} = batch {cfg.batch_size} x seq {s.model_cfg.seq_len} x accum "
         f"{cfg.grad_accum} x {s.info.world_size} process(es) · lr {cfg.lr:g} ({s.schedule_kind}) · budget "
-        f"{' or '.join(budget)} · train data {s.windows.split.num_tokens:,} tokens"
+        f"{' or '.join(budget)} · train data {s.data.windows.split.num_tokens:,} tokens"
         + (f" · from step {p.step}" if s.resuming else "")
     )
 

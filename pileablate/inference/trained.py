@@ -1,4 +1,4 @@
-"""Reading a finished (or checkpointed) run back: the model with its latest weights, its config, its tokenizer."""
+"""A trained run read back for inference and export: the model with its latest weights, its config, its tokenizer."""
 
 from __future__ import annotations
 
@@ -15,19 +15,16 @@ def load_trained_run(run_dir, device: str = "cpu"):
     from pileablate.data.tokenizer import load_tokenizer
     from pileablate.model.config import ModelConfig
     from pileablate.model.gpt import GPT
-    from pileablate.train.checkpoint import checkpoint_path, load_checkpoint
-    from pileablate.jsonfile import read_json
+    from pileablate import runfolder
 
     run_dir = Path(run_dir)
-    config_file = run_dir / "config.json"
-    if not config_file.is_file():
-        raise UserError(f"{run_dir} is not a run directory (no config.json); pass a directory made by 'pileablate train'")
-    ckpt = checkpoint_path(run_dir)
-    if not ckpt.is_file():
+    config = runfolder.read_config(run_dir)
+    if config is None:
+        raise UserError(f"{run_dir} is not a run folder (no config.json); pass a folder made by 'pileablate train'")
+    if not runfolder.checkpoint_path(run_dir).is_file():
         raise UserError(f"run {run_dir} has no checkpoint yet; train it first ('pileablate train' with its options)")
-    config = read_json(config_file)
     model = GPT(ModelConfig(**config["model"]))
-    state = load_checkpoint(ckpt, map_location=device)
+    state = runfolder.load_checkpoint(run_dir, map_location=device)
     model.load_state_dict(state["model"])
     model.to(device).eval()
     expected = config["data"]["tokenizer"]

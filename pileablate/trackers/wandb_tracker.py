@@ -23,7 +23,7 @@ import secrets
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pileablate.train.trackers import flat, row_metrics
+from pileablate.trackers.rows import flat, row_metrics
 
 DEFAULT_PROJECT = "pileablate"
 INIT_TIMEOUT_S = 30.0

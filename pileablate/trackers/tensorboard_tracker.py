@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pileablate.train.trackers import flat, row_metrics
+from pileablate.trackers.rows import flat, row_metrics
 
 FLUSH_SECS = 10  # how stale the live curves may get; writing is cheap
 REPORT_RUN = "report"

@@ -20,7 +20,6 @@ machine without them.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Iterable, Optional, Protocol, Sequence, Union
 
@@ -28,44 +27,6 @@ from pileablate.errors import UserError
 
 TRACKERS = ("tensorboard", "wandb")
 EXTRAS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # pyproject optional extra per tracker
-
-# Where each metrics.jsonl key is shown (anything else goes under "other/").
-SECTIONS = {
-    "train_loss": "loss", "val_loss": "loss", "val_bits_per_byte": "loss",
-    "lr": "optim", "grad_norm": "optim",
-    "tokens_per_s": "perf", "mfu": "perf", "peak_mem_bytes": "perf",
-    "tokens": "progress", "elapsed_s": "progress", "epoch": "progress",
-}
-
-
-def metric_tag(key: str) -> str:
-    return f"{SECTIONS.get(key, 'other')}/{key}"
-
-
-def row_metrics(row: dict) -> dict[str, float]:
-    """The plottable values of a metrics row, by tag: finite numbers, `step` excluded (it is the x-axis)."""
-    out = {}
-    for key, value in row.items():
-        if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if math.isfinite(value):
-            out[metric_tag(key)] = value
-    return out
-
-
-def flat(data: dict, prefix: str = "") -> dict:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists become comma-joined strings (a hyperparameter is a scalar)."""
-    out = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flat(value, name + "."))
-        elif isinstance(value, (list, tuple)):
-            out[name] = ",".join(str(v) for v in value)
-        else:
-            out[name] = value
-    return out
-
 
 def parse_trackers(spec: Union[str, Iterable[str], None]) -> tuple[str, ...]:
     """'tensorboard,wandb' or ['wandb', 'tensorboard,wandb'] -> ('tensorboard', 'wandb') in given order,
@@ -95,11 +56,11 @@ def import_backend(kind: str):
         if kind == "tensorboard":
             import tensorboard  # noqa: F401  (torch's SummaryWriter needs it; say so before torch does)
 
-            from pileablate.train import tb_tracker as backend
+            from pileablate.trackers import tensorboard_tracker as backend
         elif kind == "wandb":
             import wandb  # noqa: F401
 
-            from pileablate.train import wandb_tracker as backend
+            from pileablate.trackers import wandb_tracker as backend
         else:
             raise UserError(f"--tracker {kind!r}: unknown tracker; use {' or '.join(TRACKERS)}")
     except ImportError:
