@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sysconfig
 from pathlib import Path
 
@@ -221,3 +222,29 @@ def test_the_real_cl100k_ranks_file_is_tiktokens_cl100k_base(tmp_path, monkeypat
     code = [p.read_text(encoding="utf-8") for p in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[:20]]
     texts = TEXTS + code
     assert [a.tolist() for a in tok.encode_arrays(texts, 2)] == reference.encode_ordinary_batch(texts)
+
+
+def test_a_named_encoding_reaches_a_worker_process_without_tiktokens_cache(tmp_path, monkeypatch):
+    """prepare's workers unpickle the tokenizer: a named encoding travels with its ranks, so a worker
+    whose environment has no tiktoken cache (and no network) still encodes, token for token."""
+    import pickle
+    import subprocess
+    import sys
+
+    import tiktoken.registry
+
+    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / hashlib.sha1(url.encode()).hexdigest()).write_bytes(_real_cl100k_file().read_bytes())
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
+    tok = load_tokenizer("cl100k_base")
+    text = " ".join(TEXTS)
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+    script = "import pickle, sys; t = pickle.load(sys.stdin.buffer); print(t.name, t.sha256, t.encode(sys.argv[1]))"
+    done = subprocess.run([sys.executable, "-c", script, text], input=pickle.dumps(tok), capture_output=True,
+                          env=dict(os.environ, TIKTOKEN_CACHE_DIR=str(empty)))
+    assert done.returncode == 0, done.stderr.decode()[-800:]
+    assert done.stdout.decode().strip() == f"cl100k_base {tok.sha256} {tok.encode(text)}"

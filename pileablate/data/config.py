@@ -65,7 +65,9 @@ class PrepareConfig:
     chunk_tokens: int = _opt(
         DEFAULT_CHUNK_TOKENS, "Tokens per committed chunk (one part file per split): the unit of resume."
     )
-    workers: Optional[int] = _opt(None, "Tokenizer threads (default: one more than the available cores, so GIL waits never leave a core idle).")
+    workers: Optional[int] = _opt(
+        None, "Tokenizer processes (default: one per available core). The store is the same whatever the number."
+    )
 
     def __post_init__(self) -> None:
         self.sources = list(self.sources or ["pile"])

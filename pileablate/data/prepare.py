@@ -28,7 +28,7 @@ from pileablate import __version__
 from pileablate.data import records
 from pileablate.data.config import PrepareConfig, available_cores, parse_part, share
 from pileablate.data.manifest import MANIFEST, SPLITS, build_manifest, read_manifest
-from pileablate.data.pipeline import Document, Pipeline
+from pileablate.data.pipeline import Document, Pipeline, Profile
 from pileablate.data.reading import SourceError
 from pileablate.data.sources import Source, resolve_sources
 from pileablate.data.store import PartWriter, dtype_for_vocab
@@ -47,15 +47,12 @@ class Interrupted(UserError):
 
 
 def default_workers() -> int:
-    """Tokenizer threads when --workers is not given: one more than the cores.
+    """Tokenizer processes when --workers is not given: one per core this process may use.
 
-    A tokenizer thread holds the GIL while it parses JSON, hashes and copies a document, and then
-    waits for it again after tiktoken returns; with one thread per core those waits leave a core idle
-    (and now and then a run loses a third of its throughput). A spare thread fills the gaps: on 2
-    cores, interleaved fresh-process runs on the same 37 M-token input gave +5% median throughput,
-    and 7 of 24 runs with 2 threads but 1 of 19 with 3 fell below 0.7x of a typical run.
+    The main process (reading, decompressing, writing) needs a few percent of one core besides; it runs
+    alongside the workers rather than taking a worker's place.
     """
-    return available_cores() + 1
+    return available_cores()
 
 
 def part_file_name(index: int, k: int, n: int) -> str:
@@ -87,8 +84,10 @@ def plan_part(sources: list[Source], k: int, n: int) -> tuple[list[Source], list
 class _Run:
     """One prepare run of one part: the committed state, the live counts, the open part writers."""
 
-    def __init__(self, cfg: PrepareConfig, tokenizer: Tokenizer, sources: list[Source], k: int, n: int, state: dict):
+    def __init__(self, cfg: PrepareConfig, tokenizer: Tokenizer, sources: list[Source], k: int, n: int, state: dict,
+                 profile: Optional[Profile] = None):
         self.cfg = cfg
+        self.profile = profile if profile is not None else Profile()
         self.out = cfg.out
         self.tokenizer = tokenizer
         self.k, self.n = k, n
@@ -143,7 +142,9 @@ class _Run:
             index = len(self.state["splits"][split]["parts"])
             path = self.out / split / part_file_name(index, self.k, self.n)
             writer = self.writers[split] = PartWriter(path, self.dtype)
-        writer.add(doc.tokens)
+        # A copy: the tokens are a view of their whole batch's array, which the view would keep alive
+        # until the part's writer flushes (val's, which gets 5% of the documents, flushes rarely).
+        writer.add(doc.tokens.copy())
         self.rows[split] += 1
         self.tokens[split] += len(doc.tokens)
         self.text_bytes[split] += doc.text_bytes
@@ -167,6 +168,7 @@ class _Run:
     # -- committing ---------------------------------------------------------------------------
     def commit(self, error: Optional[str] = None, done: bool = False) -> None:
         s = self.state
+        started = time.thread_time()
         for split in SPLITS:
             writer = self.writers.get(split)
             if writer is not None and writer.rows:
@@ -180,6 +182,7 @@ class _Run:
         s["done"] = done
         s["error"] = error
         write_json_atomic(state_path(self.out, self.k, self.n), s)
+        self.profile.commit += time.thread_time() - started
         self.writers = {}
         self.pending_tokens = 0
 
@@ -196,7 +199,8 @@ class _Run:
             return
         start_source, start_line = self.position
         pipeline = Pipeline(self.sources, start_source, start_line, self.tokenizer, self.np_dtype,
-                            self.cfg.workers or default_workers(), keep=self.keep)
+                            self.cfg.workers or default_workers(), keep=self.keep, profile=self.profile)
+        started = time.thread_time()
         try:
             for result in pipeline:
                 i = result.source_index
@@ -235,6 +239,7 @@ class _Run:
         if self.finished():
             self.position = [len(self.sources), 0]
         self.commit(done=True)
+        self.profile.write += time.thread_time() - started
 
     def _stopped_message(self, err: Exception) -> str:
         committed = f"{self.rows['train']:,} train and {self.rows['val']:,} val documents before it are committed in {self.out}"
@@ -353,8 +358,10 @@ def _write_manifest_if_all_parts(out: Path, sources, tokenizer, cfg, n: int) -> 
         write_json_atomic(out / MANIFEST, _merged_manifest(out, states, sources, tokenizer, cfg, n))
 
 
-def prepare(cfg: PrepareConfig, console=None, summary_console=None) -> dict:
-    """Run (or continue) `prepare`. Returns the manifest (complete, or as far as all parts got)."""
+def prepare(cfg: PrepareConfig, console=None, summary_console=None, profile: Optional[Profile] = None) -> dict:
+    """Run (or continue) `prepare`. Returns the manifest (complete, or as far as all parts got).
+
+    `profile`, when given, is filled with where the CPU time went (the benchmark prints it)."""
     from pileablate.data.display import PrepareDisplay, summary_table
 
     started = time.monotonic()
@@ -379,7 +386,7 @@ def prepare(cfg: PrepareConfig, console=None, summary_console=None) -> dict:
     path = state_path(out, k, n)
     remove_stale_temps(path)  # a previous run killed while writing its state
     state = read_json(path, fix=_START_OVER.format(out=out)) if path.is_file() else _new_state(settings, dtype_for_vocab(tokenizer.n_vocab), k, n)
-    run = _Run(cfg, tokenizer, sources, k, n, state)
+    run = _Run(cfg, tokenizer, sources, k, n, state, profile)
     note = ""
     if not state["done"]:
         resumed = state["position"] != [0, 0]

@@ -195,6 +195,21 @@ class TiktokenTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int]) -> str:
         return self.encoding.decode([int(i) for i in ids])
 
+    def __reduce__(self):
+        # Sent to `prepare`'s worker processes with its ranks, not by name: tiktoken pickles an encoding
+        # it has registered (gpt2, cl100k_base, ...) as its name, and the worker would then load it from
+        # tiktoken's cache again, which may be elsewhere (or gone) in that process's environment.
+        e = self.encoding
+        encoding = {"name": e.name, "pat_str": e._pat_str, "mergeable_ranks": e._mergeable_ranks,
+                    "special_tokens": e._special_tokens}
+        return _rebuild_tiktoken, (encoding, self.spec, self.name, self.sha256, self.pattern)
+
+
+def _rebuild_tiktoken(encoding: dict, spec: str, name: str, sha256: str, pattern: str) -> TiktokenTokenizer:
+    import tiktoken
+
+    return TiktokenTokenizer(tiktoken.Encoding(**encoding), spec=spec, name=name, sha256=sha256, pattern=pattern)
+
 
 def _offline_error(name: str, err: BaseException) -> UserError:
     cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR") or os.path.join(
