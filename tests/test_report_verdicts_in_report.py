@@ -53,6 +53,9 @@ def test_study_json_sets_the_margin_and_the_sequential_rule_and_margin_overrides
     (runs / "study.json").write_text(json.dumps({"margin": "wide", "sequential": None}))
     with pytest.raises(UserError, match="margin in study.json"):
         build_report([runs])
+    (runs / "study.json").write_text("{torn")
+    with pytest.raises(UserError, match="study.json: not valid JSON"):
+        build_report([runs])
 
 
 def test_a_sweep_keys_verdicts_by_point_and_label(tmp_path):

@@ -129,11 +129,11 @@ def _baseline_warnings(configs: list[Configuration]) -> list[str]:
 
 def read_study(paths: Iterable[Path]) -> dict:
     """The study.json of the first report folder that has one ({} when none does)."""
-    from pileablate.report.runs import _read_json
+    from pileablate.jsonfile import read_json
 
     for path in paths:
         if (Path(path) / STUDY_FILE).is_file():
-            return _read_json(Path(path) / STUDY_FILE)
+            return read_json(Path(path) / STUDY_FILE)
     return {}
 
 
