@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(BIN)/pileablate prepare --source sample --tokenizer bytes --out $(DEMO)/data
 	$(BIN)/pileablate ablate --data $(DEMO)/data --runs-dir $(DEMO)/runs --preset micro \
 		--max-tokens 120k --eval-every 20 --eval-tokens 16k --log-every 2 --seeds 2 \
-		--tune-lr 3e-4,1e-3,3e-3 --tune-budget 0.5 --jobs $(DEMO_JOBS)
+		--tune-lr 3e-4,1e-3,3e-3 --tune-budget 1 --jobs $(DEMO_JOBS)
 	@echo "demo: report $(DEMO)/runs/report.md · tables $(DEMO)/runs/summary.csv, $(DEMO)/runs/runs.csv · plots $(DEMO)/runs/plots/*.png|svg"
 
 test: $(STAMP)

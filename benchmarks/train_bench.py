@@ -59,7 +59,7 @@ def reference_loop(data_dir: Path, preset: str, mods: tuple, batch: int, lr: flo
     """(seconds per step, parameters) of a plain PyTorch loop over the same model and batch shape (steady state)."""
     from pileablate.data.manifest import read_manifest
     from pileablate.data.store import TokenSplit
-    from pileablate.model.config import build_model_config
+    from pileablate.model.build import build_model_config
     from pileablate.model.gpt import GPT
 
     manifest = read_manifest(data_dir)
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from pileablate.model.config import PRESETS
+    from pileablate.model.build import PRESETS
     from pileablate.model.registry import SEED_MODS
 
     seq = PRESETS[args.preset]["seq_len"]

@@ -12,13 +12,25 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
-from typer.core import TyperArgument, TyperCommand
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from pileablate import __version__
 from pileablate.commands import ablate, export, generate, mods, prepare, report, train
 from pileablate.errors import UserError
+from pileablate.units import refuse_non_finite
+
+
+class _CheckedGroup(TyperGroup):
+    """The command group, with every float option of every command refusing NaN and infinities (one
+    place for all: `units.refuse_non_finite`), however the group is built (main(), typer's CliRunner)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        refuse_non_finite(self)
+
 
 app = typer.Typer(
+    cls=_CheckedGroup,
     name="pileablate",
     help="Which modern Transformer modifications actually help, on real data, under an equal budget?",
     no_args_is_help=True,

@@ -1,7 +1,8 @@
 """Counts and durations as people type them: `250k`, `1.5M`, `2G`, `1_000_000`; `30s`, `1h30m`.
 
 One grammar for every option that takes a count (`prepare --rows/--tokens/--chunk-tokens`,
-`train --max-tokens/--eval-tokens`), so a value that works for one works for all.
+`train --max-tokens/--eval-tokens`), so a value that works for one works for all. And the one check
+that no float option of any command takes NaN or an infinity (`refuse_non_finite`).
 """
 
 from __future__ import annotations
@@ -74,3 +75,38 @@ def parse_share(text: str, option: str) -> tuple[int, int]:
     if not 1 <= k <= n:
         raise UserError(f"{option} {text!r}: use K/N with K between 1 and N, e.g. {option} 2/8")
     return k, n
+
+
+def refuse_non_finite(command):
+    """Every float option of a click `command` (and of its subcommands) refuses NaN and infinities.
+
+    The check is attached to each such option once, where the command line is parsed: before any
+    command body runs, so nothing is written for a value that cannot be used.
+    """
+    for sub in getattr(command, "commands", {}).values():
+        refuse_non_finite(sub)
+    for param in command.params:
+        if _takes_floats(param) and not getattr(param.callback, "finite_check", False):
+            param.callback = _finite_callback(param.callback, (param.opts or [param.name])[0])
+    return command
+
+
+def _takes_floats(param) -> bool:
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is not None:  # typer >= 0.20 (its own click)
+        annotation = descriptor.annotation
+    else:
+        annotation = getattr(getattr(param, "type", None), "name", None)
+    return annotation is float or annotation == "float" or "float" in str(annotation).lower()
+
+
+def _finite_callback(inner, option: str):
+    def check(ctx, param, value):
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise UserError(f"{option} {v}: must be a finite number")
+        return inner(ctx, param, value) if inner is not None else value
+
+    check.finite_check = True
+    return check

@@ -184,3 +184,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def forget_user_mods():
+    """Modifications a test loads from a --mods-file do not outlive it: the next starts from the built-ins."""
+    yield
+    import sys
+
+    if "pileablate.model.registry" not in sys.modules:
+        return
+    import pileablate.mods_files as files
+    from pileablate.model import registry
+
+    origins = {m.origin for m in registry.REGISTRY.values()}
+    origins |= {c.origin for slot in registry.COMPONENTS.values() for c in slot.values()}
+    for origin in origins - {"built-in"}:
+        registry.unregister(origin)
+    files._loaded.clear()

@@ -214,7 +214,7 @@ def test_default_budget_is_the_baselines_and_the_same_for_every_run(bytes_store)
 
     from pileablate.ablate.runner import grid_budget
     from pileablate.commands.train import train_config_from_args
-    from pileablate.model.config import build_model_config
+    from pileablate.model.build import build_model_config
     from pileablate.model.gpt import GPT
     from pileablate.train.config import DEFAULT_TOKENS_PER_PARAM
 

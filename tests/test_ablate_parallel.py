@@ -58,7 +58,7 @@ def _count_worker_starts(monkeypatch) -> list:
 def test_two_jobs_give_the_runs_made_one_after_another(bytes_store, tmp_path, one_torch_thread, monkeypatch):
     """--jobs 2 on 2 cores: one thread each, in two worker processes that each train several runs; the
     same numbers as one-thread runs made in order (a run after another in one worker included)."""
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("pileablate.ablate.parallel.usable_cores", lambda: 2)
     workers = _count_worker_starts(monkeypatch)
     parallel, serial = tmp_path / "parallel", tmp_path / "serial"
     result = ablate("--data", str(bytes_store), "--runs-dir", str(parallel), "--mods", "rope,swiglu", "--jobs", "2",
@@ -78,7 +78,7 @@ def test_two_jobs_give_the_runs_made_one_after_another(bytes_store, tmp_path, on
 def test_a_failed_run_does_not_stop_its_worker(bytes_store, tmp_path, monkeypatch):
     """Tuning at lr 1000 diverges: those runs fail and are said, and the same workers go on with the
     other rates and the reported runs."""
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("pileablate.ablate.parallel.usable_cores", lambda: 2)
     workers = _count_worker_starts(monkeypatch)
     runs = tmp_path / "runs"
     result = ablate("--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope", "--jobs", "2",
@@ -135,7 +135,7 @@ def test_a_task_makes_only_its_share_and_no_report(bytes_store, tmp_path, one_to
     runs = tmp_path / "runs"
     result = ablate("--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope", "--task", "2/2", *TINY)
     assert result.exit_code == 0, (result.output, result.exception)
-    assert sorted(p.name for p in runs.iterdir()) == ["rope-s0"]
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["rope-s0"]
     assert "pileablate report" in result.output and not (runs / "report.md").exists()
 
 
@@ -144,12 +144,12 @@ def test_emit_slurm_writes_one_array_per_stage_and_a_submit_script(bytes_store, 
     result = ablate("--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope", "--seeds", "2",
                     "--time-limit", "20m", "--tune-lr", "1e-3,3e-3", "--emit", "slurm", "--array-tasks", "2")
     assert result.exit_code == 0, (result.output, result.exception)
-    tune, report, submit = (runs / "slurm" / n for n in ("tune.sbatch", "train.sbatch", "submit.sh"))
+    tune, train, submit = (runs / "slurm" / n for n in ("tune.sbatch", "train.sbatch", "submit.sh"))
     assert "#SBATCH --array=1-2" in tune.read_text() and "--stage tune" in tune.read_text()
-    assert '--task "${SLURM_ARRAY_TASK_ID}/2"' in report.read_text() and "--stage train" in report.read_text()
-    assert "--tune-lr 1e-3,3e-3" in report.read_text() and "--time-limit 20m" in report.read_text()
+    assert '--task "${SLURM_ARRAY_TASK_ID}/2"' in train.read_text() and "--stage train" in train.read_text()
+    assert "--tune-lr 1e-3,3e-3" in train.read_text() and "--time-limit 20m" in train.read_text()
     # 4 reported runs in 2 tasks: 2 runs x 20 min x 1.5
-    assert "#SBATCH --time=01:00:00" in report.read_text()
+    assert "#SBATCH --time=01:00:00" in train.read_text()
     text = submit.read_text()
     assert text.index("tune.sbatch") < text.index("train.sbatch") and "afterok" in text
     assert not any(p.name.endswith("-s0") for p in runs.iterdir())  # nothing trained
@@ -165,7 +165,7 @@ def test_a_worker_that_dies_fails_its_run_and_a_fresh_one_takes_the_next(bytes_s
 
     from pileablate.ablate import parallel
 
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("pileablate.ablate.parallel.usable_cores", lambda: 2)
     started, start_run = {}, parallel._Worker.start_run
 
     def recorded(self, context, cfg, planned, state):
@@ -193,3 +193,21 @@ def test_a_worker_that_dies_fails_its_run_and_a_fresh_one_takes_the_next(bytes_s
     for name in ("rope-s0", "swiglu-s0"):
         assert json.loads((runs / name / "summary.json").read_text())["status"] == "finished"
     assert len(set(started.values())) == 3  # the two first workers, then the one that replaced the dead one
+
+
+def test_jobs_share_the_cores_this_process_may_use_not_the_machines(monkeypatch):
+    """A SLURM task or container given 2 of a machine's 64 cores: two CPU jobs get one thread each."""
+    from pileablate.ablate import parallel
+
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {5, 9}, raising=False)
+    assert parallel.usable_cores() == 2
+    assert [s.threads for s in parallel.plan_slots(2, "cpu,cpu")] == [1, 1]
+    assert [s.threads for s in parallel.plan_slots(1, "cpu")] == [2]
+
+
+def test_the_stage_of_reported_runs_is_called_train(bytes_store, tmp_path):
+    result = ablate("--data", str(bytes_store), "--runs-dir", str(tmp_path / "r"), "--tune-lr", "1e-3,3e-3",
+                    "--stage", "report")
+    assert isinstance(result.exception, UserError) and "use tune, train or all" in str(result.exception)
+    assert Ablation(TrainConfig(), default_grid(), [0], tune_lrs=(1e-3,), stage="train").stage == "train"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from pileablate.ablate import Ablation, default_grid
 from pileablate.ablate.axes import exact_count, exact_seconds, parse_axis, points, sweep_from_grid_file
-from pileablate.ablate.sweep import Sweep
+from pileablate.ablate.study import Study
 from pileablate.cli import app
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
@@ -80,9 +80,9 @@ def test_grid_file_sweep_table(tmp_path):
         sweep_from_grid_file(path)
 
 
-def _sweep(axes, tune_lrs=(), tune_spec=None, **base) -> Sweep:
+def _sweep(axes, tune_lrs=(), tune_spec=None, **base) -> Study:
     cfg = TrainConfig(data_dir=Path("data"), runs_dir=Path("runs"), **base)
-    return Sweep(Ablation(cfg, default_grid("rope"), [0, 1], tune_lrs=tune_lrs), [parse_axis(a) for a in axes],
+    return Study(Ablation(cfg, default_grid("rope"), [0, 1], tune_lrs=tune_lrs), [parse_axis(a) for a in axes],
                  tune_spec=tune_spec)
 
 
@@ -116,10 +116,10 @@ def test_runs_are_ordered_seeds_outermost_across_points_and_tagged_with_their_po
     assert sorted(t for share in shares for t in share) == sorted(p.title for p in plan)
 
 
-def _task_share(sweep: Sweep, k: int, n: int) -> list[str]:
+def _task_share(sweep: Study, k: int, n: int) -> list[str]:
     import dataclasses
 
-    task = Sweep(dataclasses.replace(sweep.ablation, task=(k, n)), sweep.axes)
+    task = Study(dataclasses.replace(sweep.ablation, task=(k, n)), sweep.axes)
     return [p.title for p in task.share(task.report_plan())]
 
 
@@ -249,3 +249,15 @@ def test_rerunning_a_sweep_skips_every_finished_run(sweep_runs):
     assert again.exit_code == 0, again.output
     assert again.stderr.count("skipped") == 8
     assert {p: p.stat().st_mtime_ns for p in runs.glob("*/*/summary.json")} == before
+
+
+def test_a_sweep_publishes_its_report_to_the_trackers_as_an_ablation_does(sweep_runs, monkeypatch):
+    from pileablate.report import build
+
+    runs, args, _ = sweep_runs
+    published = []
+    monkeypatch.setattr(build, "publish_to_trackers",
+                        lambda report, files, trackers, runs_dir: published.append((tuple(trackers), runs_dir)))
+    again = ablate(*args, "--tracker", "tensorboard")
+    assert again.exit_code == 0, (again.output, again.exception)
+    assert published == [(("tensorboard",), runs)]

@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from pileablate.ablate.tuning import log_grid, lr_candidates
+from pileablate.ablate.tuning import MAX_EXTENSIONS, log_grid, lr_candidates
 from pileablate.cli import app
 from pileablate.errors import UserError
 from pileablate.train.data_loader import tuning_window_starts, val_window_starts
@@ -74,7 +74,13 @@ def test_a_tuned_ablation_reports_each_configuration_at_its_chosen_rate(bytes_st
             losses[float(lr)] = summary["final_val_loss"]
         reported = json.loads((runs / f"{label}-s0" / "config.json").read_text())
         assert reported["role"] == "report" and reported["train"]["max_steps"] == 6
-        assert reported["train"]["lr"] == min(losses, key=losses.get)
+        tried = {}
+        for folder in runs.glob(f"tune-{label}-lr*-s1000"):  # the grid and its extensions at an edge
+            summary = json.loads((folder / "summary.json").read_text())
+            tried[json.loads((folder / "config.json").read_text())["train"]["lr"]] = (
+                summary["final_val_loss"] if summary["status"] == "finished" else float("inf"))
+        assert reported["train"]["lr"] == min(tried, key=tried.get)
+        assert reported["train"]["lr"] not in (min(tried), max(tried)) or len(tried) == 2 + MAX_EXTENSIONS
 
     again = ablate(*args)
     assert again.exit_code == 0 and "skipped" in again.output

@@ -59,3 +59,14 @@ def test_split_follows_the_manifest_and_ignores_stray_parts(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     split = TokenSplit(tmp_path / "train")
     assert split.num_tokens == 3 and split.window(0, 3).tolist() == [1, 2, 3]
+
+
+def test_split_knows_each_token_s_part_and_the_manifest_s_vocabulary(tmp_path):
+    write_part(tmp_path / "train" / "part-00000.arrow", [[1, 2, 3]], "uint16")
+    write_part(tmp_path / "train" / "part-00001.arrow", [[4, 5]], "uint16")
+    assert TokenSplit(tmp_path / "train").vocab_size is None  # no manifest: nothing to check ids against
+    parts = [{"file": f"train/part-0000{i}.arrow"} for i in (0, 1)]
+    (tmp_path / "manifest.json").write_text(json.dumps({"vocab_size": 6, "splits": {"train": {"parts": parts}}}))
+    split = TokenSplit(tmp_path / "train")
+    assert split.vocab_size == 6
+    assert [split.part_at(i).name for i in range(5)] == ["part-00000.arrow"] * 3 + ["part-00001.arrow"] * 2

@@ -9,7 +9,7 @@ import torch
 
 from pileablate.errors import UserError
 from pileablate.export.hf import build_hf_model, export_hf, hf_architecture
-from pileablate.model.config import build_model_config
+from pileablate.model.build import build_model_config
 from pileablate.model.gpt import GPT
 
 from test_generate_cli import cli, trained_run  # noqa: F401  (trained_run: fixture)
@@ -95,12 +95,22 @@ def test_gpt2_weights_are_transposed_conv1d(tmp_path):
         ("rope", "rope"),
         ("rmsnorm,swiglu", "rmsnorm"),
         ("gqa", "gqa"),
+        ("qknorm,rope,rmsnorm,swiglu", "qknorm"),
+        ("softcap", "softcap"),
+        ("relu2,rope,rmsnorm", "relu2"),
     ],
 )
 def test_modifications_without_a_hf_equivalent_are_refused_by_name(mods, named):
     cfg = build_model_config("nano", mods, 257)
     with pytest.raises(UserError, match=f"'{named}' has no Hugging Face equivalent"):
         hf_architecture(cfg)
+
+
+def test_every_modification_export_cannot_express_is_named_in_one_line():
+    with pytest.raises(UserError) as err:
+        hf_architecture(build_model_config("nano", "qknorm,softcap,mtp", 257))
+    assert "modifications 'mtp', 'qknorm', 'softcap' have no Hugging Face equivalent" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_missing_transformers_says_how_to_install(monkeypatch):

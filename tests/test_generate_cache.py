@@ -7,7 +7,7 @@ import torch
 
 from pileablate.inference.decode import DecodeStats, decode
 from pileablate.inference.sampling import SamplingConfig
-from pileablate.model.config import build_model_config
+from pileablate.model.build import build_model_config
 from pileablate.model.gpt import GPT
 
 GREEDY = SamplingConfig(temperature=0)

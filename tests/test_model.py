@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pileablate.errors import UserError
-from pileablate.model.config import PRESETS, ModelConfig, build_model_config, pad_vocab
+from pileablate.model.build import PRESETS, build_model_config, pad_vocab
+from pileablate.model.config import ModelConfig
 from pileablate.model.gpt import GPT, ModelOutput
 
 

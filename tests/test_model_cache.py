@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pileablate.errors import UserError
-from pileablate.model.config import build_model_config
+from pileablate.model.build import build_model_config
 from pileablate.model.gpt import GPT
 
 VARIANTS = ["", "rope", "gqa", "gqa,rope", "mla", "mla,rope", "all", "all,mla,moe,mtp", "postnorm,gqa"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pileablate.model.config import build_model_config
+from pileablate.model.build import build_model_config
 from pileablate.model.gpt import GPT
 from pileablate.model.guards import check_causality
 

@@ -11,12 +11,12 @@ import torch
 
 from pileablate.errors import UserError
 from pileablate.model import attention, gpt, moe
-from pileablate.model.config import build_model_config
+from pileablate.model.build import build_model_config
 from pileablate.model.gpt import GPT
 from pileablate.model.guards import check_causality, check_initial_loss, initial_loss_band
 from pileablate.model.registry import SEED_MODS
 
-EXTRAS = ["gqa", "mla", "moe", "mtp", "postnorm"]
+EXTRAS = ["gqa", "mla", "moe", "mtp", "postnorm", "qknorm", "softcap", "muon", "adam"]
 
 
 def tiny(mods="", **kw):
@@ -168,3 +168,16 @@ def test_the_guards_probe_a_small_slice_of_the_batch():
     assert torch.equal(px, x[:2, :256]) and torch.equal(py, x[:2, :256] + 1)
     short = torch.zeros(8, 64, dtype=torch.long)
     assert probe_slice(short, short)[0].shape == (2, 64)
+
+
+def _combinable_pairs():
+    from pileablate.model.registry import REGISTRY, incompatible_with
+
+    model_mods = [m for m in REGISTRY.values() if m.target == "model" and m.origin == "built-in"]
+    return [(a.name, b.name) for i, a in enumerate(model_mods) for b in model_mods[i + 1:]
+            if b.name not in incompatible_with(a.name)]
+
+
+@pytest.mark.parametrize("pair", _combinable_pairs(), ids=",".join)
+def test_causality_guard_passes_every_combinable_pair_of_model_modifications(pair):
+    check_causality(build(",".join(pair)), seq_len=12)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pileablate.errors import UserError
-from pileablate.model.config import PRESETS, build_model_config, default_kv_heads
+from pileablate.model.build import PRESETS, build_model_config
+from pileablate.model.config import default_kv_heads
 from pileablate.model.matching import MATCH_TOLERANCE, count_params
 from pileablate.model.registry import REGISTRY, mods_in_config
 

@@ -10,13 +10,15 @@ import torch
 from typer.testing import CliRunner
 
 from pileablate.errors import UserError
-from pileablate.model.config import ModelConfig, build_model_config, mlp_params, swiglu_hidden
+from pileablate.model.build import build_model_config
+from pileablate.model.config import ModelConfig, mlp_params, swiglu_hidden
 from pileablate.model.gpt import GPT
 from pileablate.model.moe import MoE
 from pileablate.model.norms import RMSNorm
 from pileablate.model.registry import (
     REGISTRY,
     SEED_MODS,
+    incompatible_with,
     model_changes,
     mods_in_config,
     resolve_mods,
@@ -63,8 +65,8 @@ def test_every_registry_entry_changes_real_fields():
         if mod.target == "model":
             assert set(mod.changes) <= model_fields, mod.name
             assert mods_in_config(build_model_config("nano", mod.name, 257)) == (mod.name,)
-        for other in mod.incompatible:
-            assert mod.name in REGISTRY[other].incompatible  # symmetric
+        for other in incompatible_with(mod.name):
+            assert mod.name in incompatible_with(other)  # symmetric
 
 
 def test_trainer_and_model_changes_split_by_target():
@@ -366,3 +368,121 @@ def test_rope_tables_stay_fp32_exact_past_the_trained_context_after_a_bf16_cast(
     fresh_cos, _ = Rotary(16, max_len=1002)(1000, 2)
     assert cos.dtype == torch.float32
     torch.testing.assert_close(cos, fresh_cos)
+
+
+# ---- qknorm, relu2, softcap ----------------------------------------------------------------------
+
+def test_qknorm_normalises_each_head_of_queries_and_keys_before_the_scores():
+    import torch.nn.functional as F
+
+    from pileablate.model.attention import CausalSelfAttention
+
+    cfg = tiny("qknorm", kernel="math")
+    assert cfg.qk_norm and mods_in_config(cfg) == ("qknorm",)
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(cfg).eval()
+    x = torch.randn(2, 8, cfg.d_model)
+    hd, h = cfg.head_dim, cfg.n_head
+    q, k, v = (t.view(2, 8, h, hd).transpose(1, 2) for t in attn.c_attn(x).split(cfg.d_model, dim=-1))
+    q = q / q.pow(2).mean(-1, keepdim=True).add(torch.finfo(q.dtype).eps).sqrt()
+    k = k / k.pow(2).mean(-1, keepdim=True).add(torch.finfo(k.dtype).eps).sqrt()
+    expected = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(2, 8, -1)
+    torch.testing.assert_close(attn(x), attn.c_proj(expected), rtol=1e-5, atol=1e-5)
+    base = CausalSelfAttention(tiny(kernel="math")).eval()
+    base.load_state_dict(attn.state_dict())  # no parameters of its own: the same names and shapes
+    assert not torch.allclose(base(x), attn(x))
+
+
+def test_relu2_equals_its_formula_with_gpt2_names_and_size():
+    cfg = tiny("relu2")
+    model = GPT(cfg)
+    mlp = model.transformer.h[0].mlp
+    x = torch.randn(3, 5, cfg.d_model)
+    torch.testing.assert_close(mlp(x), mlp.c_proj(torch.relu(mlp.c_fc(x)) ** 2))
+    assert model.num_params() == GPT(tiny()).num_params()
+    assert set(dict(model.named_parameters())) == set(dict(GPT(tiny()).named_parameters()))
+    with pytest.raises(UserError, match="'swiglu' and 'relu2' cannot be combined"):
+        resolve_mods("swiglu,relu2")
+
+
+def test_softcap_bounds_the_logits_by_tanh_and_keeps_the_argmax():
+    from pileablate.mods.softcap import CAP
+
+    torch.manual_seed(0)
+    capped, plain = GPT(tiny("softcap")), GPT(tiny())
+    plain.load_state_dict(capped.state_dict())
+    idx = torch.randint(0, 61, (2, 8))
+    raw = plain(idx).logits
+    out = capped(idx, idx)
+    torch.testing.assert_close(out.logits, CAP * torch.tanh(raw / CAP))
+    big = capped.logit_head(torch.tensor([[1e4, -1e4, 3.0]]))
+    assert big.abs().max() <= CAP and torch.equal(big.argmax(-1), torch.tensor([0]))
+
+
+# ---- adam, muon (trainer slots) -------------------------------------------------------------------
+
+def _train_config(mods: str, **kw):
+    from pileablate.train.config import TrainConfig
+
+    return TrainConfig(mods=resolve_mods(mods), lr=1e-2, min_lr=1e-3, warmup_steps=10, weight_decay=0.1, **kw)
+
+
+def test_adam_decays_through_the_gradient_where_adamw_decays_the_weight():
+    from pileablate.train.optimizer import make_optimizer
+
+    assert trainer_changes("adam") == {"optimizer": "adam"} and model_changes("adam") == {}
+    moved = {}
+    for mods in ("", "adam"):
+        torch.manual_seed(0)
+        model = GPT(tiny())
+        optimizer = make_optimizer(model, _train_config(mods), torch.device("cpu"))
+        w = model.transformer.h[0].mlp.c_fc.weight
+        before = w.detach().clone()
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        moved[mods or "adamw"] = (w.detach() - before, before)
+    # AdamW: zero gradient, the weight shrinks by lr * wd; Adam: g = wd * w is the gradient, so the
+    # first (bias-corrected) step is lr * g / (|g| + eps), about lr * sign(w).
+    delta, before = moved["adamw"]
+    torch.testing.assert_close(delta, -1e-2 * 0.1 * before)
+    delta, before = moved["adam"]
+    g = 0.1 * before
+    torch.testing.assert_close(delta, -1e-2 * g / (g.abs() + 1e-8), rtol=1e-4, atol=1e-7)
+
+
+def test_muon_takes_the_hidden_matrices_at_its_own_rate_and_adamw_the_rest():
+    from pileablate.train.optimizer import (MUON_LR_SCALE, hidden_matrices, learning_rates, make_optimizer,
+                                            set_learning_rate)
+
+    torch.manual_seed(0)
+    model = GPT(tiny("rope,mtp"))
+    optimizer = make_optimizer(model, _train_config("muon"), torch.device("cpu"))
+    muon, adamw = optimizer.optimizers
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    hidden, rest = hidden_matrices(model)
+    assert {id(p) for g in muon.param_groups for p in g["params"]} == {id(p) for p in hidden}
+    assert model.lm_head.weight in rest and all(p.dim() == 2 for p in hidden)
+    assert any(p is model.mtp_heads[0].block.attn.c_attn.weight for p in hidden)
+    assert len(hidden) + len(rest) == len(list(model.parameters()))
+    set_learning_rate(optimizer, 1e-3)
+    assert learning_rates(optimizer, 1e-3) == {"muon": 1e-3 * MUON_LR_SCALE, "adamw": 1e-3}
+    assert muon.param_groups[0]["lr"] == pytest.approx(0.02) and adamw.param_groups[0]["lr"] == 1e-3
+    idx = torch.randint(0, 61, (2, 8))
+    model(idx, idx).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    state = optimizer.state_dict()
+    again = make_optimizer(model, _train_config("muon"), torch.device("cpu"))
+    again.load_state_dict(state)
+    assert again.state_dict()["chained"][0]["state"].keys() == state["chained"][0]["state"].keys()
+
+
+def test_a_muon_run_records_each_rate_in_its_config(bytes_store, tmp_path):
+    from pileablate.train.trainer import train
+
+    summary = train(_train_config("muon", data_dir=bytes_store, runs_dir=tmp_path, preset="nano", device="cpu",
+                                  max_steps=2, eval_every=2, eval_tokens=2048, batch_size=2, name="m"))
+    assert summary["status"] == "finished"
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["learning_rates"] == {"muon": pytest.approx(0.2), "adamw": 1e-2}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,6 +47,7 @@ def test_every_config_field_is_a_train_option_with_its_doc_as_help():
     values = {
         "data_dir": ("--data", "d"), "runs_dir": ("--runs-dir", "r"), "name": ("--name", "x"),
         "mods": ("--mods", "rope,swiglu"), "preset": ("--preset", "nano"), "seed": ("--seed", "3"),
+        "mods_files": ("--mods-file", str(Path(__file__).resolve().parents[1] / "examples" / "parallel_block.py")),
         "n_layer": ("--n-layer", "3"), "n_head": ("--n-head", "2"), "d_model": ("--d-model", "48"),
         "seq_len": ("--seq-len", "32"), "kv_heads": ("--kv-heads", "1"), "kv_latent_dim": ("--kv-latent-dim", "16"),
         "experts": ("--experts", "4"), "top_k": ("--top-k", "1"), "mtp_depth": ("--mtp-depth", "3"),
@@ -66,6 +68,7 @@ def test_every_config_field_is_a_train_option_with_its_doc_as_help():
     assert cfg.eval_tokens == 4000 and cfg.compile and cfg.resume and cfg.kv_heads == 1 and cfg.lr == 0.002
     assert str(cfg.data_dir) == "d" and cfg.checkpoint_every == "5m" and cfg.match_params is False
     assert cfg.trackers == ("wandb", "tensorboard")
+    assert len(cfg.mods_files) == 1 and cfg.mods_files[0].split("#sha256=")[0].endswith("parallel_block.py")
     from pileablate.commands.train import _command
 
     params = {p.name: p for p in _command().params}

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pileablate.errors import UserError
-from pileablate.model.config import build_model_config
+from pileablate.model.build import build_model_config
 from pileablate.model.gpt import GPT
 from pileablate.runfolder import load_checkpoint, save_checkpoint
 from pileablate.train.config import TrainConfig

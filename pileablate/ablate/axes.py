@@ -33,7 +33,7 @@ def _whole(option: str) -> Callable[[str], int]:
 
 
 def _preset(text: str) -> str:
-    from pileablate.model.config import PRESETS
+    from pileablate.model.build import PRESETS
 
     name = str(text).strip()
     if name not in PRESETS:

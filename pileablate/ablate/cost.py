@@ -1,5 +1,5 @@
-"""What a sweep costs, point by point, before anything runs (`ablate --sweep ... --dry-run`): runs,
-tokens, and parameters × tokens (training compute is about 6 × parameters × tokens FLOPs)."""
+"""What a study costs before anything runs (`ablate --dry-run`): runs, tokens, and parameters × tokens
+point by point (training compute is about 6 × parameters × tokens FLOPs), and the plan it will train."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class Cost:
 def tokens_per_run(base) -> Optional[int]:
     """The most tokens one run of these settings trains on: its token budget, or its steps × tokens per
     step (one process), whichever ends first; None when only a time limit bounds it."""
-    from pileablate.model.config import PRESETS
+    from pileablate.model.build import PRESETS
     from pileablate.train.config import preset_defaults
 
     limits = []
@@ -52,21 +52,23 @@ def point_cost(part, vocab_size: int) -> Cost:
                 len(ablation.report_plan()), len(ablation.tuning_plan()), ablation.tune_budget)
 
 
-def cost_table(parts: Sequence, costs: Sequence[Cost]):
+def cost_table(parts: Sequence, costs: Sequence[Cost], most: bool = False):
     from rich.table import Table
 
     from pileablate.ablate.runner import budget_of
     from pileablate.report.checks import describe_budget
     from pileablate.report.fmt import DASH, format_count
 
-    table = Table(title="sweep plan: cost per point (params × tokens ≈ training FLOPs / 6)", header_style="bold")
+    title = "cost per point" if parts[0].point.label else "cost"
+    most = "; at most: every configuration to --max-seeds" if most else ""
+    table = Table(title=f"{title} (params × tokens ≈ training FLOPs / 6{most})", header_style="bold")
     for header in ("point", "settings", "params (baseline)", "budget per run", "runs", "tokens (all runs)",
                    "params × tokens"):
         table.add_column(header, justify="left" if header in ("point", "settings", "budget per run") else "right")
     for part, cost in zip(parts, costs):
         budget = describe_budget(budget_of(part.ablation.base)) + (" (default)" if part.default_budget else "")
         runs = str(cost.runs) + (f" + {cost.tuning_runs} tuning" if cost.tuning_runs else "")
-        table.add_row(cost.label, part.point.describe(), format_count(cost.params), budget, runs,
+        table.add_row(cost.label or "ablation", part.point.describe(), format_count(cost.params), budget, runs,
                       format_count(cost.tokens) if cost.tokens is not None else "time-bound",
                       f"{cost.params_x_tokens:.3g}" if cost.params_x_tokens is not None else DASH)
     known = [c for c in costs if c.tokens is not None]
@@ -77,41 +79,50 @@ def cost_table(parts: Sequence, costs: Sequence[Cost]):
     return table
 
 
-def plan_table(pairs: Sequence, title: str):
-    """Every run of the sweep in the order it will train: point/run, mods, seed, lr, state."""
-    from pathlib import Path
+def print_plan(study) -> None:
+    """The dry run: for a sweep or `--seeds auto` the cost (per point, and the most it can cost), then
+    every run in the order it will train (stdout); with `--seeds auto` the first round's runs."""
+    from pileablate.ablate.runner import budget_of, data_identity
+    from pileablate.ablate.study import describe, ordered, parts, plan_table, seeds_in_first_round
+    from pileablate.console import stderr_console, stdout_console
+    from pileablate.report.checks import describe_budget
 
-    from rich.table import Table
-
-    from pileablate.ablate.plan import format_lr
-    from pileablate.ablate.runner import run_state
-
-    table = Table(title=title, header_style="bold")
-    for header in ("#", "run", "mods", "seed", "lr", "state"):
-        table.add_column(header, justify="right" if header in ("#", "seed", "lr") else "left")
-    for i, (part, p) in enumerate(pairs, start=1):
-        state = run_state(Path(part.ablation.base.runs_dir) / p.name)
-        lr = format_lr(p.lr) if p.lr is not None else ("tuned" if part.ablation.tuning else "default")
-        table.add_row(str(i), p.title, ",".join(p.mods) or "baseline", str(p.seed), lr,
-                      f"{state.action}: {state.detail}" if state.action != "train" else "train (new)")
-    return table
-
-
-def print_plan(sweep) -> None:
-    """The sweep's dry run: the cost per point, then every run in the order it will train (stdout)."""
-    from pileablate.ablate.runner import data_identity
-    from pileablate.ablate.sweep import describe, ordered, parts
-    from pileablate.console import stderr_console
-    from pileablate.console import stdout_console
-
-    ready = parts(sweep)
-    vocab_size, _ = data_identity(sweep.ablation.base.data_dir)
-    stderr_console().print(describe(sweep, ready), highlight=False)
+    ready = parts(study)
+    vocab_size, _ = data_identity(study.ablation.base.data_dir)
+    stderr_console().print(describe(study, ready), highlight=False)
     out = stdout_console()
-    out.print(cost_table(ready, [point_cost(part, vocab_size) for part in ready]))
+    if study.is_sweep or study.sequential:
+        out.print(cost_table(ready, _costs(ready, vocab_size), most=study.sequential))
+    first = seeds_in_first_round(study) if study.sequential else None
     tuning = ordered([(part, p) for part in ready for p in part.ablation.tuning_plan()])
-    reported = ordered([(part, p) for part in ready for p in part.ablation.report_plan()])
-    if tuning:
-        out.print(plan_table(tuning, f"sweep plan: {len(tuning)} tuning runs first (in each point's folder)"))
-    out.print(plan_table(reported, f"sweep plan: {len(reported)} reported runs in {sweep.ablation.base.runs_dir}"
-                                   + (", each at its point's tuned lr" if tuning else "")))
+    reported = ordered([(part, p) for part in ready for p in part.ablation.report_plan()
+                        if first is None or part.ablation.seeds.index(p.seed) < first])
+    runs_dir = study.ablation.base.runs_dir
+    what = "first round: " if study.sequential else ""
+    edges = " (a rate chosen at an edge of the grid adds tuning runs beyond it)" if tuning else ""
+    if not study.is_sweep:
+        out.print(plan_table(ordered(tuning + reported), f"ablation plan: {what}{len(tuning) + len(reported)} runs "
+                             f"in {runs_dir}, each {describe_budget(budget_of(ready[0].ablation.base))}{edges}"))
+    else:
+        if tuning:
+            out.print(plan_table(tuning, f"sweep plan: {len(tuning)} tuning runs first (in each point's folder)"
+                                         f"{edges}"))
+        out.print(plan_table(reported, f"sweep plan: {what}{len(reported)} reported runs in {runs_dir}"
+                                       + (", each at its point's tuned lr" if tuning else "")))
+    if study.sequential:
+        out.print(f"at most {sum(c.runs + c.tuning_runs for c in _costs(ready, vocab_size))} runs"
+                  f"{_most_tokens(ready, vocab_size)}, if every configuration stays undecided to "
+                  f"{study.max_seeds} seeds (plus any tuning runs at the grid's edges)", highlight=False)
+
+
+def _costs(ready, vocab_size: int) -> list[Cost]:
+    return [point_cost(part, vocab_size) for part in ready]
+
+
+def _most_tokens(ready, vocab_size: int) -> str:
+    from pileablate.report.fmt import format_count
+
+    costs = _costs(ready, vocab_size)
+    if any(c.tokens is None for c in costs):
+        return ""
+    return f" and {format_count(sum(c.tokens for c in costs))} tokens"

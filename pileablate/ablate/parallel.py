@@ -42,7 +42,7 @@ def plan_slots(jobs: int, devices: Optional[str]) -> list[Slot]:
     """`--devices cuda:0,cuda:1` (one slot per device), else every visible GPU, else CPU shares."""
     if jobs < 1:
         raise UserError("--jobs must be at least 1")
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if devices:
         names = [d.strip() for d in devices.split(",") if d.strip()]
         if len(names) < jobs and not all(n == "cpu" for n in names):
@@ -57,6 +57,15 @@ def plan_slots(jobs: int, devices: Optional[str]) -> list[Slot]:
         names = [f"cuda:{i}" for i in range(jobs)] if gpus else ["cpu"] * jobs
     cpu_jobs = sum(1 for n in names if n == "cpu")
     return [Slot(n, max(1, cores // cpu_jobs) if n == "cpu" else max(1, cores // jobs)) for n in names]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as SLURM, taskset and containers set it),
+    not the machine's: on a 64-core node a task given 8 must split 8 among its runs."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows: no affinity to read
+        return os.cpu_count() or 1
 
 
 def _worker(threads: int, inbox) -> None:

@@ -51,7 +51,7 @@ def baseline_params(base, vocab_size: int) -> int:
     """Active parameters of the baseline model of these settings (preset and size overrides)."""
     import torch
 
-    from pileablate.model.config import build_model_config
+    from pileablate.model.build import build_model_config
     from pileablate.model.gpt import GPT
 
     model_cfg = build_model_config(base.preset, (), vocab_size, **base.model_overrides())

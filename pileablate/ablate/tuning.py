@@ -1,4 +1,5 @@
-"""Learning-rate tuning for the grid: which rates to try, and the rate each experiment gets.
+"""Learning-rate tuning for the grid: which rates to try (and where to extend them), and the rate each
+experiment gets.
 
 Serious comparisons tune the learning rate per configuration: with one shared rate, the rate decides
 the verdict (on the demo setting cosine loses to the baseline by 0.09 nats at 1e-3 and wins by 0.36 at
@@ -10,6 +11,10 @@ overlap; so the loss a report shows was never used to choose anything.
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+from pileablate.ablate.plan import PlannedRun
 from pileablate.errors import UserError
 
 # `--tune-lr auto`: five points, log-spaced over x1/10 .. x10 around the preset's default rate.
@@ -48,3 +53,66 @@ def lr_candidates(spec: str, default_lr: float) -> tuple[float, ...]:
     if len(set(rates)) != len(rates):
         raise UserError(f"--tune-lr {spec!r}: a rate is listed twice")
     return tuple(sorted(rates))
+
+
+# A rate chosen at the edge of the grid extends the grid one step that way, at most this many times
+# per configuration: the best rate may lie outside the grid, and an edge choice only flagged misleads.
+MAX_EXTENSIONS = 2
+
+
+def next_rate(tried: Sequence[float], chosen: float, grid: Sequence[float]) -> Optional[float]:
+    """One step beyond the edge the chosen rate sits on, at the ratio of the two rates at that edge;
+    None when the choice is inside the tried rates, only one rate was tried, or the configuration has
+    already been extended MAX_EXTENSIONS times beyond `grid` (the rates asked for)."""
+    rates = sorted(set(tried))
+    if len(rates) < 2 or chosen not in (rates[0], rates[-1]):
+        return None
+    if sum(rate not in grid for rate in rates) >= MAX_EXTENSIONS:
+        return None
+    if chosen == rates[-1]:
+        rate = float(f"{rates[-1] * rates[-1] / rates[-2]:.3g}")
+    else:
+        rate = float(f"{rates[0] * rates[0] / rates[1]:.3g}")
+    return None if rate in rates else rate
+
+
+def chosen_lrs(ablation, tuning: Sequence[PlannedRun]) -> dict[str, float]:
+    """Each experiment's rate: the lowest mean tuning loss among the rates whose tuning runs all finished
+    (`report.tuning.choose_lr`, the rule the report shows). Experiments with no such rate are left out."""
+    from pileablate.report.tuning import choose_lr
+
+    chosen = {}
+    for label, pairs in _tuning_losses(ablation, tuning).items():
+        try:
+            chosen[label] = choose_lr(pairs, label)[0]
+        except UserError:
+            continue  # no rate finished: the experiment is listed as not reported
+    return chosen
+
+
+def edge_extensions(ablation, tuning: Sequence[PlannedRun]) -> list[PlannedRun]:
+    """The tuning runs one step beyond the grid for each experiment whose chosen rate is at an edge of
+    the rates it tried (on the same tuning seeds), or none."""
+    from pileablate.ablate.plan import plan_tuning, tuning_seeds
+
+    chosen = chosen_lrs(ablation, tuning)
+    extra: list[PlannedRun] = []
+    for experiment in ablation.experiments:
+        if experiment.label not in chosen:
+            continue
+        tried = [p.lr for p in tuning if p.label == experiment.label]
+        rate = next_rate(tried, chosen[experiment.label], ablation.tune_lrs)
+        if rate is not None:
+            extra += plan_tuning([experiment], [rate], tuning_seeds(ablation.seeds, ablation.tune_seeds))
+    return extra
+
+
+def _tuning_losses(ablation, tuning: Sequence[PlannedRun]) -> dict[str, list[tuple[float, Optional[float]]]]:
+    from pileablate.ablate.runner import read_summary
+
+    points: dict[str, list[tuple[float, Optional[float]]]] = {}
+    for planned in tuning:
+        summary = read_summary(Path(ablation.base.runs_dir) / planned.name) or {}
+        finished = summary.get("status") == "finished" and summary.get("final_val_loss") is not None
+        points.setdefault(planned.label, []).append((planned.lr, summary["final_val_loss"] if finished else None))
+    return points

@@ -1,7 +1,8 @@
 """`pileablate ablate`: the grid (baseline, each modification alone, all together) × seeds, equal budgets.
 
 All parsing happens here: the train options through `pileablate train`'s own parser, then `--mods` /
-`--grid` / `--seeds` / `--tune-*` into an `Ablation` (with `--sweep`, a `Sweep` of it), which `pileablate.ablate` runs.
+`--grid` / `--seeds` / `--tune-*` / `--sweep` into one `Study` (an `Ablation` at one or more points), which
+`pileablate.ablate.study` runs.
 """
 
 from __future__ import annotations
@@ -31,16 +32,25 @@ SweepAxes = Annotated[Optional[List[str]], _option(
     "time_limit=. Repeat for several axes (their product). Each point gets the same seeds, its own folder "
     "(RUNS/micro/rope-s0), its own default budget when none is given, its own tuned lr with --tune-lr; one "
     "report over all points says how Δ moves along the axis. Replaces the grid file's \\[sweep] table.")]
-Seeds = Annotated[Optional[int], _option(
-    "--seeds", min=1,
-    help="Seeds per configuration (--seed S gives seeds S, S+1, ...). Default 1, or the grid file's seeds.")]
+Seeds = Annotated[Optional[str], _option(
+    "--seeds", metavar="N|auto",
+    help="Seeds per configuration (--seed S gives seeds S, S+1, ...). Default 1, or the grid file's seeds. "
+    "'auto': 3 seeds of every configuration, then 2 more at a time only for the configurations whose verdict "
+    "is still undecided, up to --max-seeds (a sequential rule the report states).")]
+MaxSeeds = Annotated[Optional[int], _option(
+    "--max-seeds", help="With --seeds auto: the most seeds a configuration gets (at least 3; default 10).")]
+Margin = Annotated[Optional[float], _option(
+    "--margin", metavar="NATS",
+    help="The difference in validation loss (nats/token) below which a modification has 'no effect'; recorded "
+    "in RUNS/study.json for the report. Default: the report's (see 'pileablate report --help').")]
 TuneLr = Annotated[Optional[str], _option(
     "--tune-lr", metavar="auto|N|LR,LR,...",
     help="Tune the learning rate of every configuration before the reported runs: 'auto' tries 5 rates "
     "log-spaced over x1/10..x10 of the preset's default, N tries N such rates, or give the rates "
     "(3e-4,1e-3,3e-3). Tuning runs use seeds of their own (1000+) and are scored on held-out tuning windows "
     "disjoint from the validation windows the report scores; each configuration's reported runs then train "
-    "at its chosen rate.")]
+    "at its chosen rate. A rate chosen at the edge of the rates tried adds one rate beyond it (same ratio), "
+    "twice at most.")]
 TuneSeeds = Annotated[int, _option("--tune-seeds", min=1, show_default=True,
                                    help="Tuning runs per configuration and rate.")]
 TuneBudget = Annotated[float, _option(
@@ -50,16 +60,16 @@ TuneBudget = Annotated[float, _option(
 Jobs = Annotated[int, _option(
     "--jobs", min=1, show_default=True,
     help="Runs at once on this machine, each slot with its own worker process: one per GPU, or on a CPU each "
-    "with its share of the cores (a tiny model gains little from a second thread). Results are bit-identical "
-    "to the same runs made one after another with that many threads.")]
+    "with its share of the cores this process may use (its CPU affinity; a tiny model gains little from a second "
+    "thread). Results are bit-identical to the same runs made one after another with that many threads.")]
 Devices = Annotated[Optional[str], _option(
     "--devices", help="Devices for --jobs, comma list (cuda:0,cuda:1). Default: every visible GPU, else the CPU.")]
 Task = Annotated[Optional[str], _option(
     "--task", metavar="K/N", help="Make only this task's share of the plan (every N-th run from the K-th): N tasks "
     "of a job array cover the grid exactly once. No report: run 'pileablate report' after.")]
 Stage = Annotated[str, _option(
-    "--stage", show_default=True, help="tune, report or all: with --tune-lr a job array runs the tuning runs first "
-    "(--stage tune), then the reported ones (--stage report).")]
+    "--stage", show_default=True, help="tune, train or all: with --tune-lr a job array runs the tuning runs first "
+    "(--stage tune), then the reported ones (--stage train).")]
 Emit = Annotated[Optional[str], _option(
     "--emit", metavar="slurm", help="Write sbatch job-array scripts for this ablation and the submit.sh that "
     "submits them into RUNS/slurm/, and stop (nothing trains here).")]
@@ -89,7 +99,8 @@ DryRun = Annotated[bool, _option(
 
 
 def ablate(ctx: typer.Context, mods: Mods = None, grid: Grid = None, sweep: SweepAxes = None, seeds: Seeds = None,
-           tune_lr: TuneLr = None, tune_seeds: TuneSeeds = 1, tune_budget: TuneBudget = 1.0, jobs: Jobs = 1,
+           max_seeds: MaxSeeds = None, margin: Margin = None, tune_lr: TuneLr = None, tune_seeds: TuneSeeds = 1,
+           tune_budget: TuneBudget = 1.0, jobs: Jobs = 1,
            devices: Devices = None, task: Task = None, stage: Stage = "all", emit: Emit = None,
            array_tasks: ArrayTasks = None, gpus_per_run: GpusPerRun = None, cpus_per_run: CpusPerRun = None,
            slurm_time: SlurmTime = None, slurm_partition: SlurmPartition = None, slurm_account: SlurmAccount = None,
@@ -104,11 +115,15 @@ def ablate(ctx: typer.Context, mods: Mods = None, grid: Grid = None, sweep: Swee
     re-running the command skips finished runs and resumes an interrupted one. The report (report.md,
     summary.csv, plots/) is written into the runs folder.
 
+    With --seeds auto, seeds are added round by round only to the configurations whose verdict is still
+    undecided (3, then 5, 7, ... up to --max-seeds); the same command continues an interrupted study.
+
     With --sweep (e.g. --sweep preset=nano,micro) the whole grid runs at every point of the axes, each
     point in its own folder (RUNS/micro/rope-s0), and the report says for each modification how its Δ
     moves along the axis (scaling.csv, plots/scaling_delta, plots/baseline_scaling).
     """
-    from pileablate.ablate import Ablation, default_grid, grid_from_toml, run_ablation
+    from pileablate.ablate import Ablation, default_grid, grid_from_toml
+    from pileablate.ablate.study import NOT_IN_ARRAYS, Study, run_study
     from pileablate.commands.train import train_config_from_args
     from pileablate.errors import UserError
 
@@ -120,38 +135,51 @@ def ablate(ctx: typer.Context, mods: Mods = None, grid: Grid = None, sweep: Swee
     if mods is not None and grid is not None:
         raise UserError("--mods and --grid both choose the configurations; give one of them")
     experiments, grid_seeds = grid_from_toml(grid) if grid is not None else (default_grid(mods), None)
-    count = seeds if seeds is not None else (grid_seeds or 1)
-    ablation = Ablation(base, experiments, [base.seed + i for i in range(count)],
+    count, most = _seed_counts(seeds, grid_seeds, max_seeds)
+    ablation = Ablation(base, experiments, [base.seed + i for i in range(most or count)],
                         tune_lrs=_tune_rates(tune_lr, base), tune_seeds=tune_seeds, tune_budget=tune_budget,
-                        jobs=jobs, devices=devices, task=_parse_task(task),
-                        stage="report" if stage == "train" else stage)  # 'train': the SLURM scripts' name
-    axes = _sweep_axes(sweep, grid)
-    if axes:
-        from pileablate.ablate.sweep import Sweep
-
-        ablation = Sweep(ablation, axes, tune_spec=tune_lr)
+                        jobs=jobs, devices=devices, task=_parse_task(task), stage=stage)
+    if emit is not None and emit != "slurm":
+        raise UserError(f"--emit {emit!r}: only 'slurm' is supported")
+    if emit is not None and most is not None:
+        raise UserError(NOT_IN_ARRAYS.format(option="--emit slurm"))
+    study = Study(ablation, _sweep_axes(sweep, grid), tune_spec=tune_lr, max_seeds=most, margin=margin)
     if emit is not None:
-        if emit != "slurm":
-            raise UserError(f"--emit {emit!r}: only 'slurm' is supported")
         from pileablate.ablate.slurm import make_request
 
         request = make_request(base.device, gpus_per_run, cpus_per_run, partition=slurm_partition,
                                account=slurm_account, qos=slurm_qos, mem=slurm_mem, extra=slurm_extra or (),
                                setup=slurm_setup, time=slurm_time)
         given = [("--mods", mods), ("--grid", grid.resolve() if grid else None), ("--seeds", seeds),
-                 ("--tune-lr", tune_lr),
+                 ("--margin", margin), ("--tune-lr", tune_lr),
                  ("--tune-seeds", tune_seeds if tune_lr else None), ("--tune-budget", tune_budget if tune_lr else None)]
         given += [("--sweep", spec) for spec in sweep or ()]
         args = [str(x) for name, value in given if value is not None for x in (name, value)] + list(ctx.args)
-        _emit_slurm(ablation, args, array_tasks, request)
+        _emit_slurm(study, args, array_tasks, request)
     elif dry_run:
-        _print_plan(ablation)
-    elif axes:
-        from pileablate.ablate.sweep import run_sweep
+        from pileablate.ablate.cost import print_plan
 
-        run_sweep(ablation)
+        print_plan(study)
     else:
-        run_ablation(ablation)
+        run_study(study)
+
+
+def _seed_counts(seeds: Optional[str], grid_seeds: Optional[int], max_seeds: Optional[int]):
+    """(fixed seed count, None) or (None, the most seeds of --seeds auto)."""
+    from pileablate.errors import UserError
+
+    text = None if seeds is None else str(seeds).strip().lower()
+    if text == "auto":
+        from pileablate.report.verdict import SequentialDesign
+
+        return None, max_seeds if max_seeds is not None else SequentialDesign().max_seeds
+    if max_seeds is not None:
+        raise UserError("--max-seeds goes with --seeds auto; give --seeds auto, or drop --max-seeds")
+    if text is None:
+        return grid_seeds or 1, None
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"--seeds {seeds}: give a number of seeds (1 or more) or auto")
+    return int(text), None
 
 
 def _sweep_axes(specs: Optional[List[str]], grid: Optional[Path]) -> list:
@@ -169,23 +197,20 @@ def _parse_task(text: Optional[str]):
     return None if text is None else parse_share(text, "--task")
 
 
-def _emit_slurm(ablation, args, tasks, request) -> None:
-    from pileablate.ablate.ablation import prepared
+def _emit_slurm(study, args, tasks, request) -> None:
     from pileablate.ablate.slurm import fit_warnings, write_scripts
+    from pileablate.ablate.study import parts
     from pileablate.console import stderr_console
 
-    from pileablate.ablate.sweep import Sweep
-
-    # A sweep's plan has the same length whatever its budgets; only a plain grid needs its budget here.
-    target = ablation if isinstance(ablation, Sweep) else prepared(ablation)
-    files = write_scripts(target, args, tasks, request)
+    parts(study)  # the data and every configuration's model are checked before any script is written
+    files = write_scripts(study, args, tasks, request)
     console = stderr_console()
     for warning in fit_warnings(request):
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     for path in files:
         console.print(f"wrote {path}", highlight=False)
     console.print(f"submit with: bash {files[-1]}   then, when it has finished: pileablate report "
-                  f"{ablation.base.runs_dir}", highlight=False)
+                  f"{study.ablation.base.runs_dir}", highlight=False)
 
 
 def _tune_rates(spec: Optional[str], base) -> tuple[float, ...]:
@@ -195,20 +220,3 @@ def _tune_rates(spec: Optional[str], base) -> tuple[float, ...]:
     if spec is None:
         return ()
     return lr_candidates(spec, preset_defaults(base.preset)["lr"])
-
-
-def _print_plan(ablation) -> None:
-    from pileablate.ablate.sweep import Sweep
-    from pileablate.console import stderr_console
-
-    if isinstance(ablation, Sweep):
-        from pileablate.ablate.cost import print_plan
-
-        return print_plan(ablation)
-
-    from pileablate.ablate.ablation import describe, plan_table, prepared
-    from pileablate.console import stdout_console
-
-    ablation = prepared(ablation)
-    stderr_console().print(describe(ablation), highlight=False)
-    stdout_console().print(plan_table(ablation, ablation.tuning_plan() + ablation.report_plan()))

@@ -17,8 +17,9 @@ def export(
     """Export a run's latest checkpoint as a Hugging Face transformers model.
 
     The baseline becomes GPT2LMHeadModel; rope,rmsnorm,swiglu (optionally with gqa; trainer-only
-    warmup/cosine do not matter) becomes LlamaForCausalLM. Any other modification (mla, moe, mtp,
-    postnorm, or rope/rmsnorm/swiglu on their own) has no Hugging Face equivalent and is refused by name.
+    warmup/cosine/adam/muon do not matter) becomes LlamaForCausalLM. Any other modification (mla, moe,
+    mtp, postnorm, qknorm, relu2, softcap, a --mods-file's, or rope/rmsnorm/swiglu on their own) has no
+    Hugging Face equivalent and is refused by name.
     Needs the optional packages: pip install 'pileablate[hf]'.
     """
     from pileablate.export.run import export_run

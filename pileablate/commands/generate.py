@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -28,6 +28,8 @@ def generate(
     compare: bool = typer.Option(_D.compare, "--compare/--no-compare", help=h("compare")),
     device: str = typer.Option(_D.device, "--device", help=h("device")),
     echo: bool = typer.Option(_D.echo, "--echo", help=h("echo")),
+    mods_file: Optional[List[Path]] = typer.Option(None, "--mods-file", metavar="FILE", show_default=False,
+                                                   help="A file registering modifications the run used, when its recorded path has moved (repeatable)."),
 ) -> None:
     """Sample text from a trained run, streaming it to stdout.
 
@@ -38,7 +40,9 @@ def generate(
     context (seq_len) the window jumps: the most recent seq_len/2 tokens are kept.
     """
     from pileablate.inference.generate import generate as run_generate
+    from pileablate.mods_files import load_mods_files
 
+    load_mods_files(mods_file or ())
     if prompt is None:
         if sys.stdin is None or sys.stdin.isatty():
             raise UserError("no prompt: pass --prompt TEXT or pipe text on stdin (--prompt '' starts a new document)")

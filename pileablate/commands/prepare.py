@@ -22,13 +22,22 @@ def prepare(
     overwrite: bool = typer.Option(False, "--overwrite", help=field_help("overwrite")),
     chunk_tokens: str = typer.Option("64M", "--chunk-tokens", metavar="N", help=field_help("chunk_tokens")),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, metavar="N", help=field_help("workers"), show_default=False),
+    verify: Optional[Path] = typer.Option(None, "--verify", metavar="DIR", help="Check the prepared store in DIR "
+                                          "against its manifest (every part's sha256, structure and token ids), "
+                                          "print one line per damaged part and exit 1 if any; prepares nothing.",
+                                          show_default=False),
 ) -> None:
     """Stream a corpus (The Pile, the offline sample, files, URLs) into memory-mapped token files.
 
     Examples: 'pileablate prepare --rows 1M' (The Pile, GPT-2 tokens, into data/);
     'pileablate prepare --source sample --tokenizer bytes' (offline). Interrupted? Run the same
     command again: it continues from the last committed chunk.
+    'pileablate prepare --verify data' checks a store for damage.
     """
+    if verify is not None:
+        from pileablate.data.verify import report_store
+
+        raise typer.Exit(report_store(verify))
     from pileablate.console import stderr_console, stdout_console
     from pileablate.data.config import PrepareConfig, parse_count
     from pileablate.data.prepare import prepare as run_prepare

@@ -30,6 +30,10 @@ def report(
         None, "--tracker", metavar="NAME", help="Also add the table and plots beside the runs' live curves: tensorboard "
         "(RUNS_DIR/tensorboard), wandb (the runs' W&B group); comma list or repeated.", show_default=False,
     ),
+    mods_file: Optional[List[Path]] = typer.Option(
+        None, "--mods-file", metavar="FILE", help="Files registering the runs' own modifications (repeatable); the "
+        "report notes a file the runs recorded that has changed since.", show_default=False,
+    ),
 ) -> None:
     """Verdicts, loss tables and plots from run directories.
 
@@ -47,9 +51,15 @@ def report(
     from pileablate.report.build import publish_to_trackers
     from pileablate.trackers import parse_trackers, require_packages
 
+    from pileablate.console import stderr_console
+    from pileablate.mods_files import changed_in_runs, load_mods_files
+
+    load_mods_files(mods_file or ())
     trackers = parse_trackers(tracker)
     require_packages(trackers)
     paths = list(runs_dirs) if runs_dirs else [Path("runs")]
+    for note in changed_in_runs(paths):
+        stderr_console().print(f"[yellow]note:[/yellow] {note}", markup=True, highlight=False)
     result = build_report(paths, force=force, margin=margin)
     out_dir = out if out is not None else paths[0]
     files = write_report(result, out_dir, plots=plots)

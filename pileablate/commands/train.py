@@ -23,6 +23,7 @@ _H = "Hardware"
 
 def train(
     mods: str = typer.Option("", "--mods", help=_h("mods")),
+    mods_file: Optional[List[str]] = typer.Option(None, "--mods-file", metavar="FILE", help=_h("mods_files")),
     preset: str = typer.Option(AUTO_PRESET, "--preset", help=_h("preset")),
     data: str = typer.Option(str(_d("data_dir")), "--data", help=_h("data_dir")),
     runs_dir: str = typer.Option(str(_d("runs_dir")), "--runs-dir", help=_h("runs_dir")),
@@ -78,17 +79,19 @@ def train(
         raise typer.Exit(130)  # interrupted (SIGINT/SIGTERM): checkpoint saved, not finished
 
 
-def _config(*, mods, preset, data, runs_dir, name, seed, n_layer, n_head, d_model, seq_len, kv_heads, kv_latent_dim,
+def _config(*, mods, mods_file, preset, data, runs_dir, name, seed, n_layer, n_head, d_model, seq_len, kv_heads, kv_latent_dim,
             experts, top_k, mtp_depth, match_params, lr, min_lr, weight_decay, beta1, beta2, grad_clip, batch_size, grad_accum,
             warmup_steps, time_limit, max_tokens, max_steps, eval_every, eval_tokens, log_every, checkpoint_every,
             tracker, device, precision, compile, tuning, resume) -> TrainConfig:
     """Command-line values -> a validated TrainConfig (budget strings parsed, one-line errors)."""
     from pileablate.model.registry import resolve_mods
+    from pileablate.mods_files import load_mods_files
     from pileablate.train.config import validate
     from pileablate.units import parse_count, parse_duration
 
+    mods_files = load_mods_files(mods_file or ())  # before --mods names the modifications they register
     cfg = TrainConfig(
-        data_dir=data, runs_dir=runs_dir, name=name, mods=resolve_mods(mods), preset=preset, seed=seed,
+        data_dir=data, runs_dir=runs_dir, name=name, mods=resolve_mods(mods), mods_files=mods_files, preset=preset, seed=seed,
         n_layer=n_layer, n_head=n_head, d_model=d_model, seq_len=seq_len, kv_heads=kv_heads,
         kv_latent_dim=kv_latent_dim, experts=experts, top_k=top_k, mtp_depth=mtp_depth, match_params=match_params,
         lr=lr, min_lr=min_lr, weight_decay=weight_decay, beta1=beta1, beta2=beta2, grad_clip=grad_clip,
@@ -107,9 +110,11 @@ def _command():
     """The train command as a Click command (its own parser, shared with `ablate`)."""
     import typer.main
 
+    from pileablate.units import refuse_non_finite
+
     app = typer.Typer(add_completion=False)
     app.command()(train)
-    return typer.main.get_command(app)
+    return refuse_non_finite(typer.main.get_command(app))
 
 
 def train_config_from_args(args: list[str]) -> TrainConfig:

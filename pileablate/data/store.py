@@ -32,8 +32,11 @@ from typing import Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
+from pileablate.errors import UserError
+
 TOKENS_COLUMN = "tokens"
 PART_GLOB = "part-*.arrow"
+ARROW_MAGIC = b"ARROW1"
 
 
 def arrow_token_type(dtype: str) -> pa.DataType:
@@ -150,20 +153,60 @@ def split_part_files(directory: Path) -> list[Path]:
 
     Going by the manifest ignores stray files (a part left by a run that was later overwritten).
     """
-    directory = Path(directory)
+    return [path for path, _ in _split_listing(Path(directory))[0]]
+
+
+def _split_listing(directory: Path) -> tuple[list[tuple[Path, dict | None]], int | None]:
+    """[(part file, its manifest entry or None)] in stream order, and the manifest's vocab_size (or None)."""
     manifest = directory.parent / "manifest.json"
     if manifest.is_file():
         try:
-            entry = json.loads(manifest.read_text())["splits"][directory.name]
-            return [directory.parent / p["file"] for p in entry["parts"]]
-        except (ValueError, KeyError, TypeError):
+            data = json.loads(manifest.read_text())
+            entry = data["splits"][directory.name]
+            vocab = data.get("vocab_size")
+            return [(directory.parent / p["file"], p) for p in entry["parts"]], vocab if isinstance(vocab, int) else None
+        except (ValueError, KeyError, TypeError, OSError):
             pass
-    return sorted(directory.glob(PART_GLOB))
+    return [(path, None) for path in sorted(directory.glob(PART_GLOB))], None
+
+
+def repair_hint(store: Path) -> str:
+    """What rebuilds a damaged store. (Not `--overwrite` alone: with the same settings, prepare keeps a
+    complete store as it is.)"""
+    return f"rebuild it: delete {store} and run the 'pileablate prepare' command that made it again"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def part_batches(path: Path) -> Iterable[pa.ListArray]:
+    """The non-empty `tokens` columns of a part file, memory-mapped; a file that cannot be read as a token
+    part (truncated, header overwritten, missing) is a UserError naming it, never a pyarrow traceback."""
+    store = Path(path).parent.parent
+    try:
+        source = pa.memory_map(str(path), "r")
+        if source.read_at(len(ARROW_MAGIC), 0) != ARROW_MAGIC:  # the reader only checks the footer's copy
+            raise ValueError("its header is not an Arrow file's")
+        reader = pa.ipc.open_file(source)
+        if reader.schema.names != [TOKENS_COLUMN] or not pa.types.is_list(reader.schema.field(0).type):
+            raise ValueError(f"not a token part (columns {reader.schema.names})")
+        for b in range(reader.num_record_batches):
+            column = reader.get_batch(b).column(0)
+            column.validate()
+            if len(column):
+                yield column
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing, though manifest.json lists it; {repair_hint(store)}") from None
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise UserError(f"{path}: damaged token part ({_first_line(err)}); {repair_hint(store)}") from None
 
 
 @dataclass
 class _Chunk:
     start: int  # global token index of this chunk's first token
+    part: Path  # the file it comes from (named in errors)
     values: np.ndarray  # zero-copy view of the memory-mapped values buffer
     doc_offsets: np.ndarray  # document boundaries, relative to this chunk
 
@@ -173,24 +216,24 @@ class TokenSplit:
 
     def __init__(self, directory: Path | str):
         self.directory = Path(directory)
-        self.parts = split_part_files(self.directory)
+        listing, self.vocab_size = _split_listing(self.directory)
+        self.parts = [path for path, _ in listing]
         self._chunks: list[_Chunk] = []
         self._starts: list[int] = []
         total = 0
-        for part in self.parts:
-            source = pa.memory_map(str(part), "r")
-            reader = pa.ipc.open_file(source)
-            for b in range(reader.num_record_batches):
-                column = reader.get_batch(b).column(0)
-                if len(column) == 0:
-                    continue
+        for part, entry in listing:
+            rows = tokens = 0
+            for column in part_batches(part):
                 values = column.values.to_numpy(zero_copy_only=True)
                 first = column.offsets[0].as_py()
                 offsets = column.offsets.to_numpy(zero_copy_only=True) - first
                 values = values[first : first + offsets[-1]]
-                self._chunks.append(_Chunk(total, values, offsets))
+                self._chunks.append(_Chunk(total, part, values, offsets))
                 self._starts.append(total)
                 total += len(values)
+                rows, tokens = rows + len(column), tokens + len(values)
+            if entry is not None and "tokens" in entry and (entry.get("rows"), entry["tokens"]) != (rows, tokens):
+                _disagrees(part, rows, tokens, entry)
         self.num_tokens = total
 
     @property
@@ -220,6 +263,10 @@ class TokenSplit:
             k += 1
         return out
 
+    def part_at(self, index: int) -> Path:
+        """The part file holding token `index` of the stream."""
+        return self._chunks[bisect.bisect_right(self._starts, index) - 1].part
+
     def document(self, index: int) -> np.ndarray:
         """The tokens of document `index` (counting across parts), end-of-text included."""
         for chunk in self._chunks:
@@ -228,3 +275,8 @@ class TokenSplit:
                 return np.array(chunk.values[chunk.doc_offsets[index] : chunk.doc_offsets[index + 1]])
             index -= n
         raise IndexError("document index out of range")
+
+
+def _disagrees(part: Path, rows: int, tokens: int, entry: dict) -> None:
+    raise UserError(f"{part}: holds {rows:,} documents and {tokens:,} tokens, manifest.json says {entry.get('rows')} and "
+                    f"{entry.get('tokens')}: the store's parts disagree with its manifest; {repair_hint(part.parent.parent)}")

@@ -12,6 +12,7 @@ refused by name rather than exported as a model that would silently compute some
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -38,12 +39,14 @@ def model_modifications(cfg) -> list[str]:
 def hf_architecture(cfg) -> str:
     """'gpt2' or 'llama'; UserError naming the modification that has no Hugging Face equivalent."""
     present = model_modifications(cfg)
-    for name in present:
-        if name not in LLAMA_ALLOWED:
-            raise UserError(
-                f"cannot export: modification '{name}' has no Hugging Face equivalent (export supports the "
-                "baseline as GPT-2 and rope,rmsnorm,swiglu with optional gqa as Llama)"
-            )
+    refused = [name for name in present if name not in LLAMA_ALLOWED]
+    if refused:
+        raise UserError(
+            f"cannot export: modification{'' if len(refused) == 1 else 's'} {', '.join(repr(n) for n in refused)} "
+            f"{'has' if len(refused) == 1 else 'have'} no Hugging Face equivalent "
+            "(export supports the baseline as GPT-2 and rope,rmsnorm,swiglu with optional gqa as Llama; every other "
+            "modification, a --mods-file's too, is refused by name)"
+        )
     if not present:
         return "gpt2"
     missing = [m for m in LLAMA_REQUIRED if m not in present]
@@ -219,8 +222,6 @@ def export_hf(model, out_dir: Path, *, eot_id: Optional[int] = None, metadata: O
     if clashing and not force:
         raise UserError(f"{out_dir} already holds {', '.join(clashing)}; pick another --out or pass --overwrite to replace them")
     hf_model = build_hf_model(model, eot_id)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    hf_model.save_pretrained(out_dir, safe_serialization=True)
     info = {
         "architecture": type(hf_model).__name__,
         "model_type": hf_model.config.model_type,
@@ -228,8 +229,41 @@ def export_hf(model, out_dir: Path, *, eot_id: Optional[int] = None, metadata: O
         "real_vocab_size": model.config.real_vocab_size,
         **(metadata or {}),
     }
-    (out_dir / "pileablate.json").write_text(json.dumps(info, indent=2) + "\n")
+    check_writable(out_dir)
+    before = {name for name in OUTPUT_FILES if (out_dir / name).exists()}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        hf_model.save_pretrained(out_dir, safe_serialization=True)
+        (out_dir / "pileablate.json").write_text(json.dumps(info, indent=2) + "\n")
+        _usual_modes(out_dir)
+    except OSError as err:
+        for name in set(OUTPUT_FILES) - before:  # nothing half-written left behind
+            (out_dir / name).unlink(missing_ok=True)
+        raise UserError(f"cannot write the export to --out {out_dir}: {err.strerror or err}; "
+                        "choose a folder you can write to") from None
     return info
+
+
+def check_writable(out_dir: Path) -> None:
+    """Refuse an --out that cannot be made or written to, in one line, before anything is written."""
+    existing = Path(out_dir)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write the export to --out {out_dir}: {existing} is a file; choose a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write the export to --out {out_dir}: {existing} is not writable; "
+                        "choose a folder you can write to")
+
+
+def _usual_modes(out_dir: Path) -> None:
+    """Every exported file gets the mode a new file gets here (0644 under the usual umask): safetensors
+    writes its file 0600, which would keep the rest of a team from loading the export."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in OUTPUT_FILES:
+        if (out_dir / name).is_file():
+            os.chmod(out_dir / name, 0o666 & ~mask)
 
 
 def verify_export(model, out_dir: Path, num_tokens: Optional[int] = None, seed: int = 0) -> float:

@@ -23,6 +23,7 @@ def export_run(run_dir: Path, out_dir: Path, fmt: str = "hf", *, force: bool = F
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a run folder (no config.json); pass a folder made by 'pileablate train'")
+    hf.check_writable(out_dir)  # before the checkpoint is loaded
     from pileablate.inference.trained import load_trained_run
 
     model, config, tokenizer = load_trained_run(run_dir)

@@ -23,6 +23,9 @@ def load_trained_run(run_dir, device: str = "cpu"):
         raise UserError(f"{run_dir} is not a run folder (no config.json); pass a folder made by 'pileablate train'")
     if not runfolder.checkpoint_path(run_dir).is_file():
         raise UserError(f"run {run_dir} has no checkpoint yet; train it first ('pileablate train' with its options)")
+    from pileablate.mods_files import load_recorded
+
+    load_recorded(config.get("train", {}).get("mods_files", ()))  # the run's own modifications, if any
     model = GPT(ModelConfig(**config["model"]))
     state = runfolder.load_checkpoint(run_dir, map_location=device)
     model.load_state_dict(state["model"])

@@ -75,6 +75,7 @@ class CausalSelfAttention(nn.Module):
         self.kernel = config.kernel
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.qk_norm = config.qk_norm
 
     def new_cache(self, batch_size: int, max_len: int, device, dtype) -> dict[str, torch.Tensor]:
         shape = (batch_size, self.n_kv, max_len, self.head_dim)
@@ -87,6 +88,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(b, t, self.n_head, hd).transpose(1, 2)
         k = k.view(b, t, self.n_kv, hd).transpose(1, 2)
         v = v.view(b, t, self.n_kv, hd).transpose(1, 2)
+        if self.qk_norm:  # qknorm: before the rotation, as modded-nanogpt and OLMo 2
+            q, k = F.rms_norm(q, (hd,)), F.rms_norm(k, (hd,))
         if rotary is not None:
             q = apply_rotary(q, *rotary)
             k = apply_rotary(k, *rotary)
@@ -159,4 +162,7 @@ class LatentAttention(nn.Module):
 
 
 def make_attention(config) -> nn.Module:
-    return LatentAttention(config) if config.attention == "mla" else CausalSelfAttention(config)
+    """The attention component the config names (registry)."""
+    from pileablate.model.registry import component
+
+    return component("attention", config.attention).build(config)

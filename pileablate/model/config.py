@@ -1,16 +1,16 @@
 """ModelConfig: every architecture choice as one typed, JSON-serialisable dataclass, plus presets.
 
-A config is the baseline (GPT-2) unless a field says otherwise; modifications (registry.py) are
-nothing but named sets of field changes. Fields left `None` follow a documented default rule (see the
+A config is the baseline (GPT-2) unless a field says otherwise; the slot fields (position, norm,
+attention, mlp, block, head) name registered components, and modifications (registry.py) are named sets
+of field changes. Presets and `build_model_config` live in build.py (this module is the leaf). Fields left `None` follow a documented default rule (see the
 `help` of each), computed by the properties below, so `ModelConfig(**asdict(cfg))` rebuilds exactly
 the same model.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields
-from typing import Any, Optional, Sequence, Union
+from dataclasses import dataclass, field
+from typing import Optional
 
 from pileablate.errors import UserError
 
@@ -37,25 +37,29 @@ class ModelConfig:
     dropout: float = field(default=0.0, metadata=_help("Dropout on embeddings, attention weights and residual branches."))
     init_std: float = field(default=0.02, metadata=_help("Std of the normal weight init (GPT-2: 0.02)."))
 
-    norm: str = field(default="layernorm", metadata=_help("'layernorm' or 'rmsnorm'."))
+    norm: str = field(default="layernorm", metadata=_help("'layernorm', 'rmsnorm' or a registered norm component."))
     norm_eps: float = field(default=1e-5, metadata=_help("Epsilon of every normalisation layer."))
     norm_position: str = field(default="pre", metadata=_help("'pre' (GPT-2) or 'post' (original Transformer) LayerNorm."))
 
-    position: str = field(default="learned", metadata=_help("'learned' absolute positions (wpe) or 'rope' rotary embeddings."))
+    position: str = field(default="learned", metadata=_help("'learned' absolute positions (wpe), 'rope' rotary embeddings or a registered position component."))
     rope_theta: float = field(default=10000.0, metadata=_help("RoPE base (Llama: 10000)."))
 
-    mlp: str = field(default="gelu", metadata=_help("'gelu' (4x, tanh GELU as GPT-2) or 'swiglu'."))
+    mlp: str = field(default="gelu", metadata=_help("'gelu' (4x, tanh GELU as GPT-2), 'swiglu', 'relu2' or a registered mlp component."))
     mlp_hidden: Optional[int] = field(
         default=None, metadata=_help("MLP hidden width. None: 4*d_model for gelu; for swiglu 8/3*d_model rounded so params match gelu within 1%.")
     )
 
-    attention: str = field(default="mha", metadata=_help("'mha' (multi-head), 'gqa' (grouped-query) or 'mla' (multi-head latent)."))
+    attention: str = field(default="mha", metadata=_help("'mha' (multi-head), 'gqa' (grouped-query), 'mla' (multi-head latent) or a registered attention component."))
+    qk_norm: bool = field(default=False, metadata=_help("RMS-normalise queries and keys per head before attention (qknorm; mha and gqa)."))
     kernel: str = field(default="sdpa", metadata=_help("'sdpa' (F.scaled_dot_product_attention, flash when available) or 'math' (explicit reference)."))
     n_kv_head: Optional[int] = field(
         default=None, metadata=_help("gqa: key/value heads; must divide n_head. None: a real grouping (default_kv_heads). 1 = MQA.")
     )
     kv_latent_dim: Optional[int] = field(default=None, metadata=_help("mla: width of the key/value latent. None: max(d_model//4, head_dim)."))
     mla_rope_dim: Optional[int] = field(default=None, metadata=_help("mla with rope: width of the decoupled rotary query/key part. None: head_dim//2."))
+
+    block: str = field(default="sequential", metadata=_help("Block wiring: 'sequential' (x + attn, then + mlp; GPT-2) or a registered block component."))
+    head: str = field(default="linear", metadata=_help("What follows the tied unembedding: 'linear' (nothing), 'softcap' or a registered head component."))
 
     moe: bool = field(default=False, metadata=_help("Replace each MLP with a mixture of experts."))
     n_experts: int = field(default=8, metadata=_help("moe: experts per layer."))
@@ -70,8 +74,11 @@ class ModelConfig:
         def bad(msg: str) -> UserError:
             return UserError(msg)
 
-        choices = {"norm": ("layernorm", "rmsnorm"), "norm_position": ("pre", "post"), "position": ("learned", "rope"),
-                   "mlp": ("gelu", "swiglu"), "attention": ("mha", "gqa", "mla"), "kernel": ("sdpa", "math")}
+        from pileablate.model.registry import component
+
+        for slot in ("position", "norm", "attention", "mlp", "block", "head"):
+            component(slot, getattr(self, slot))
+        choices = {"norm_position": ("pre", "post"), "kernel": ("sdpa", "math")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise bad(f"model {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
@@ -127,7 +134,10 @@ class ModelConfig:
         """Dense MLP hidden width."""
         if self.mlp_hidden is not None:
             return self.mlp_hidden
-        return 4 * self.d_model if self.mlp == "gelu" else swiglu_hidden(self.d_model, self.bias)
+        from pileablate.model.registry import component
+
+        rule = component("mlp", self.mlp).hidden
+        return rule(self) if rule is not None else 4 * self.d_model
 
     @property
     def expert_hidden(self) -> int:
@@ -175,73 +185,3 @@ def swiglu_hidden(d_model: int, bias: bool = True) -> int:
         if abs(mlp_params(d_model, hidden, "swiglu", bias) - target) <= 0.01 * target:
             return hidden
     return max(1, round(exact))
-
-
-# name -> (n_layer, n_head, d_model, seq_len)
-PRESETS: dict[str, dict[str, int]] = {
-    "nano": dict(n_layer=2, n_head=2, d_model=64, seq_len=64),  # tests: trains on a CPU in seconds
-    "micro": dict(n_layer=4, n_head=4, d_model=128, seq_len=128),  # CPU demos
-    "mini": dict(n_layer=6, n_head=6, d_model=192, seq_len=256),  # minGPT's gpt-mini
-    "small": dict(n_layer=12, n_head=12, d_model=768, seq_len=1024),  # GPT-2 124M
-    "medium": dict(n_layer=24, n_head=16, d_model=1024, seq_len=1024),  # GPT-2 350M
-}
-
-# CLI option name -> ModelConfig field
-OVERRIDES = {
-    "n_layer": "n_layer",
-    "n_head": "n_head",
-    "d_model": "d_model",
-    "seq_len": "seq_len",
-    "kv_heads": "n_kv_head",
-    "kv_latent_dim": "kv_latent_dim",
-    "experts": "n_experts",
-    "top_k": "top_k",
-    "mtp_depth": "mtp_depth",
-}
-
-
-def pad_vocab(vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
-    return int(math.ceil(vocab_size / multiple) * multiple)
-
-
-def build_model_config(preset: str, mods: Union[str, Sequence[str]], vocab_size: int, *,
-                       match_params: bool = False, **overrides: Any) -> ModelConfig:
-    """The config for `preset` + `mods` on data whose tokenizer has `vocab_size` ids.
-
-    Overrides that are None are ignored. Accepted: the CLI names in OVERRIDES (kv_heads, experts, ...)
-    and any ModelConfig field name (e.g. kernel="math", dropout=0.1).
-
-    `match_params`: give the model the parameter count of the baseline (same preset and overrides, no
-    model modification) through its MLP width, the rule of pileablate/model/matching.py. An explicit
-    `mlp_hidden` override is the caller's choice and is kept as given.
-    """
-    config = _build(preset, mods, vocab_size, overrides)
-    if match_params and overrides.get("mlp_hidden") is None:
-        baseline = _build(preset, (), vocab_size, overrides)
-        if config != baseline:  # trainer-only modifications leave the model as it is
-            from pileablate.model.matching import match_to_baseline
-
-            config = match_to_baseline(config, baseline)
-    return config
-
-
-def _build(preset: str, mods: Union[str, Sequence[str]], vocab_size: int, overrides: dict) -> ModelConfig:
-    from pileablate.model.registry import model_changes, resolve_mods
-
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
-    if int(vocab_size) < 1:
-        raise UserError(f"vocab size must be at least 1 (got {vocab_size})")
-    values: dict[str, Any] = dict(PRESETS[preset])
-    values.update(model_changes(resolve_mods(mods)))
-    field_names = {f.name for f in fields(ModelConfig)}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        name = OVERRIDES.get(key, key)
-        if name not in field_names or name in ("vocab_size", "data_vocab_size"):
-            raise UserError(f"unknown model option {key!r}; valid: {', '.join(sorted(set(OVERRIDES) | field_names - {'vocab_size', 'data_vocab_size'}))}")
-        values[name] = value
-    values["vocab_size"] = pad_vocab(int(vocab_size))
-    values["data_vocab_size"] = int(vocab_size)
-    return ModelConfig(**values)

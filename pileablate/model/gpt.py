@@ -24,6 +24,8 @@ from pileablate.model.moe import MoE
 from pileablate.model.norms import make_norm
 from pileablate.model.rope import Rotary
 
+BUILT_IN_POSITIONS = ("learned", "rope")  # the others are registered position components
+
 
 @dataclass
 class ModelOutput:
@@ -39,8 +41,16 @@ class ModelOutput:
     mtp_logits: tuple[torch.Tensor, ...] = ()
 
 
+def make_block(config: ModelConfig) -> nn.Module:
+    """The block component the config names (registry): `sequential` is Block below."""
+    from pileablate.model.registry import component
+
+    return component("block", config.block).build(config)
+
+
 class Block(nn.Module):
-    """Pre-norm: x + f(norm(x)) (GPT-2); post-norm: norm(x + f(x)) (Vaswani et al. 2017)."""
+    """The `sequential` block. Pre-norm: x + f(norm(x)) (GPT-2); post-norm: norm(x + f(x)) (Vaswani
+    et al. 2017)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -72,7 +82,7 @@ class MTPHead(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.block = Block(config)
+        self.block = make_block(config)
         self.ln_f = nn.Identity() if config.norm_position == "post" else make_norm(config)
 
     def forward(self, h, rotary=None):
@@ -87,7 +97,7 @@ class GPT(nn.Module):
         modules = dict(
             wte=nn.Embedding(config.vocab_size, config.d_model),
             drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+            h=nn.ModuleList(make_block(config) for _ in range(config.n_layer)),
             # Post-norm blocks already end normalised.
             ln_f=nn.Identity() if config.norm_position == "post" else make_norm(config),
         )
@@ -101,6 +111,12 @@ class GPT(nn.Module):
         if config.position == "rope":
             dim = config.rope_dim if config.attention == "mla" else config.head_dim
             self.rotary = Rotary(dim, config.seq_len, config.rope_theta)
+        from pileablate.model.registry import component
+
+        if config.position not in BUILT_IN_POSITIONS:
+            self.position = component("position", config.position).build(config)
+        head = component("head", config.head).build
+        self.logit_head = head(config) if head is not None else None  # None: plain tied unembedding
         self.mtp_heads = nn.ModuleList(MTPHead(config) for _ in range(config.mtp_depth - 1)) if config.mtp else None
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer) so the residual stream's variance
@@ -145,6 +161,8 @@ class GPT(nn.Module):
         x = self.transformer.wte(idx)
         if cfg.position == "learned":
             x = x + self.transformer.wpe(torch.arange(start, start + t, device=idx.device))
+        elif cfg.position not in BUILT_IN_POSITIONS:
+            x = self.position(x, start)
         x = self.transformer.drop(x)
         rotary = self.rotary(start, t) if self.rotary is not None else None
         balances = []
@@ -154,7 +172,7 @@ class GPT(nn.Module):
                 balances.append(balance)
         if kv_cache is not None:
             kv_cache.length = start + t
-        logits = self.lm_head(self.transformer.ln_f(x))
+        logits = self.logits(self.transformer.ln_f(x))
         loss = None
         if targets is not None:
             loss = _cross_entropy(logits, targets)
@@ -168,7 +186,7 @@ class GPT(nn.Module):
                 hj, balance = head(x, rotary)
                 if balance is not None:
                     balances.append(balance)
-                lj = self.lm_head(hj)
+                lj = self.logits(hj)
                 mtp_logits.append(lj)
                 shift = j + 1  # head j predicts token t + 2 + j = targets[t + 1 + j]
                 if targets is not None and targets.shape[1] > shift:
@@ -185,6 +203,11 @@ class GPT(nn.Module):
             aux["moe_balance"] = balance.detach()
             aux_loss = aux_loss + cfg.moe_aux_weight * balance
         return ModelOutput(logits=logits, loss=loss, aux_loss=aux_loss, aux=aux, mtp_logits=tuple(mtp_logits))
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Tied unembedding, then the head component (softcap, a user's) when there is one."""
+        logits = self.lm_head(h)
+        return logits if self.logit_head is None else self.logit_head(logits)
 
     # ---- helpers ---------------------------------------------------------------------------------
     def num_params(self) -> dict[str, int]:

@@ -57,6 +57,11 @@ def match_to_baseline(cfg: ModelConfig, baseline: ModelConfig) -> ModelConfig:
     # Parameters are affine in the width (every MLP's matrices and biases grow with it), so one more
     # count gives the exact slope and the exact count of any other width.
     slope = count_params(replace(cfg, mlp_hidden=(width + 1) * unit))["active"] - now
+    if slope <= 0:  # a user's MLP that ignores its width: the knob it declared cannot match it
+        from pileablate.model.registry import mods_in_config
+
+        raise UserError(f"{','.join(mods_in_config(cfg))}: the MLP width does not change the parameter count, so "
+                        "parameter matching cannot use it; declare size_knob=None or pass --no-match-params")
     ideal = width + (target - now) / slope
     for multiple in WIDTH_MULTIPLES:
         chosen = max(multiple, multiple * round(ideal / multiple))

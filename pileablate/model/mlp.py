@@ -35,6 +35,7 @@ class SwiGLU(nn.Module):
 
 
 def make_mlp(config, hidden: int | None = None) -> nn.Module:
-    hidden = config.ffn_hidden if hidden is None else hidden
-    cls = SwiGLU if config.mlp == "swiglu" else GeluMLP
-    return cls(config.d_model, hidden, config.bias, config.dropout)
+    """The mlp component the config names (registry), `hidden` wide (default config.ffn_hidden)."""
+    from pileablate.model.registry import component
+
+    return component("mlp", config.mlp).build(config, config.ffn_hidden if hidden is None else hidden)

@@ -40,7 +40,7 @@ class RMSNorm(nn.Module):
 
 
 def make_norm(config, dim: int | None = None) -> nn.Module:
-    dim = config.d_model if dim is None else dim
-    if config.norm == "rmsnorm":
-        return RMSNorm(dim, config.norm_eps)
-    return LayerNorm(dim, config.norm_eps, config.bias)
+    """The norm component the config names (registry), over `dim` features (default d_model)."""
+    from pileablate.model.registry import component
+
+    return component("norm", config.norm).build(config, config.d_model if dim is None else dim)

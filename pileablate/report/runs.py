@@ -13,7 +13,6 @@ from typing import Iterable, Optional
 
 from pileablate.errors import UserError
 from pileablate.runfolder import BUDGET_FIELDS, is_run_dir, read_config, read_metrics, read_point, read_summary
-from pileablate.runfolder import POINT_FILE  # noqa: F401  (ablate.sweep's import of the name)
 
 _SEED_SUFFIX = re.compile(r"-s\d+$")
 

@@ -122,7 +122,7 @@ def time_guards(preset: str, device: str, vocab_size: int = GPT2_VOCAB, limit_s:
     import torch
 
     from pileablate.errors import UserError
-    from pileablate.model.config import build_model_config
+    from pileablate.model.build import build_model_config
     from pileablate.model.gpt import GPT
     from pileablate.model.guards import check_causality, check_initial_loss, probe_slice
 

@@ -70,6 +70,8 @@ class TrainConfig:
     runs_dir: Path = _opt(Path("runs"), "Where run directories are written.")
     name: Optional[str] = _opt(None, "Run name (directory under --runs-dir). Default: the modifications and seed, e.g. 'rope+swiglu-s0'.")
     mods: tuple[str, ...] = _opt((), "Modifications on top of the baseline: comma list, 'all', or 'baseline' (see 'pileablate mods').")
+    mods_files: tuple[str, ...] = _opt((), "Python files that register modifications (repeatable; see docs/modifications.md). "
+                                           "Recorded with each file's sha256, so a resume notices a changed file.")
     preset: str = _opt(AUTO_PRESET, "Model size preset: nano, micro, mini, small, medium. Default auto: small (GPT-2 124M) "
                                     "where CUDA is available, micro (0.85M, seconds per run) on a CPU.")
     seed: int = _opt(0, "Seed for initialisation and the training data order (identical batches across --mods).")
@@ -122,6 +124,7 @@ class TrainConfig:
             self.mods = tuple(m for m in (s.strip() for s in self.mods.split(",")) if m)
         else:
             self.mods = tuple(self.mods)
+        self.mods_files = tuple(str(f) for f in self.mods_files)
         self.trackers = parse_trackers(self.trackers)
         if self.preset == AUTO_PRESET:
             self.preset, self.preset_reason = machine_preset(self.device)

@@ -50,6 +50,30 @@ class BatchLayout:
         return slice(start, start + self.batch_size)
 
 
+def verify_training_data(data_dir, info, console=None) -> None:
+    """The store checked against its manifest before training (see pileablate.data.verify): rank 0 does it
+    (hashing only parts whose files changed since last time), every rank raises the same one-line error."""
+    from pileablate.data.verify import store_problem
+    from pileablate.train.distributed import share_from_main
+
+    problem = share_from_main(store_problem(data_dir, console) if info.is_main else None, info)
+    if problem:
+        raise UserError(problem)
+
+
+def refuse_foreign_ids(rows: np.ndarray, split: TokenSplit, starts) -> np.ndarray:
+    """`rows` (windows starting at `starts`), refused when one holds an id outside the vocabulary: the
+    model would index past its embedding. One vectorised max per batch (benchmarks/verify_bench.py)."""
+    vocab = split.vocab_size
+    if vocab is not None and rows.size and int(rows.max()) >= vocab:
+        bad = int(np.argmax(rows.max(axis=1) >= vocab))
+        column = int(np.argmax(rows[bad] >= vocab))
+        where = split.part_at(int(starts[bad]) + column)
+        raise UserError(f"{where}: token id {int(rows[bad, column])} is outside the tokenizer's vocabulary of {vocab} "
+                        f"ids; check the store with 'pileablate prepare --verify {split.directory.parent}'")
+    return rows
+
+
 class TrainWindows:
     """Random training windows, addressed by (step, micro-step): stateless, hence exactly resumable."""
 
@@ -72,7 +96,8 @@ class TrainWindows:
         if starts is None:
             starts = self.starts(step)
         mine = starts[self.layout.slice_for(micro_step)]
-        rows = np.stack([self.split.window(int(s), self.seq_len + 1) for s in mine]).astype(np.int64)
+        rows = refuse_foreign_ids(np.stack([self.split.window(int(s), self.seq_len + 1) for s in mine]), self.split, mine)
+        rows = rows.astype(np.int64)
         # Separate contiguous inputs and targets: strided views cost the embedding and the loss a few %.
         return torch.from_numpy(np.ascontiguousarray(rows[:, :-1])), torch.from_numpy(np.ascontiguousarray(rows[:, 1:]))
 
@@ -113,8 +138,8 @@ class ValWindows:
     def __init__(self, split: TokenSplit, seq_len: int, eval_tokens: int, tuning: bool = False):
         starts = tuning_window_starts if tuning else val_window_starts
         self.starts = starts(split.num_tokens, seq_len, eval_tokens)
-        rows = np.stack([split.window(int(s), seq_len + 1) for s in self.starts]).astype(np.int64)
-        self.data = torch.from_numpy(rows)
+        rows = refuse_foreign_ids(np.stack([split.window(int(s), seq_len + 1) for s in self.starts]), split, self.starts)
+        self.data = torch.from_numpy(rows.astype(np.int64))
 
     @property
     def num_tokens(self) -> int:

@@ -29,10 +29,11 @@ from pileablate.runfolder import MetricsLog
 from pileablate.train import config as tc
 from pileablate.train.checkpoint import checkpoint_state, restore_checkpoint
 from pileablate.train.config import TrainConfig
-from pileablate.train.data_loader import BatchLayout, BatchPrefetcher, TrainWindows, ValWindows
+from pileablate.train.data_loader import BatchLayout, BatchPrefetcher, TrainWindows, ValWindows, verify_training_data
 from pileablate.train.distributed import DistInfo, reduce_max, reduce_sum, share_from_main
 from pileablate.train.hardware import autocast_context, configure_backends, pick_precision
 from pileablate.train.metrics import MIN_PLAUSIBLE_BITS_PER_BYTE, bits_per_byte, peak_flops
+from pileablate.train.optimizer import learning_rates, make_optimizer, make_schedule, set_learning_rate
 from pileablate.train.schedule import Schedule, budget_progress
 
 
@@ -205,8 +206,7 @@ class Session:
 
     def set_lr(self) -> float:
         lr = self.schedule(self.progress.step, self.progress.fraction(self.cfg))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(self.optimizer, lr)
         return lr
 
     def gradient_sync(self, micro: int):
@@ -380,31 +380,25 @@ def resolve_config(cfg: TrainConfig, mods: tuple[str, ...], params_active: int) 
     )
 
 
-def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW (Loshchilov & Hutter 2019) with decay on matrices only. The fused kernel (one pass over
-    all parameters) on CUDA and CPU: on a CPU it is ~4x faster than the default per-tensor loop, which
-    matters for small models where the optimizer step is a large share of the step."""
-    groups = model.param_groups(cfg.weight_decay)
-    fused = device.type in ("cuda", "cpu")
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused or None)
-
-
 def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, console: Console) -> Session:
     """The run, fully built and ready for its first (or next) step.
 
     Raises AlreadyFinished (with its summary) when the run of this name has already reached this budget,
     RunFailed when the fresh model fails its guards, UserError for settings that cannot work."""
     from pileablate.data.manifest import read_manifest
-    from pileablate.model.config import build_model_config
+    from pileablate.model.build import build_model_config
     from pileablate.model.gpt import GPT
-    from pileablate.model.registry import resolve_mods, trainer_changes
+    from pileablate.model.registry import resolve_mods
+    from pileablate.mods_files import load_mods_files
 
     say = console.print if info.is_main else (lambda *a, **k: None)
+    load_mods_files(requested.mods_files)  # a worker process (spawn) registers the user's modifications too
     mods = resolve_mods(requested.mods)
     manifest = read_manifest(requested.data_dir)
     for split in ("train", "val"):
         if not (requested.data_dir / split).is_dir():
             raise UserError(f"{requested.data_dir} has no {split} split; run 'pileablate prepare' again")
+    verify_training_data(requested.data_dir, info, console)  # before any run folder is made
     model_cfg = build_model_config(requested.preset, mods, manifest["vocab_size"], match_params=requested.match_params,
                                    **requested.model_overrides())
     precision = pick_precision(requested.precision, device)
@@ -414,9 +408,11 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     counts = model.num_params()
     cfg = resolve_config(requested, mods, counts["active"])
     data = RunData.open(cfg, model_cfg.seq_len, manifest, info)
-    schedule_kind = trainer_changes(mods).get("schedule", "constant")
+    schedule = make_schedule(cfg)
+    schedule_kind = schedule.kind
     run_dir = cfg.runs_dir / cfg.name
     config = _run_config(cfg, model_cfg, data, schedule_kind, precision, info, device)
+    config["learning_rates"] = learning_rates(make_optimizer(model, cfg, torch.device("cpu")), cfg.lr)
     resuming = _continue_or_start(run_dir, config, cfg, info, say)
 
     model.to(device)  # the guards run where the model trains
@@ -431,8 +427,7 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     session = Session(
         cfg=cfg, requested=requested, info=info, device=device, console=console, precision=precision,
         model=model, train_model=_training_model(model, cfg, info, device), model_cfg=model_cfg, counts=counts,
-        run_dir=run_dir, data=data, schedule=Schedule(schedule_kind, cfg.lr, cfg.min_lr, cfg.warmup_steps,
-                                                      tc.WARMUP_MAX_FRACTION),
+        run_dir=run_dir, data=data, schedule=schedule,
         schedule_kind=schedule_kind, optimizer=optimizer, scaler=scaler, metrics=metrics, progress=progress,
         resuming=resuming, guards=guards, checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds,
         flops_per_token=model.flops_per_token(),

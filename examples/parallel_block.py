@@ -1,0 +1,34 @@
+"""parallel: attention and MLP read the same normalised input and are added together (GPT-J, PaLM).
+
+    pileablate mods --mods-file examples/parallel_block.py
+    pileablate ablate --mods-file examples/parallel_block.py --mods parallel --seeds 3 --tune-lr 3
+"""
+
+from torch import nn
+
+from pileablate.model.attention import make_attention
+from pileablate.model.mlp import make_mlp
+from pileablate.model.norms import make_norm
+from pileablate.mods import Modification, register, register_component
+
+
+class ParallelBlock(nn.Module):
+    """x + attn(ln(x)) + mlp(ln(x)): one norm, both branches side by side (one matmul wave on TPUs)."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.ln_1 = make_norm(config)
+        self.attn = make_attention(config)
+        self.mlp = make_mlp(config)
+
+    def forward(self, x, rotary=None, cache=None, start=0):
+        h = self.ln_1(x)
+        return x + self.attn(h, rotary, cache, start) + self.mlp(h), None  # no MoE balance loss
+
+
+register_component("block", "parallel", ParallelBlock, "x + attn(ln x) + mlp(ln x)")
+register(Modification(
+    "parallel", "attention and MLP in parallel from one LayerNorm (GPT-J / PaLM block)",
+    fills={"block": "parallel"}, incompatible={"moe", "postnorm"},
+    reference="Wang & Komatsuzaki 2021 (GPT-J); Chowdhery et al. 2022 (PaLM)",
+))

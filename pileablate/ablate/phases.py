@@ -1,0 +1,176 @@
+"""A study's training, phase by phase: the tuning runs (extended at the grid's edges), then the reported
+runs at each configuration's chosen rate, all at once or round by round (`--seeds auto`).
+
+Every phase trains this task's share of its runs with the one trainer of the study (in process, or
+the worker pool of `--jobs`), after checking that the run folders it would reuse hold the same
+experiment. Re-running the same command replans the same runs from what is finished on disk, so it
+continues where it stopped and never retrains a finished run.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from pileablate.ablate.ablation import AblationResult, train_phase
+from pileablate.ablate.plan import PlannedRun, format_lr
+from pileablate.ablate.runner import check_existing, data_identity, run_state
+from pileablate.ablate.study import Part, Study, build_over, ordered, run_dir
+from pileablate.errors import UserError
+
+Pairs = list[tuple[Part, PlannedRun]]
+
+
+class Phases:
+    """The runs a study has planned so far, and what training them gave."""
+
+    def __init__(self, study: Study, ready: Sequence[Part], console):
+        self.study, self.ready, self.console = study, list(ready), console
+        self.result = AblationResult()
+        self.train_plan = None   # set by run_study: `parallel.plan_trainer`'s (configs, plan, console) -> ...
+        self.tuning: Pairs = ordered([(part, p) for part in self.ready for p in part.ablation.tuning_plan()])
+        self.reported: Pairs = []
+        self.fingerprint = data_identity(study.ablation.base.data_dir)[1]
+
+    @property
+    def planned(self) -> Pairs:
+        return self.tuning + self.reported
+
+    def folders(self) -> list:
+        return [run_dir(part, p) for part, p in self.planned]
+
+    def check_tuning(self) -> None:
+        for part in self.ready:
+            check_existing(part.ablation, part.ablation.tuning_plan(), self.fingerprint)
+
+    def run(self, pairs: Pairs) -> None:
+        """This task's share of these runs, each with its TrainConfig."""
+        share = self.study.share(pairs)
+        train_phase(self.train_plan, [part.ablation.config_for(p) for part, p in share], [p for _, p in share],
+                    self.console, self.result)
+
+    def tune(self) -> bool:
+        """The tuning phase; False when this invocation stops after it (`--stage tune`)."""
+        ablation = self.study.ablation
+        if not self.tuning:
+            return True
+        if ablation.stage in ("tune", "all"):
+            n_lrs = len(ablation.tune_lrs)
+            self.console.print(f"tuning the learning rate: {len(self.tuning)} runs ({len(ablation.experiments)} "
+                               f"configurations × {n_lrs} rates {', '.join(format_lr(x) for x in ablation.tune_lrs)}"
+                               f" × {ablation.tune_seeds} seed(s)"
+                               + (f" at each of {len(self.ready)} points)" if self.study.is_sweep else ")"),
+                               highlight=False)
+            self.run(self.tuning)
+            if ablation.stage == "tune" and ablation.task is not None:
+                return False  # the edges can be judged only once every task's tuning runs have finished
+        self._require_finished(self.tuning)
+        self._extend_edges()
+        if ablation.stage == "tune":
+            return False
+        for part in self.ready:
+            lrs = self.chosen(part)
+            self.result.chosen_lrs.update({part.key(label): lr for label, lr in lrs.items()})
+        return True
+
+    def tuning_of(self, part: Part) -> list[PlannedRun]:
+        return [p for owner, p in self.tuning if owner.point == part.point]
+
+    def chosen(self, part: Part) -> dict[str, float]:
+        from pileablate.ablate.tuning import chosen_lrs
+
+        return chosen_lrs(part.ablation, self.tuning_of(part))
+
+    def _require_finished(self, pairs: Pairs) -> None:
+        unfinished = [p.title for part, p in pairs if run_state(run_dir(part, p)).action in ("train", "resume")]
+        if unfinished:
+            raise UserError(f"{len(unfinished)} tuning runs are not finished ({unfinished[0]}, ...); run "
+                            "--stage tune to the end first")
+
+    def _extend_edges(self) -> None:
+        """A rate chosen at an edge of the rates tried: one more rate beyond it (tuning.next_rate), until
+        the choice is inside or the extensions are spent."""
+        from pileablate.ablate.tuning import MAX_EXTENSIONS, edge_extensions
+
+        for _ in range(MAX_EXTENSIONS):
+            extra = [(part, p) for part in self.ready for p in edge_extensions(part.ablation, self.tuning_of(part))]
+            if not extra:
+                return
+            for part in self.ready:
+                check_existing(part.ablation, [p for owner, p in extra if owner is part], self.fingerprint)
+            extra = ordered(extra)
+            self.tuning = ordered(self.tuning + extra)
+            pending = [(part, p) for part, p in extra if run_state(run_dir(part, p)).action != "skip"]
+            if not pending:
+                continue  # extended by an earlier invocation
+            labels = sorted({f"{part.key(p.label)} (lr {format_lr(p.lr)})" for part, p in pending})
+            if self.study.ablation.task is not None:
+                raise UserError(f"tuning chose a rate at the edge of its grid; the grid extends to {labels[0]}"
+                                f"{' and more' if len(labels) > 1 else ''}, which a job-array task cannot do alone: "
+                                "run the same command once without --task and with --stage tune, then this stage")
+            self.console.print(f"tuning: a chosen rate is at the edge of the rates tried; trying one step beyond: "
+                               f"{', '.join(labels)}", highlight=False)
+            self.run(extra)
+            self._require_finished(extra)
+
+    def reported_pairs(self, counts: Optional[dict[str, int]] = None) -> Pairs:
+        """Every point's reported runs at the rates its own tuning runs chose (`counts`: how many of the
+        seeds each configuration gets; None: all of them), checked against what lies in their folders."""
+        pairs = []
+        for part in self.ready:
+            ablation = part.ablation
+            lrs = self.chosen(part) if ablation.tuning else None
+            plan = [p for p in ablation.report_plan(lrs) if lrs is None or p.label in lrs]
+            if counts is not None:
+                plan = [p for p in plan if ablation.seeds.index(p.seed) < counts.get(part.key(p.label), 0)]
+            check_existing(ablation, plan, self.fingerprint)
+            pairs += [(part, p) for p in plan]
+        return ordered(pairs)
+
+    def train_reported(self) -> None:
+        if self.study.sequential:
+            self._train_in_rounds()
+            return
+        self.reported = self.reported_pairs()
+        self.run(self.reported)
+
+    def _groups(self) -> list[tuple[Optional[str], list[str]]]:
+        """Per point: (its baseline's key, the keys of its other configurations), those that are reported."""
+        groups = []
+        for part in self.ready:
+            ablation = part.ablation
+            keys = [(e.mods, part.key(e.label)) for e in ablation.experiments
+                    if not ablation.tuning or part.key(e.label) in self.result.chosen_lrs]
+            baseline = next((key for mods, key in keys if not mods), None)
+            groups.append((baseline, [key for _, key in keys if key != baseline]))
+        return groups
+
+    def _train_in_rounds(self) -> None:
+        """`--seeds auto`: a round of runs, the verdicts over everything finished, the next round for the
+        undecided (rounds.next_counts), until no configuration gets another seed."""
+        from pileablate.ablate.rounds import describe_round, describe_words, first_counts, next_counts
+        from pileablate.report.verdict import SequentialDesign
+
+        looks = SequentialDesign(max_seeds=self.study.max_seeds).looks()
+        groups = self._groups()
+        counts, previous, number = first_counts(groups, looks), None, 1
+        while True:
+            pairs = self.reported_pairs(counts)
+            known = {p.title for _, p in self.reported}
+            self.reported = pairs
+            self.console.print(describe_round(number, counts, previous), highlight=False)
+            self.run(ordered([(part, p) for part, p in pairs if p.title not in known]))
+            words = verdict_words(self.study, self.folders())
+            self.console.print(f"after round {number}: {describe_words(words)}", highlight=False)
+            previous, counts = counts, next_counts(counts, words, looks, groups)
+            if counts == previous:
+                return
+            number += 1
+
+
+def verdict_words(study: Study, folders: Sequence) -> dict[str, str]:
+    """The verdict word of each configuration over the study's finished runs (the report's verdicts)."""
+    from pathlib import Path
+
+    what = "sweep" if study.is_sweep else "ablation"
+    report = build_over(Path(study.ablation.base.runs_dir), folders, what)
+    return {key: verdict.word for key, verdict in report.verdicts.items()}

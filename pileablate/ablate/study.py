@@ -1,0 +1,301 @@
+"""One study: configurations x seeds at one or more points, its tuning and its execution, run along
+one path (plan, tune, train, list failures, report, publish to the trackers).
+
+A plain ablation is a study with one point whose runs lie in RUNS itself (RUNS/rope-s0); a sweep
+(`--sweep preset=nano,micro`) has a point per value, each in its own folder (RUNS/micro/rope-s0) with
+its point.json. Every point is the grid of `Ablation` on the point's settings, with its own default
+budget when none is given and its own tuned rates; there is one report, in RUNS, over all points.
+
+    from pileablate.ablate import Ablation, default_grid
+    from pileablate.ablate.study import Study, run_study
+
+    run_study(Study(Ablation(TrainConfig(data_dir="data", max_tokens=1_000_000), default_grid("rope"),
+                             seeds=[0, 1])))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from pileablate.ablate.ablation import Ablation, AblationFailed, AblationResult
+from pileablate.ablate.axes import Axis, Point, check_axes, points
+from pileablate.ablate.plan import PlannedRun, format_lr
+from pileablate.ablate.runner import budget_of, data_identity, grid_budget, run_state
+from pileablate.errors import UserError
+
+NO_POINT = Point("", {})    # a plain ablation's one point: no folder of its own
+NOT_IN_ARRAYS = ("{option} needs fixed seeds (--seeds N): --seeds auto chooses each round's runs from the verdicts "
+                 "of the round before, which the tasks of a job array cannot wait for")
+
+
+@dataclass
+class Study:
+    """One grid (`ablation`: experiments, seeds, tuning, execution) at every point of `axes` (none: one
+    point, the plain ablation). `max_seeds` set: `--seeds auto`, seeds added round by round up to it."""
+
+    ablation: Ablation                 # its base holds the shared settings; runs_dir is the study's folder
+    axes: list[Axis] = field(default_factory=list)
+    tune_spec: Optional[str] = None    # --tune-lr as given: 'auto' and N centre on each point's preset default
+    max_seeds: Optional[int] = None    # --seeds auto --max-seeds N; None: the fixed seeds of `ablation`
+    margin: Optional[float] = None     # --margin (nats/token); None: the report's default
+    points: list[Point] = field(init=False)
+
+    def __post_init__(self) -> None:
+        from pileablate.train.config import field_default, option_name
+
+        check_axes(self.axes)
+        base = self.ablation.base
+        for axis in self.axes:
+            given = getattr(base, axis.field)
+            if given != field_default(axis.field):
+                option = option_name(axis.field)
+                shown = f"{given:g}" if isinstance(given, float) else str(given)
+                raise UserError(f"--sweep {axis.option} and {option} {shown} both set {axis.option}; drop {option}")
+        self.points = points(self.axes) if self.axes else [NO_POINT]
+        self._check_design()
+
+    def _check_design(self) -> None:
+        from pileablate.report.verdict import SequentialDesign, check_margin
+
+        if self.margin is not None:
+            check_margin(self.margin)
+        if not self.sequential:
+            return
+
+        first = SequentialDesign.first
+        if self.max_seeds < first:
+            raise UserError(f"--max-seeds {self.max_seeds}: --seeds auto starts with {first} seeds of every "
+                            f"configuration; give --max-seeds {first} or more")
+        if self.ablation.task is not None:
+            raise UserError(NOT_IN_ARRAYS.format(option="--task"))
+        if len(self.ablation.seeds) != self.max_seeds:
+            raise UserError(f"--seeds auto --max-seeds {self.max_seeds} needs {self.max_seeds} seeds to draw "
+                            f"from; the ablation lists {len(self.ablation.seeds)}")
+
+    @property
+    def is_sweep(self) -> bool:
+        return bool(self.axes)
+
+    @property
+    def sequential(self) -> bool:
+        return self.max_seeds is not None
+
+    def at(self, point: Point) -> Ablation:
+        """The plain ablation of one point (its budget not yet fixed: see `parts`)."""
+        if point is NO_POINT:
+            return self.ablation
+        base = dataclasses.replace(self.ablation.base, **point.values,
+                                   runs_dir=Path(self.ablation.base.runs_dir) / point.label)
+        tune_lrs = self.ablation.tune_lrs
+        if tune_lrs and self.tune_spec:
+            from pileablate.ablate.tuning import lr_candidates
+            from pileablate.train.config import preset_defaults
+
+            tune_lrs = lr_candidates(self.tune_spec, preset_defaults(base.preset)["lr"])
+        return dataclasses.replace(self.ablation, base=base, tune_lrs=tune_lrs)
+
+    # What `ablate --emit slurm` needs (slurm.write_scripts), over every point.
+    @property
+    def base(self):
+        times = [p.values["time_limit_s"] for p in self.points if "time_limit_s" in p.values]
+        base = self.ablation.base
+        return dataclasses.replace(base, time_limit_s=max(times)) if times else base
+
+    @property
+    def tuning(self) -> bool:
+        return self.ablation.tuning
+
+    def tuning_plan(self) -> list[PlannedRun]:
+        return [p for _, p in ordered([(Part(pt, self.at(pt)), p) for pt in self.points
+                                       for p in self.at(pt).tuning_plan()])]
+
+    def report_plan(self) -> list[PlannedRun]:
+        return [p for _, p in ordered([(Part(pt, self.at(pt)), p) for pt in self.points
+                                       for p in self.at(pt).report_plan()])]
+
+    def share(self, pairs: Sequence) -> list:
+        """This task's share of the whole study's plan (--task K/N): every N-th from the K-th."""
+        return self.ablation.share(pairs)
+
+
+@dataclass(frozen=True)
+class Part:
+    """The grid at one point: the point and its plain ablation (base = the point's settings and folder)."""
+
+    point: Point
+    ablation: Ablation
+    default_budget: bool = False   # the budget is the baseline's default at this point (none was given)
+
+    def key(self, label: str) -> str:
+        """A configuration as the report names it: 'rope', or 'micro/rope' in a sweep."""
+        return f"{self.point.label}/{label}" if self.point.label else label
+
+
+def ordered(pairs: Sequence[tuple[Part, PlannedRun]]) -> list[tuple[Part, PlannedRun]]:
+    """Seeds outermost across points (stable, so points keep their order within a seed): a first pass
+    is a complete one-seed study. Each run is tagged with its point; indices follow this order."""
+    tagged = [(part, dataclasses.replace(p, point=part.point.label or None)) for part, p in pairs]
+    tagged.sort(key=lambda pair: pair[1].seed)
+    return [(part, dataclasses.replace(p, index=i)) for i, (part, p) in enumerate(tagged, start=1)]
+
+
+def parts(study: Study) -> list[Part]:
+    """Every point's ablation with its budget fixed (the baseline's default at that point when none is
+    given) and every configuration's model checked at that point: a size that cannot be built is a
+    one-line error before anything runs."""
+    from pileablate.model.build import build_model_config
+
+    vocab_size, _ = data_identity(study.ablation.base.data_dir)
+    out = []
+    for point in study.points:
+        ablation = study.at(point)
+        for experiment in ablation.experiments:
+            try:
+                build_model_config(ablation.base.preset, experiment.mods, vocab_size,
+                                   **ablation.base.model_overrides())
+            except UserError as err:
+                if point is NO_POINT:
+                    raise
+                raise UserError(f"--sweep point {point.label} ({point.describe()}), {experiment.label}: "
+                                f"{err}") from None
+        base, defaulted = grid_budget(ablation.base, vocab_size)
+        out.append(Part(point, dataclasses.replace(ablation, base=base), default_budget=defaulted))
+    return out
+
+
+def run_study(study: Study, console=None) -> AblationResult:
+    """Tune (when asked), train the reported runs (round by round with --seeds auto), and write, print
+    and publish one report over the study's runs. Raises UserError subclasses for an interrupt (exit
+    130) and for failed runs (exit 1) after everything else has run."""
+    from pileablate.ablate.parallel import plan_trainer
+    from pileablate.ablate.phases import Phases
+    from pileablate.ablate.record import checked_design, claim_folders, write_design
+    from pileablate.console import stderr_console
+    from pileablate.data.verify import check_store
+
+    console = console or stderr_console()
+    ready = parts(study)
+    console.print(describe(study, ready), highlight=False)
+    check_store(study.ablation.base.data_dir, console)  # once here, not in every run (or every worker at once)
+    phases = Phases(study, ready, console)
+    phases.check_tuning()
+    design = checked_design(study)
+    if study.is_sweep:
+        claim_folders(study, ready)
+    write_design(study, design)
+    with plan_trainer(study.ablation.jobs, study.ablation.devices) as train_plan:
+        phases.train_plan = train_plan
+        trained = phases.tune()
+        if trained:
+            phases.train_reported()
+    if not trained or study.ablation.task is not None:
+        return task_done(study, phases)
+    result = phases.result
+    result.report = report_folders(Path(study.ablation.base.runs_dir), phases.folders(),
+                                   "sweep" if study.is_sweep else "ablation", study.ablation.base.trackers)
+    raise_failures(study, ready, phases)
+    return result
+
+
+def task_done(study: Study, phases) -> AblationResult:
+    """A task of a job array (or the tuning stage) ends without a report: the others may still run."""
+    left = [p for part, p in phases.planned if run_state(run_dir(part, p)).action in ("train", "resume")]
+    phases.console.print(f"done: this share of the plan ({len(phases.result.outcomes)} runs); {len(left)} runs of "
+                         f"the stage are not finished yet. When every task has finished: pileablate report "
+                         f"{study.ablation.base.runs_dir}", highlight=False)
+    return phases.result
+
+
+def run_dir(part: Part, planned: PlannedRun) -> Path:
+    return Path(part.ablation.base.runs_dir) / planned.name
+
+
+def raise_failures(study: Study, ready: Sequence[Part], phases) -> None:
+    # A tuning run that diverges at a high rate is an answer, not a failure of the study.
+    result = phases.result
+    failed = [o for o in result.outcomes if o.run.role == "report" and (o.state.action == "failed" or o.error)]
+    untuned = [part.key(e.label) for part in ready for e in part.ablation.experiments
+               if part.ablation.tuning and part.key(e.label) not in result.chosen_lrs]
+    reported = len(phases.reported)
+    problems = [f"{len(failed)} of {reported} runs failed ({', '.join(o.run.title for o in failed)})"] if failed else []
+    problems += [f"not reported, no tuning run finished: {', '.join(untuned)}"] if untuned else []
+    if problems:
+        raise AblationFailed("; ".join(problems) + "; the report lists them. Fix the cause, delete those run "
+                             "folders and re-run to redo only them")
+
+
+def report_folders(runs_dir: Path, folders: Sequence[Path], what: str, trackers: Sequence[str] = ()):
+    """One report over these run folders, written into `runs_dir`, printed, and sent to the runs'
+    trackers when they have any."""
+    from pileablate.console import stdout_console
+    from pileablate.report.build import publish_to_trackers, write_report
+    from pileablate.report.console import print_files
+
+    report = build_over(runs_dir, folders, what)
+    files = write_report(report, runs_dir)
+    stdout_console().print(report.table())
+    print_files(report, files)
+    publish_to_trackers(report, files, trackers, runs_dir)
+    return report
+
+
+def build_over(runs_dir: Path, folders: Sequence[Path], what: str):
+    """The report over these run folders (not whatever else lies in the runs folder), not yet written."""
+    from pileablate.report.build import build_report
+    from pileablate.report.runs import load_run
+    from pileablate.runfolder import is_run_dir
+
+    runs = [load_run(folder) for folder in folders if is_run_dir(folder)]
+    if not runs:
+        raise UserError(f"no run of this {what} in {runs_dir} finished; nothing to report")
+    return build_report([runs_dir], runs=runs)
+
+
+def describe(study: Study, ready: Sequence[Part]) -> str:
+    from pileablate.report.checks import describe_budget
+    from pileablate.train.config import DEFAULT_TOKENS_PER_PARAM
+
+    ablation = study.ablation
+    n_seeds = len(ablation.seeds)
+    n_runs = sum(len(part.ablation.report_plan()) for part in ready)
+    n_tuning = sum(len(part.ablation.tuning_plan()) for part in ready)
+    tuning = f" after {n_tuning} tuning runs" if n_tuning else ""
+    seeds = f"{n_seeds} seed{'s' if n_seeds > 1 else ''}"
+    if study.sequential:
+        first = seeds_in_first_round(study)
+        seeds = f"{first} to {study.max_seeds} seeds (--seeds auto)"
+        n_runs = f"{n_runs // n_seeds * first} to {n_runs}"
+    if not study.is_sweep:
+        return (f"ablation: {len(ablation.experiments)} configurations × {seeds} = {n_runs} runs{tuning} · preset "
+                f"{ablation.base.preset} · budget {describe_budget(budget_of(ready[0].ablation.base))} per run · "
+                f"{ablation.base.runs_dir}")
+    budgets = "; ".join(f"{part.point.label} {describe_budget(budget_of(part.ablation.base))}"
+                        + (" (default)" if part.default_budget else "") for part in ready)
+    default = (f" · (default): the baseline's {DEFAULT_TOKENS_PER_PARAM} tokens per parameter at that point"
+               if any(part.default_budget for part in ready) else "")
+    return (f"sweep: {len(ready)} points × {len(ablation.experiments)} configurations × {seeds} = {n_runs} runs"
+            f"{tuning} · budget per run: {budgets}{default} · {ablation.base.runs_dir}")
+
+
+def seeds_in_first_round(study: Study) -> int:
+    from pileablate.report.verdict import SequentialDesign
+
+    return SequentialDesign(max_seeds=study.max_seeds).looks()[0]
+
+
+def plan_table(pairs: Sequence[tuple[Part, PlannedRun]], title: str):
+    """Every run in the order it will train: run (point/run in a sweep), mods, seed, lr, state."""
+    from rich.table import Table
+
+    table = Table(title=title, header_style="bold")
+    for header in ("#", "run", "mods", "seed", "lr", "state"):
+        table.add_column(header, justify="right" if header in ("#", "seed", "lr") else "left")
+    for part, p in pairs:
+        state = run_state(run_dir(part, p))
+        lr = format_lr(p.lr) if p.lr is not None else ("tuned" if part.ablation.tuning else "default")
+        table.add_row(str(p.index), p.title, ",".join(p.mods) or "baseline", str(p.seed), lr,
+                      f"{state.action}: {state.detail}" if state.action != "train" else "train (new)")
+    return table

@@ -1,0 +1,84 @@
+"""Presets and `build_model_config`: a preset plus modifications plus overrides -> one ModelConfig.
+
+Above config.py (the leaf), registry.py and matching.py, so none of them imports this module and the
+model package has no import circle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import Any, Sequence, Union
+
+from pileablate.errors import UserError
+from pileablate.model.config import VOCAB_MULTIPLE, ModelConfig
+from pileablate.model.matching import match_to_baseline
+from pileablate.model.registry import model_changes, resolve_mods, size_knobs
+
+# name -> (n_layer, n_head, d_model, seq_len)
+PRESETS: dict[str, dict[str, int]] = {
+    "nano": dict(n_layer=2, n_head=2, d_model=64, seq_len=64),  # tests: trains on a CPU in seconds
+    "micro": dict(n_layer=4, n_head=4, d_model=128, seq_len=128),  # CPU demos
+    "mini": dict(n_layer=6, n_head=6, d_model=192, seq_len=256),  # minGPT's gpt-mini
+    "small": dict(n_layer=12, n_head=12, d_model=768, seq_len=1024),  # GPT-2 124M
+    "medium": dict(n_layer=24, n_head=16, d_model=1024, seq_len=1024),  # GPT-2 350M
+}
+
+# CLI option name -> ModelConfig field
+OVERRIDES = {
+    "n_layer": "n_layer",
+    "n_head": "n_head",
+    "d_model": "d_model",
+    "seq_len": "seq_len",
+    "kv_heads": "n_kv_head",
+    "kv_latent_dim": "kv_latent_dim",
+    "experts": "n_experts",
+    "top_k": "top_k",
+    "mtp_depth": "mtp_depth",
+}
+
+
+def pad_vocab(vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
+    return int(math.ceil(vocab_size / multiple) * multiple)
+
+
+def build_model_config(preset: str, mods: Union[str, Sequence[str]], vocab_size: int, *,
+                       match_params: bool = False, **overrides: Any) -> ModelConfig:
+    """The config for `preset` + `mods` on data whose tokenizer has `vocab_size` ids.
+
+    Overrides that are None are ignored. Accepted: the CLI names in OVERRIDES (kv_heads, experts, ...)
+    and any ModelConfig field name (e.g. kernel="math", dropout=0.1).
+
+    `match_params`: give the model the parameter count of the baseline (same preset and overrides, no
+    model modification) through its MLP width, the rule of pileablate/model/matching.py, when every
+    model modification declares that size knob. An explicit `mlp_hidden` override is the caller's choice
+    and is kept as given.
+    """
+    config = _build(preset, mods, vocab_size, overrides)
+    if match_params and overrides.get("mlp_hidden") is None:
+        baseline = _build(preset, (), vocab_size, overrides)
+        # Trainer-only modifications leave the model as it is; a modification that declares no size
+        # knob is trained at its own size (the report flags a difference over 1%).
+        if config != baseline and None not in size_knobs(mods):
+            config = match_to_baseline(config, baseline)
+    return config
+
+
+def _build(preset: str, mods: Union[str, Sequence[str]], vocab_size: int, overrides: dict) -> ModelConfig:
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if int(vocab_size) < 1:
+        raise UserError(f"vocab size must be at least 1 (got {vocab_size})")
+    values: dict[str, Any] = dict(PRESETS[preset])
+    values.update(model_changes(resolve_mods(mods)))
+    field_names = {f.name for f in fields(ModelConfig)}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        name = OVERRIDES.get(key, key)
+        if name not in field_names or name in ("vocab_size", "data_vocab_size"):
+            raise UserError(f"unknown model option {key!r}; valid: {', '.join(sorted(set(OVERRIDES) | field_names - {'vocab_size', 'data_vocab_size'}))}")
+        values[name] = value
+    values["vocab_size"] = pad_vocab(int(vocab_size))
+    values["data_vocab_size"] = int(vocab_size)
+    return ModelConfig(**values)

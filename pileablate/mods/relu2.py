@@ -1,0 +1,29 @@
+"""relu2: the squared-ReLU MLP c_proj(relu(c_fc x)^2): GPT-2's MLP with another activation.
+
+Same parameter names and count as the GELU MLP (so no matching is needed with it alone).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pileablate.model.registry import Modification, register, register_component
+
+
+class ReluSquaredMLP(nn.Module):
+    def __init__(self, d_model: int, hidden: int, bias: bool, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(d_model, hidden, bias=bias)
+        self.c_proj = nn.Linear(hidden, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.relu(self.c_fc(x)).square()))
+
+
+register_component("mlp", "relu2", lambda config, hidden: ReluSquaredMLP(config.d_model, hidden, config.bias, config.dropout),
+                   "c_proj(relu(c_fc x)^2), 4 x d_model wide")
+register(Modification(
+    "relu2", "squared-ReLU MLP c_proj(relu(c_fc x)^2) instead of GELU", fills={"mlp": "relu2"},
+    incompatible=frozenset({"swiglu"}), reference="So et al. 2021 (Primer); Jordan et al. 2024 (modded-nanogpt)",
+))

@@ -1,0 +1,16 @@
+"""rmsnorm: every LayerNorm becomes RMSNorm (fp32, weight only)."""
+
+from pileablate.model.registry import Modification, register, register_component
+
+
+def _rmsnorm(config, dim):
+    from pileablate.model.norms import RMSNorm
+
+    return RMSNorm(dim, config.norm_eps)
+
+
+register_component("norm", "rmsnorm", _rmsnorm, "x / rms(x) * g, computed in fp32")
+register(Modification(
+    "rmsnorm", "every LayerNorm becomes RMSNorm (fp32, weight only)", fills={"norm": "rmsnorm"},
+    reference="Zhang & Sennrich 2019",
+))
