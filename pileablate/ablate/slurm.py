@@ -2,22 +2,82 @@
 
 Every task runs `pileablate ablate <the same options> --task K/N`: the plan is the same deterministic
 list on every machine, so N tasks cover it exactly once, writing run folders into one shared
---runs-dir. With --tune-lr the tuning stage is one array and the reported stage a second one that
+--runs-dir. With --tune-lr the tuning stage is one array and the training stage a second one that
 starts after the first succeeded (`--dependency=afterok`), because each reported run needs every
 tuning run of its configuration.
+
+Recovery is by re-running submit.sh: it asks `python -m pileablate.ablate.slurm pending` which tasks
+still have unfinished runs (tasks.json lists each task's runs) and submits only those; a run stopped
+mid-way resumes from its checkpoint. A time-out signals the task's shell early (`--signal`), which
+forwards SIGTERM to the run so that it checkpoints before Slurm kills it.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import re
 import shlex
+import shutil
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
+
+from pileablate.errors import UserError
 
 # Wall-clock allowance for a task over its runs' training time: evaluation, checkpoints, start-up.
 TIME_MARGIN = 1.5
 TIME_FLOOR_S = 15 * 60
+# Seconds before the time limit at which Slurm signals the task, for the run to reach a step and checkpoint.
+SIGNAL_LEAD_S = 120
+# CPU threads per run when not given: a GPU run needs few (host work, data); a CPU run computes on them.
+DEFAULT_CPUS = {"gpu": 8, "cpu": 4}
+PATH_OPTIONS = ("--data", "--runs-dir")
+_MEMORY = re.compile(r"^\d+[KMGT]?$")
+
+
+@dataclass(frozen=True)
+class SlurmRequest:
+    """What each array task asks of the scheduler, and what runs before the command."""
+
+    gpus: int
+    cpus: int
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    mem: Optional[str] = None
+    extra: tuple[str, ...] = ()
+    setup: Optional[str] = None
+    time: Optional[str] = None
+
+    def directives(self) -> list[str]:
+        named = [("partition", self.partition), ("account", self.account), ("qos", self.qos), ("mem", self.mem)]
+        lines = [f"#SBATCH --cpus-per-task={self.cpus}"]
+        lines += [f"#SBATCH --gpus-per-task={self.gpus}"] if self.gpus else []
+        lines += [f"#SBATCH --{key}={value}" for key, value in named if value]
+        return lines + [f"#SBATCH {line}" for line in self.extra]
+
+
+def make_request(device: str, gpus: Optional[int], cpus: Optional[int], *, partition=None, account=None, qos=None,
+                 mem=None, extra: Sequence[str] = (), setup=None, time=None) -> SlurmRequest:
+    """The request of runs on `device` (the runs' --device): no GPU for CPU runs; checks the user's values."""
+    on_cpu = device == "cpu"
+    if on_cpu and gpus:
+        raise UserError(f"--gpus-per-run {gpus} with --device cpu: the runs would not use them; drop --gpus-per-run")
+    gpus = (0 if on_cpu else 1) if gpus is None else gpus
+    cpus = DEFAULT_CPUS["cpu" if on_cpu or not gpus else "gpu"] if cpus is None else cpus
+    if mem is not None and not _MEMORY.match(mem):
+        raise UserError(f"--slurm-mem {mem!r}: give a size such as 16G or 4000M (Slurm's --mem)")
+    for line in extra:
+        if not line.startswith("-") or "\n" in line:
+            raise UserError(f"--slurm-extra {line!r}: give one sbatch option, such as --constraint=a100")
+    if setup is not None and "\n" in setup:
+        raise UserError("--slurm-setup: give one line of commands separated by ';'")
+    return SlurmRequest(gpus=gpus, cpus=cpus, partition=partition, account=account, qos=qos, mem=mem,
+                        extra=tuple(extra), setup=setup, time=time)
 
 
 def slurm_time(seconds: float) -> str:
@@ -38,58 +98,194 @@ def task_time(time_limit_s: Optional[float], runs_per_task: int, given: Optional
     return "24:00:00", "the budget is in tokens or steps, so the time cannot be derived: pass --slurm-time to set it"
 
 
+def absolute_args(args: Sequence[str], data_dir: Path, runs_dir: Path) -> list[str]:
+    """The train options with --data and --runs-dir as absolute paths (a task may start anywhere)."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in PATH_OPTIONS:
+            skip = True
+        elif not arg.startswith(tuple(f"{o}=" for o in PATH_OPTIONS)):
+            kept.append(arg)
+    return kept + ["--data", str(Path(data_dir).resolve()), "--runs-dir", str(Path(runs_dir).resolve())]
+
+
+def python_command(request: SlurmRequest) -> str:
+    """After a set-up step, the `python` it put first on PATH; otherwise the interpreter emitting the scripts."""
+    return "python" if request.setup else shlex.quote(sys.executable)
+
+
+def _resources_comment(request: SlurmRequest) -> list[str]:
+    threads = f"{request.cpus} CPU thread{'s' if request.cpus != 1 else ''}"
+    if not request.gpus:
+        return [f"# Each run is one process on {threads} (OMP_NUM_THREADS and torch's threads follow the task's",
+                "# CPUs; the thread count changes the last digits of the losses and is recorded in config.json)."]
+    return [f"# Each run is one process on {request.gpus} GPU(s) with {threads}. For multi-GPU DDP runs, run the",
+            "# command under torchrun --standalone --nproc_per_node=G -m pileablate ablate ... in place of",
+            "# python -m pileablate, and ask for G GPUs per task with --gpus-per-run G."]
+
+
 def array_script(*, stage: str, args: Sequence[str], tasks: int, runs: int, time: str, why_time: str,
-                 gpus: int, cpus: int, log_dir: Path, workdir: Path) -> str:
-    command = [sys.executable, "-m", "pileablate", "ablate", *args, "--stage", stage]
-    task = '--task "${SLURM_ARRAY_TASK_ID}/' + str(tasks) + '"'
+                 request: SlurmRequest, log_dir: Path, workdir: Path) -> str:
+    command = [python_command(request), "-m", "pileablate", "ablate", *map(shlex.quote, args), "--stage", stage,
+               '--task "${SLURM_ARRAY_TASK_ID}/' + str(tasks) + '"']
     return "\n".join([
         "#!/bin/bash",
         f"# pileablate ablate, stage '{stage}': {runs} runs in {tasks} array tasks.",
         f"# Time limit: {why_time}.",
-        "# Each run is one process on one GPU. For multi-GPU DDP runs, run this command under",
-        "#   torchrun --standalone --nproc_per_node=G -m pileablate ablate ...",
-        "# in place of python -m pileablate, and ask for G GPUs per task below.",
+        *_resources_comment(request),
         f"#SBATCH --job-name=pileablate-{stage}",
         f"#SBATCH --array=1-{tasks}",
         f"#SBATCH --time={time}",
-        f"#SBATCH --gpus-per-task={gpus}" if gpus else "# (no GPU asked: --gpus-per-run 0)",
-        f"#SBATCH --cpus-per-task={cpus}",
-        f"#SBATCH --output={log_dir}/%x-%A_%a.out",
+        *request.directives(),
+        # Early enough for the run to reach a step boundary and checkpoint (Slurm's own kill wait is ~30 s).
+        f"#SBATCH --signal=B:USR1@{SIGNAL_LEAD_S}",
+        "#SBATCH --kill-on-invalid-dep=yes",
+        f"#SBATCH --output={log_dir}/task-%a_job-%A.out",
         "set -euo pipefail",
         f"cd {shlex.quote(str(workdir))}",
-        " ".join(shlex.quote(c) for c in command) + " " + task,
+        *([request.setup] if request.setup else []),
+        f'export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-{request.cpus}}}"',
+        'export MKL_NUM_THREADS="$OMP_NUM_THREADS"',
+        f'echo "pileablate ablate, stage {stage}: task ${{SLURM_ARRAY_TASK_ID}} of {tasks} '
+        '(job ${SLURM_ARRAY_JOB_ID}) on $(hostname), $OMP_NUM_THREADS CPU threads"',
+        # In the background, so that the shell can forward the time-out's signal as SIGTERM: the run checkpoints.
+        " ".join(command) + " &",
+        "run=$!",
+        "trap 'kill -TERM \"$run\" 2>/dev/null || true' USR1 TERM",
+        'status=0; wait "$run" || status=$?',
+        'while kill -0 "$run" 2>/dev/null; do status=0; wait "$run" || status=$?; done',
+        'exit "$status"',
         "",
     ])
 
 
-def submit_script(scripts: Sequence[Path], runs_dir: Path) -> str:
-    lines = ["#!/bin/bash", "# Submits the ablation's job arrays; each stage starts when the previous one succeeded.",
-             "set -euo pipefail", 'cd "$(dirname "$0")"', "dependency=()"]
-    for script in scripts:
-        lines += [f'job=$(sbatch --parsable "${{dependency[@]}}" {script.name})',
-                  f'echo "submitted {script.name}: job $job"', 'dependency=(--dependency=afterok:"$job")']
-    lines += [f'echo "when it has finished: pileablate report {runs_dir}"', ""]
+def submit_script(stages: Sequence[str], runs_dir: Path) -> str:
+    python = shlex.quote(sys.executable)
+    lines = ["#!/bin/bash",
+             "# Submits the ablation's job arrays, each stage after the previous one succeeded. Its arguments go to",
+             "# every sbatch (bash submit.sh --partition=debug). Run it again after a failure, a cancel or a",
+             "# time-out: it submits only the tasks whose runs are unfinished; stopped runs resume from checkpoints.",
+             "set -euo pipefail", 'cd "$(dirname "$0")"', 'after=""']
+    for stage in stages:
+        lines += [
+            f"pending=$({python} -m pileablate.ablate.slurm pending tasks.json {stage})",
+            'if [ -n "$pending" ]; then',
+            f'  job=$(sbatch --parsable --array="$pending" ${{after:+"--dependency=afterok:$after"}} ${{1+"$@"}} '
+            f"{stage}.sbatch)",
+            '  job="${job%%;*}"',
+            f'  echo "submitted {stage}.sbatch (tasks $pending): job $job"',
+            '  after="$job"',
+            "else",
+            f'  echo "{stage}: every task has finished; nothing to submit"',
+            "fi",
+        ]
+    lines += [f'echo "when it has finished: pileablate report {shlex.quote(str(runs_dir))}"', ""]
     return "\n".join(lines)
 
 
-def write_scripts(ablation, args: Sequence[str], tasks: Optional[int], gpus: int, cpus: int,
-                  given_time: Optional[str]) -> list[Path]:
-    """The array script of each stage and submit.sh, into RUNS/slurm/. Returns their paths."""
-    import os
+def run_folder(planned) -> str:
+    return f"{planned.point}/{planned.name}" if getattr(planned, "point", None) else planned.name
 
-    out = Path(ablation.base.runs_dir) / "slurm"
+
+def task_runs(plan: Sequence, tasks: int) -> list[list[str]]:
+    """Each task's run folders (relative to RUNS): every N-th run from the K-th, as `--task K/N` takes them."""
+    return [[run_folder(p) for i, p in enumerate(plan) if i % tasks == k] for k in range(tasks)]
+
+
+def write_scripts(ablation, args: Sequence[str], tasks: Optional[int], request: SlurmRequest) -> list[Path]:
+    """The array script of each stage, tasks.json and submit.sh, into RUNS/slurm/. Returns the scripts' paths."""
+    runs_dir = Path(ablation.base.runs_dir).resolve()
+    out = runs_dir / "slurm"
     out.mkdir(parents=True, exist_ok=True)
+    args = absolute_args(args, Path(ablation.base.data_dir), runs_dir)
     stages = [("tune", ablation.tuning_plan())] if ablation.tuning else []
     stages.append(("train", ablation.report_plan()))
-    scripts = []
+    scripts, listing = [], {}
     for stage, plan in stages:
         n = min(tasks or len(plan), len(plan))
-        time, why = task_time(ablation.base.time_limit_s, math.ceil(len(plan) / n), given_time)
+        time, why = task_time(ablation.base.time_limit_s, math.ceil(len(plan) / n), request.time)
+        log_dir = out / "logs" / stage
+        log_dir.mkdir(parents=True, exist_ok=True)  # sbatch does not make it: a task would fail to start
         path = out / f"{stage}.sbatch"
         path.write_text(array_script(stage=stage, args=args, tasks=n, runs=len(plan), time=time, why_time=why,
-                                     gpus=gpus, cpus=cpus, log_dir=out.resolve(), workdir=Path.cwd()))
+                                     request=request, log_dir=log_dir, workdir=Path.cwd()))
         scripts.append(path)
+        listing[stage] = task_runs(plan, n)
+    (out / "tasks.json").write_text(json.dumps({"runs_dir": str(runs_dir), "stages": listing}, indent=1) + "\n")
     submit = out / "submit.sh"
-    submit.write_text(submit_script(scripts, ablation.base.runs_dir))
+    submit.write_text(submit_script([stage for stage, _ in stages], runs_dir))
     os.chmod(submit, 0o755)
     return scripts + [submit]
+
+
+def pending_tasks(listing: dict, stage: str) -> list[int]:
+    """1-based ids of the stage's tasks with a run that is new or unfinished (failed runs stay as they are)."""
+    from pileablate.ablate.runner import run_state
+
+    runs_dir = Path(listing["runs_dir"])
+    return [k for k, runs in enumerate(listing["stages"][stage], start=1)
+            if any(run_state(runs_dir / name).action in ("train", "resume") for name in runs)]
+
+
+def array_spec(ids: Sequence[int]) -> str:
+    """Slurm's --array list, runs of ids as ranges: [1, 2, 3, 5] -> '1-3,5'."""
+    parts, start = [], None
+    for i, k in enumerate(ids):
+        start = k if start is None else start
+        if i + 1 == len(ids) or ids[i + 1] != k + 1:
+            parts.append(str(k) if start == k else f"{start}-{k}")
+            start = None
+    return ",".join(parts)
+
+
+def use_task_cpus() -> Optional[int]:
+    """Inside an array task: torch computes on the CPUs Slurm gave the task (without CPU binding it would
+    take every core of the node). Returns that count, None outside Slurm."""
+    value = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if not value.isdigit() or int(value) < 1:
+        return None
+    import torch
+
+    torch.set_num_threads(int(value))
+    return int(value)
+
+
+def fit_warnings(request: SlurmRequest) -> list[str]:
+    """Requests no node can ever satisfy, as far as `sinfo` (when present) tells: such tasks pend forever."""
+    if shutil.which("sinfo") is None:
+        return []
+    command = ["sinfo", "-N", "-h", "-o", "%c|%G"] + (["-p", request.partition] if request.partition else [])
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    nodes = [line.split("|", 1) for line in done.stdout.splitlines() if "|" in line]
+    where = f"partition {request.partition}" if request.partition else "the cluster"
+    if done.returncode != 0 or not nodes:
+        return [f"sinfo lists no node in {where}: check --slurm-partition"] if done.returncode == 0 else []
+    most_cpus = max(int(re.match(r"\d+", c).group()) if re.match(r"\d+", c) else 0 for c, _ in nodes)
+    most_gpus = max(sum(int(n) for n in re.findall(r"gpu(?::[^:(,]+)?:(\d+)", gres)) for _, gres in nodes)
+    warnings = []
+    if request.cpus > most_cpus:
+        warnings.append(f"no node of {where} has {request.cpus} CPUs (the most is {most_cpus}): the tasks would "
+                        f"pend forever; pass --cpus-per-run {most_cpus} or fewer")
+    if request.gpus > most_gpus:
+        warnings.append(f"no node of {where} has {request.gpus} GPU(s) (the most is {most_gpus}): the tasks would "
+                        "pend forever; pass --device cpu for CPU runs, or --slurm-partition with GPU nodes")
+    return warnings
+
+
+def main(argv: Sequence[str]) -> int:
+    """`python -m pileablate.ablate.slurm pending TASKS_JSON STAGE`: submit.sh asks which tasks to resubmit."""
+    if len(argv) != 3 or argv[0] != "pending":
+        print("usage: python -m pileablate.ablate.slurm pending RUNS/slurm/tasks.json STAGE", file=sys.stderr)
+        return 2
+    listing = json.loads(Path(argv[1]).read_text())
+    print(array_spec(pending_tasks(listing, argv[2])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

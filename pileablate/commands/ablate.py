@@ -75,12 +75,22 @@ Emit = Annotated[Optional[str], _option(
     "submits them into RUNS/slurm/, and stop (nothing trains here).")]
 ArrayTasks = Annotated[Optional[int], _option(
     "--array-tasks", min=1, help="With --emit: tasks per array (default: one per run).")]
-GpusPerRun = Annotated[int, _option("--gpus-per-run", min=0, show_default=True,
-                                    help="With --emit: GPUs per array task.")]
-CpusPerRun = Annotated[int, _option("--cpus-per-run", min=1, show_default=True,
-                                    help="With --emit: CPU cores per array task.")]
+GpusPerRun = Annotated[Optional[int], _option(
+    "--gpus-per-run", min=0, help="With --emit: GPUs per array task (default: 1, none with --device cpu).")]
+CpusPerRun = Annotated[Optional[int], _option(
+    "--cpus-per-run", min=1, help="With --emit: CPUs per array task, the run's thread count (default: 8 with a GPU, "
+    "4 on a CPU).")]
 SlurmTime = Annotated[Optional[str], _option(
     "--slurm-time", metavar="[D-]HH:MM:SS", help="With --emit: the array's time limit (default: from --time-limit).")]
+SlurmPartition = Annotated[Optional[str], _option("--slurm-partition", help="With --emit: sbatch --partition.")]
+SlurmAccount = Annotated[Optional[str], _option("--slurm-account", help="With --emit: sbatch --account.")]
+SlurmQos = Annotated[Optional[str], _option("--slurm-qos", help="With --emit: sbatch --qos.")]
+SlurmMem = Annotated[Optional[str], _option("--slurm-mem", metavar="SIZE", help="With --emit: sbatch --mem (16G).")]
+SlurmExtra = Annotated[Optional[List[str]], _option(
+    "--slurm-extra", metavar="OPTION", help="With --emit: any other #SBATCH line, repeatable (--constraint=a100).")]
+SlurmSetup = Annotated[Optional[str], _option(
+    "--slurm-setup", metavar="COMMANDS", help="With --emit: shell commands each task runs first (\"module load "
+    "cuda; source venv/bin/activate\"); the command then uses the python they put on PATH.")]
 DryRun = Annotated[bool, _option(
     "--dry-run", show_default=True,
     help="Print the plan (runs, budget, what is finished or will resume) and stop. Every other option is a "
@@ -92,8 +102,10 @@ def ablate(ctx: typer.Context, mods: Mods = None, grid: Grid = None, sweep: Swee
            max_seeds: MaxSeeds = None, margin: Margin = None, tune_lr: TuneLr = None, tune_seeds: TuneSeeds = 1,
            tune_budget: TuneBudget = 1.0, jobs: Jobs = 1,
            devices: Devices = None, task: Task = None, stage: Stage = "all", emit: Emit = None,
-           array_tasks: ArrayTasks = None, gpus_per_run: GpusPerRun = 1, cpus_per_run: CpusPerRun = 8,
-           slurm_time: SlurmTime = None, dry_run: DryRun = False) -> None:
+           array_tasks: ArrayTasks = None, gpus_per_run: GpusPerRun = None, cpus_per_run: CpusPerRun = None,
+           slurm_time: SlurmTime = None, slurm_partition: SlurmPartition = None, slurm_account: SlurmAccount = None,
+           slurm_qos: SlurmQos = None, slurm_mem: SlurmMem = None, slurm_extra: SlurmExtra = None,
+           slurm_setup: SlurmSetup = None, dry_run: DryRun = False) -> None:
     """Run the ablation grid over seeds with one budget for every run, then print the report.
 
     Every other option is a train option and applies to every run (see 'pileablate train --help'),
@@ -116,6 +128,10 @@ def ablate(ctx: typer.Context, mods: Mods = None, grid: Grid = None, sweep: Swee
     from pileablate.errors import UserError
 
     base = train_config_from_args(list(ctx.args))
+    if task is not None:
+        from pileablate.ablate.slurm import use_task_cpus
+
+        use_task_cpus()
     if mods is not None and grid is not None:
         raise UserError("--mods and --grid both choose the configurations; give one of them")
     experiments, grid_seeds = grid_from_toml(grid) if grid is not None else (default_grid(mods), None)
@@ -129,11 +145,17 @@ def ablate(ctx: typer.Context, mods: Mods = None, grid: Grid = None, sweep: Swee
         raise UserError(NOT_IN_ARRAYS.format(option="--emit slurm"))
     study = Study(ablation, _sweep_axes(sweep, grid), tune_spec=tune_lr, max_seeds=most, margin=margin)
     if emit is not None:
-        given = [("--mods", mods), ("--grid", grid), ("--seeds", seeds), ("--margin", margin), ("--tune-lr", tune_lr),
+        from pileablate.ablate.slurm import make_request
+
+        request = make_request(base.device, gpus_per_run, cpus_per_run, partition=slurm_partition,
+                               account=slurm_account, qos=slurm_qos, mem=slurm_mem, extra=slurm_extra or (),
+                               setup=slurm_setup, time=slurm_time)
+        given = [("--mods", mods), ("--grid", grid.resolve() if grid else None), ("--seeds", seeds),
+                 ("--margin", margin), ("--tune-lr", tune_lr),
                  ("--tune-seeds", tune_seeds if tune_lr else None), ("--tune-budget", tune_budget if tune_lr else None)]
         given += [("--sweep", spec) for spec in sweep or ()]
         args = [str(x) for name, value in given if value is not None for x in (name, value)] + list(ctx.args)
-        _emit_slurm(study, args, array_tasks, gpus_per_run, cpus_per_run, slurm_time)
+        _emit_slurm(study, args, array_tasks, request)
     elif dry_run:
         from pileablate.ablate.cost import print_plan
 
@@ -175,14 +197,16 @@ def _parse_task(text: Optional[str]):
     return None if text is None else parse_share(text, "--task")
 
 
-def _emit_slurm(study, args, tasks, gpus, cpus, time) -> None:
-    from pileablate.ablate.slurm import write_scripts
+def _emit_slurm(study, args, tasks, request) -> None:
+    from pileablate.ablate.slurm import fit_warnings, write_scripts
     from pileablate.ablate.study import parts
     from pileablate.console import stderr_console
 
     parts(study)  # the data and every configuration's model are checked before any script is written
-    files = write_scripts(study, args, tasks, gpus, cpus, time)
+    files = write_scripts(study, args, tasks, request)
     console = stderr_console()
+    for warning in fit_warnings(request):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     for path in files:
         console.print(f"wrote {path}", highlight=False)
     console.print(f"submit with: bash {files[-1]}   then, when it has finished: pileablate report "

@@ -447,6 +447,7 @@ def _run_config(cfg: TrainConfig, model_cfg, data: RunData, schedule_kind: str, 
                  "vocab_size": model_cfg.vocab_size, "val_bytes_per_token": data.val_bytes_per_token},
         "schedule": schedule_kind, "tokens_per_step": data.tokens_per_step, "world_size": info.world_size,
         "hardware": {"device": str(device), "precision": precision, "torch": torch.__version__,
+                     "threads": torch.get_num_threads(),  # CPU threads change a loss's last digits
                      "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type},
         "pileablate_version": __version__, "created": datetime.now(timezone.utc).isoformat(),
     }
