@@ -5,17 +5,13 @@ Same parameter names and count as the GELU MLP (so no matching is needed with it
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from pileablate.model.mlp import GeluMLP
 from pileablate.model.registry import Modification, register, register_component
 
 
-class ReluSquaredMLP(nn.Module):
-    def __init__(self, d_model: int, hidden: int, bias: bool, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.c_fc = nn.Linear(d_model, hidden, bias=bias)
-        self.c_proj = nn.Linear(hidden, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+class ReluSquaredMLP(GeluMLP):
+    """GPT-2's MLP layers (same names, same size) with relu(x)^2 for the GELU."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.c_proj(F.relu(self.c_fc(x)).square()))
