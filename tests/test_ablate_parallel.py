@@ -137,6 +137,7 @@ def test_a_task_makes_only_its_share_and_no_report(bytes_store, tmp_path, one_to
     assert result.exit_code == 0, (result.output, result.exception)
     assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["rope-s0"]
     assert "pileablate report" in result.output and not (runs / "report.md").exists()
+    assert "run 1/1: rope-s0" in result.output  # counted within the task's share, not "run 2/1"
 
 
 def test_emit_slurm_writes_one_array_per_stage_and_a_submit_script(bytes_store, tmp_path):

@@ -486,3 +486,11 @@ def test_a_muon_run_records_each_rate_in_its_config(bytes_store, tmp_path):
     assert summary["status"] == "finished"
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["learning_rates"] == {"muon": pytest.approx(0.2), "adamw": 1e-2}
+
+    # The report says which rate each optimizer used, not only --lr.
+    from pileablate.report.aggregate import group_runs
+    from pileablate.report.runs import load_run
+    from pileablate.report.table import lr_text
+
+    (muon,) = group_runs([load_run(tmp_path / "m")])
+    assert lr_text(muon) == "0.01 (muon 0.2)"

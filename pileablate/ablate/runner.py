@@ -133,10 +133,11 @@ def run_grid(configs: Sequence, plan: Sequence[PlannedRun], console) -> tuple[li
     outcomes: list[Outcome] = []
     durations: list[float] = []
     to_train = sum(run_state(Path(c.runs_dir) / p.name).action in ("train", "resume") for c, p in zip(configs, plan))
-    for cfg, planned in zip(configs, plan):
+    for position, (cfg, planned) in enumerate(zip(configs, plan), start=1):
         run_dir = Path(cfg.runs_dir) / planned.name
         state = run_state(run_dir)
-        header = (f"run {planned.index}/{len(plan)}: {planned.title} · mods "
+        # The position in what this process trains (a job-array task's share), not in the whole plan.
+        header = (f"run {position}/{len(plan)}: {planned.title} · mods "
                   f"{','.join(planned.mods) or 'baseline'} · seed {planned.seed}"
                   + (f" · lr {cfg.lr:.3g}" if cfg.lr is not None else ""))
         if state.action in ("skip", "failed"):

@@ -78,6 +78,19 @@ class Configuration:
     def lrs(self) -> list[float]:
         return sorted({r.lr for r in self.runs if r.lr is not None})
 
+    @property
+    def other_rates(self) -> dict[str, list[float]]:
+        """Rates of optimizers beside the one `--lr` names (muon's hidden matrices at a multiple of it):
+        optimizer name -> the rates its runs used. Empty for a configuration with one optimizer."""
+        rates: dict[str, set] = {}
+        for run in self.runs:
+            recorded = run.config.get("learning_rates") or {}
+            if len(recorded) > 1:
+                for name, rate in recorded.items():
+                    if run.lr is None or abs(float(rate) - run.lr) > 1e-12 * max(1.0, run.lr):
+                        rates.setdefault(name, set()).add(float(rate))
+        return {name: sorted(values) for name, values in rates.items()}
+
 
 def _order(config: Configuration) -> tuple:
     # Baseline first, then single modifications, then combinations, as the ablation reads; within

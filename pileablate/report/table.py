@@ -68,6 +68,13 @@ def format_lr(lrs: list[float]) -> str:
     return "/".join(f"{lr:g}" for lr in lrs) if lrs else DASH
 
 
+def lr_text(config: Configuration) -> str:
+    """The --lr the configuration trained at, and the rate of any other optimizer it used ("0.001
+    (muon 0.02)"), so the report says which rate each part of the model trained at."""
+    others = "; ".join(f"{name} {format_lr(rates)}" for name, rates in config.other_rates.items())
+    return format_lr(config.lrs) + (f" ({others})" if others else "")
+
+
 def _params_vs_baseline(config: Configuration) -> str:
     if config.is_baseline:
         return "(baseline)"
@@ -139,7 +146,7 @@ DISPLAY_COLUMNS: tuple[tuple[str, Callable[[Configuration], str]], ...] = (
     ("seeds", _seeds_text),
     ("params (total/active)", _params),
     ("Δ params", _params_vs_baseline),
-    ("lr", lambda c: format_lr(c.lrs)),
+    ("lr", lr_text),
     ("tokens", lambda c: format_count(c.mean("tokens"))),
     ("steps", lambda c: format_count(c.mean("steps"))),
     ("wall time", lambda c: format_seconds(c.mean("elapsed_s"))),
@@ -279,7 +286,7 @@ COMPACT_COLUMNS: tuple[tuple[str, Callable[[Configuration], str]], ...] = (
     ("verdict", _verdict),
     ("Δ [95% interval]", _delta_with_interval),
     ("val loss", lambda c: format_mean_std(c.mean("final_val_loss"), c.std("final_val_loss"))),
-    ("lr", lambda c: format_lr(c.lrs)),
+    ("lr", lr_text),
 )
 
 
