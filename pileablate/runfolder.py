@@ -5,6 +5,7 @@
     RUNS/<name>/metrics.jsonl   one row per logged step (appended; a torn last line is tolerated)
     RUNS/<name>/ckpt/latest.pt  everything needed to continue exactly (torch.load(weights_only=True))
     RUNS/<point>/point.json     a sweep point's values, beside the runs made at that point
+    RUNS/study.json             the study's design (margin, sequential design), for the report
 
 Every write is atomic (a temporary file renamed over the target), so a crash leaves the old file or
 the new one. One error policy for reading: a file that is absent reads as None; a file that is there

@@ -172,3 +172,15 @@ def test_budget_fields_are_defined_once():
     assert runner.BUDGET_FIELDS is runfolder.BUDGET_FIELDS and runs.BUDGET_FIELDS is runfolder.BUDGET_FIELDS
     assert runfolder.same_budget({"max_steps": 10}, {"max_steps": 10.0, "max_tokens": None})
     assert not runfolder.same_budget({"max_steps": 10}, {"max_tokens": 10})
+
+
+def test_the_report_reads_a_studys_design_through_the_run_folder(tmp_path):
+    from pileablate import runfolder
+    from pileablate.report.build import read_study
+
+    assert read_study([tmp_path]) == {}
+    runfolder.write_study(tmp_path, {"margin": 0.02})
+    assert read_study([tmp_path / "none", tmp_path]) == {"margin": 0.02} == runfolder.read_study(tmp_path)
+    (tmp_path / runfolder.STUDY_FILE).write_text("{")
+    with pytest.raises(UserError, match="delete or repair"):
+        read_study([tmp_path])
