@@ -78,7 +78,7 @@ def attention_variants(args) -> list[dict]:
     shape = dict(n_layer=4, n_head=8, d_model=256, seq_len=args.context)
     prompt = [256] + list(b"import os\nimport sys\n\ndef main(argv):\n")
     n = args.context - len(prompt)  # fill the context once: no window jump
-    variants = (("MHA", "", {}), ("GQA (kv-heads 2)", "gqa", {"kv_heads": 2}), ("MLA (latent 64)", "mla", {"kv_latent_dim": 64}))
+    variants = (("MHA", "", {}), ("GQA (kv-heads 2)", "gqa", {"n_kv_head": 2}), ("MLA (latent 64)", "mla", {"kv_latent_dim": 64}))
     models = {}
     for name, mods, extra in variants:
         hidden = None if not models else equal_size_hidden(mods, shape, extra, models["MHA"].num_params()["total"])

@@ -104,7 +104,7 @@ def pileablate_loop(data_dir: Path, runs: Path, preset: str, mods: tuple, batch:
     from pileablate.runfolder import read_metrics
     from pileablate.train.trainer import train
 
-    cfg = TrainConfig(data_dir=data_dir, runs_dir=runs, name=name, preset=preset, mods=mods, seed=seed, lr=lr,
+    cfg = TrainConfig(data=data_dir, runs_dir=runs, name=name, preset=preset, mods=mods, seed=seed, lr=lr,
                       batch_size=batch, max_steps=warmup + steps, eval_every=10**9, eval_tokens=1024, log_every=1,
                       checkpoint_every="100000", device="cpu", precision="fp32")
     summary = train(cfg, console=Console(file=io.StringIO()))

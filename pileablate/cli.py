@@ -84,13 +84,7 @@ def _reflowed(command) -> str:
 app.command("prepare", cls=_Command, help=_reflowed(prepare.prepare), short_help="Stream a corpus (The Pile, the offline sample, files, URLs) into memory-mapped token files.")(prepare.prepare)
 app.command("mods", cls=_Command, help=_reflowed(mods.mods), short_help="List the modifications: name, what each changes, what it cannot combine with.")(mods.mods)
 app.command("train", cls=_Command, help=_reflowed(train.train), short_help="Train one model (baseline plus --mods) under a time/token/step budget; resumable.")(train.train)
-app.command(
-    "ablate",
-    cls=_Command,
-    help=_reflowed(ablate.ablate),
-    short_help="Run the grid (baseline, each modification alone, all together) over seeds with equal budgets.",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)(ablate.ablate)
+app.command("ablate", cls=_Command, help=_reflowed(ablate.ablate), short_help="Run the grid (baseline, each modification alone, all together) over seeds with equal budgets.")(ablate.ablate)
 app.command("report", cls=_Command, help=_reflowed(report.report), short_help="Loss tables (terminal, Markdown, CSV) and plots from run directories.")(report.report)
 app.command("generate", cls=_Command, help=_reflowed(generate.generate), short_help="Sample text from a trained run, with a KV cache and optional speculative decoding.")(generate.generate)
 app.command("export", cls=_Command, help=_reflowed(export.export), short_help="Export a trained run as a Hugging Face transformers checkpoint.")(export.export)
@@ -116,9 +110,20 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="pileablate")
+        code = app(args=args, prog_name="pileablate", standalone_mode=False)
     except UserError as err:
         if debug:
             raise
         typer.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    except typer.TyperException as err:  # a usage error (an unknown option, a bad value): one line as well
+        if type(err).__name__ == "NoArgsIsHelpError":  # `pileablate` alone: the help
+            err.show()
+            sys.exit(0)
+        command = err.ctx.command_path if getattr(err, "ctx", None) is not None else "pileablate"
+        typer.echo(f"error: {err.format_message()} (see '{command} --help')", err=True)
+        sys.exit(getattr(err, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)

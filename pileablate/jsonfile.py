@@ -24,7 +24,7 @@ def temp_prefix(path: Path) -> str:
 
 def remove_stale_temps(path) -> int:
     """Delete temporary files of `path` left by writers that died (kill -9 mid-write): those whose pid is
-    no longer alive. A live writer's file (another --part worker) is left alone. Returns how many."""
+    no longer alive. A live writer's file (another --task worker) is left alone. Returns how many."""
     path = Path(path)
     removed = 0
     for tmp in path.parent.glob(temp_prefix(path) + "*" + TEMP_SUFFIX):
@@ -49,7 +49,7 @@ def write_json_atomic(path, data) -> None:
     """Write `data` as indented JSON to `path` atomically (temp file, fsync, os.replace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique temporary name: two processes (e.g. --part workers sharing a directory) never share one.
+    # A unique temporary name: two processes (e.g. --task workers sharing a directory) never share one.
     # ("x" mode creates it exclusively, with the usual permissions under the umask.)
     tmp = path.with_name(f"{temp_prefix(path)}{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
     try:

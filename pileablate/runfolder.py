@@ -36,17 +36,26 @@ CHECKPOINT_FILE = Path("ckpt") / "latest.pt"
 POINT_FILE = "point.json"
 STUDY_FILE = "study.json"  # a study's design, in its top runs folder
 
-# The training settings that bound a run (the first reached ends it), with their command-line names.
-BUDGET_OPTIONS = {"time_limit_s": "--time-limit", "max_tokens": "--max-tokens", "max_steps": "--max-steps"}
-BUDGET_FIELDS = tuple(BUDGET_OPTIONS)
+# The training settings that bound a run (the first reached ends it); each is the option of its name.
+BUDGET_FIELDS = ("time_limit", "max_tokens", "max_steps")
 
 # TrainConfig fields that may differ when a run is continued (a budget only under a constant schedule).
 RESUMABLE_CHANGES = frozenset({
-    "data_dir", "runs_dir", "name", *BUDGET_FIELDS, "eval_every", "log_every",
+    "data", "runs_dir", "name", *BUDGET_FIELDS, "eval_every", "log_every",
     "checkpoint_every", "device", "precision", "compile", "resume", "batch_size", "grad_accum", "trackers",
 })
 
 _FIX = "delete or repair that run folder"
+
+# Training settings that pileablate 2 stored under other names (they are named as their options now),
+# so that the run folders it made still report and resume.
+_VERSION_2_NAMES = {"data_dir": "data", "time_limit_s": "time_limit", "kv_heads": "n_kv_head", "experts": "n_experts"}
+
+
+def _current_names(settings: Optional[dict]) -> Optional[dict]:
+    if not isinstance(settings, dict):
+        return settings
+    return {_VERSION_2_NAMES.get(k, k): v for k, v in settings.items()}
 
 
 def is_run_dir(path: Path) -> bool:
@@ -61,16 +70,28 @@ def _read(path: Path) -> Optional[dict]:
 
 
 def read_config(run_dir: Path) -> Optional[dict]:
-    return _read(Path(run_dir) / CONFIG_FILE)
+    config = _read(Path(run_dir) / CONFIG_FILE)
+    if config is not None and "train" in config:
+        config["train"] = _current_names(config["train"])
+    return config
 
 
 def read_summary(run_dir: Path) -> Optional[dict]:
-    return _read(Path(run_dir) / SUMMARY_FILE)
+    summary = _read(Path(run_dir) / SUMMARY_FILE)
+    if summary is not None and "budget" in summary:
+        summary["budget"] = _current_names(summary["budget"])
+    return summary
 
 
 def read_point(folder: Path) -> Optional[dict]:
     """The point.json of a sweep point's folder (the parent of its runs), or None outside a sweep."""
-    return _read(Path(folder) / POINT_FILE)
+    point = _read(Path(folder) / POINT_FILE)
+    for key in ("values", "budget"):
+        if point is not None and key in point:
+            point[key] = _current_names(point[key])
+    if point is not None and isinstance(point.get("axes"), list):
+        point["axes"] = [_VERSION_2_NAMES.get(a, a) for a in point["axes"]]
+    return point
 
 
 def write_config(run_dir: Path, config: dict) -> None:
@@ -271,8 +292,8 @@ def _check_budget(name: str, old: dict, new: dict) -> list[str]:
     rate would jump mid-run (a finished cosine run given twice the budget goes back from its minimum
     rate to the middle of the curve): the result would be neither run.
     """
-    changed = [f"{option} {old['train'].get(k)} -> {new['train'].get(k)}"
-               for k, option in BUDGET_OPTIONS.items() if old["train"].get(k) != new["train"].get(k)]
+    changed = [f"--{k.replace('_', '-')} {old['train'].get(k)} -> {new['train'].get(k)}"
+               for k in BUDGET_FIELDS if old["train"].get(k) != new["train"].get(k)]
     if not changed:
         return []
     schedule = old.get("schedule", "constant")

@@ -67,7 +67,7 @@ def parse_duration(text, option: str = "--time-limit") -> float:
 
 
 def parse_share(text: str, option: str) -> tuple[int, int]:
-    """'K/N' (this process's share K of N: `prepare --part`, `ablate --task`) -> (K, N), 1 <= K <= N."""
+    """'K/N' (this process's share K of N: `prepare --task`, `ablate --task`) -> (K, N), 1 <= K <= N."""
     try:
         k, n = (int(x) for x in str(text).split("/"))
     except ValueError:

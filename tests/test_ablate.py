@@ -234,7 +234,6 @@ def test_default_budget_is_the_baselines_and_the_same_for_every_run(bytes_store)
     [
         (["--name", "x"], "names its runs itself"),
         (["--resume"], "resumes interrupted runs by itself"),
-        (["--no-such-option"], "no-such-option"),
         (["--mods", "gqa,mla"], "cannot be combined"),
         (["--mods", "warp"], "unknown modification"),
     ],
@@ -243,6 +242,15 @@ def test_bad_options_are_one_line_errors(bytes_store, tmp_path, args, message):
     result = ablate("--data", str(bytes_store), "--runs-dir", str(tmp_path), "--dry-run", *args)
     assert isinstance(result.exception, UserError), result.output
     assert message in str(result.exception) and "\n" not in str(result.exception)
+
+
+def test_an_unknown_option_is_a_one_line_error(capsys):
+    from pileablate.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ablate", "--dry-run", "--no-such-option"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "--no-such-option" in err and "\n" not in err and "ablate --help" in err
 
 
 def test_missing_data_says_to_prepare(tmp_path):

@@ -62,7 +62,7 @@ def test_two_jobs_give_the_runs_made_one_after_another(bytes_store, tmp_path, on
     workers = _count_worker_starts(monkeypatch)
     parallel, serial = tmp_path / "parallel", tmp_path / "serial"
     result = ablate("--data", str(bytes_store), "--runs-dir", str(parallel), "--mods", "rope,swiglu", "--jobs", "2",
-                    "--devices", "cpu,cpu", *TINY)
+                    "--device", "cpu,cpu", *TINY)
     assert result.exit_code == 0, (result.output, result.exception)
     assert len(workers) == 2  # three runs, two processes: a worker is reused
     assert ablate("--data", str(bytes_store), "--runs-dir", str(serial), "--mods", "rope,swiglu", *TINY).exit_code == 0
@@ -82,7 +82,7 @@ def test_a_failed_run_does_not_stop_its_worker(bytes_store, tmp_path, monkeypatc
     workers = _count_worker_starts(monkeypatch)
     runs = tmp_path / "runs"
     result = ablate("--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope", "--jobs", "2",
-                    "--devices", "cpu,cpu", "--tune-lr", "1e3,1e-3", *TINY)
+                    "--device", "cpu,cpu", "--tune-lr", "1e3,1e-3", *TINY)
     assert result.exit_code == 0, (result.output, result.exception)
     assert "tune-baseline-lr1e+03-s1000 failed" in result.output
     assert "the training loss became nan" in result.output  # the reason, not only "see the log"
@@ -104,7 +104,7 @@ def test_ctrl_c_with_jobs_checkpoints_every_running_run_and_the_rerun_resumes(by
 
     runs = tmp_path / "runs"
     args = [sys.executable, "-m", "pileablate", "ablate", "--data", str(bytes_store), "--runs-dir", str(runs),
-            "--mods", "rope,swiglu", "--jobs", "2", "--devices", "cpu,cpu", "--preset", "nano", "--max-steps", "400",
+            "--mods", "rope,swiglu", "--jobs", "2", "--device", "cpu,cpu", "--preset", "nano", "--max-steps", "400",
             "--eval-every", "100", "--log-every", "1", "--eval-tokens", "2048", "--checkpoint-every", "1000"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     first = [runs / name / "metrics.jsonl" for name in ("baseline-s0", "rope-s0")]
@@ -186,7 +186,7 @@ def test_a_worker_that_dies_fails_its_run_and_a_fresh_one_takes_the_next(bytes_s
     killer = threading.Thread(target=kill_the_baseline_worker)
     killer.start()
     result = ablate("--data", str(bytes_store), "--runs-dir", str(runs), "--mods", "rope,swiglu", "--jobs", "2",
-                    "--devices", "cpu,cpu", "--preset", "nano", "--max-steps", "400", "--eval-every", "200",
+                    "--device", "cpu,cpu", "--preset", "nano", "--max-steps", "400", "--eval-every", "200",
                     "--eval-tokens", "2048", "--log-every", "1")
     killer.join()
     assert result.exit_code == 1 and "baseline-s0" in str(result.exception)

@@ -30,7 +30,7 @@ def test_axis_values_parse_with_the_train_options_grammar():
     assert parse_axis("max_tokens=1M,2.5M,300k").values == (1_000_000, 2_500_000, 300_000)
     assert parse_axis("max-tokens=1M,3M").field == "max_tokens"
     assert parse_axis("time_limit=90s,5m").values == (90.0, 300.0)
-    assert parse_axis("time_limit=90s,5m").field == "time_limit_s"
+    assert parse_axis("time_limit=90s,5m").field == "time_limit"
     assert parse_axis("d_model=32, 48").values == (32, 48)
     assert parse_axis("n_layer=2,4").values == (2, 4)
 
@@ -81,7 +81,7 @@ def test_grid_file_sweep_table(tmp_path):
 
 
 def _sweep(axes, tune_lrs=(), tune_spec=None, **base) -> Study:
-    cfg = TrainConfig(data_dir=Path("data"), runs_dir=Path("runs"), **base)
+    cfg = TrainConfig(data=Path("data"), runs_dir=Path("runs"), **base)
     return Study(Ablation(cfg, default_grid("rope"), [0, 1], tune_lrs=tune_lrs), [parse_axis(a) for a in axes],
                  tune_spec=tune_spec)
 
@@ -128,7 +128,7 @@ def test_tokens_per_run_for_the_cost_estimate():
 
     assert tokens_per_run(TrainConfig(preset="nano", max_steps=10)) == 10 * 8 * 64
     assert tokens_per_run(TrainConfig(preset="micro", max_tokens=1000, max_steps=10)) == 1000
-    assert tokens_per_run(TrainConfig(preset="nano", time_limit_s=60)) is None
+    assert tokens_per_run(TrainConfig(preset="nano", time_limit=60)) is None
     cost = Cost("nano", params=100, tokens_per_run=1000, runs=4, tuning_runs=2, tuning_fraction=0.5)
     assert cost.tokens == 5000 and cost.params_x_tokens == 500_000
 

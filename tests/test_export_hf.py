@@ -58,7 +58,7 @@ def test_exported_model_reloads_offline_with_the_same_logits(tmp_path, mods, arc
 
 
 def test_llama_config_carries_the_model_options(tmp_path):
-    model = make_model("rope,rmsnorm,swiglu,gqa", kv_heads=1)
+    model = make_model("rope,rmsnorm,swiglu,gqa", n_kv_head=1)
     export_hf(model, tmp_path, eot_id=256)
     cfg = json.loads((tmp_path / "config.json").read_text())
     c = model.config

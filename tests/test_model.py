@@ -56,7 +56,7 @@ def test_config_round_trips_through_asdict():
     import dataclasses
     import json
 
-    cfg = build_model_config("micro", "all,moe,mtp,mla", 257, experts=4)
+    cfg = build_model_config("micro", "all,moe,mtp,mla", 257, n_experts=4)
     again = ModelConfig(**json.loads(json.dumps(dataclasses.asdict(cfg))))
     assert again == cfg
 

@@ -80,8 +80,8 @@ def test_cache_bytes_per_token_reflect_each_attention_variant():
     layers, d = 2, 32
     mha = per_token("")
     assert mha == layers * 2 * d * 4  # keys + values, every head, fp32
-    assert per_token("gqa", kv_heads=1) == mha / 4  # one of four kv heads
-    assert per_token("gqa", kv_heads=2) == mha / 2
+    assert per_token("gqa", n_kv_head=1) == mha / 4  # one of four kv heads
+    assert per_token("gqa", n_kv_head=2) == mha / 2
     assert per_token("mla", kv_latent_dim=8) == layers * 8 * 4  # the latent only
     cfg = tiny("mla,rope", kv_latent_dim=8)
     assert per_token("mla,rope", kv_latent_dim=8) == layers * (8 + cfg.rope_dim) * 4  # + shared rope key

@@ -20,7 +20,7 @@ EXTRAS = ["gqa", "mla", "moe", "mtp", "postnorm", "qknorm", "softcap", "muon", "
 
 
 def tiny(mods="", **kw):
-    base = dict(n_layer=2, n_head=2, d_model=16, seq_len=12, experts=3)
+    base = dict(n_layer=2, n_head=2, d_model=16, seq_len=12, n_experts=3)
     base.update(kw)
     return build_model_config("nano", mods, 37, **base)
 
@@ -43,7 +43,7 @@ def test_causality_guard_passes_each_extra_with_and_without_seed_mods(extra, wit
 
 def test_causality_guard_passes_the_extras_combined():
     check_causality(build("all,mla,moe,mtp,postnorm", mtp_depth=3), seq_len=12)
-    check_causality(build("all,gqa,moe,mtp", kv_heads=1), seq_len=12)
+    check_causality(build("all,gqa,moe,mtp", n_kv_head=1), seq_len=12)
 
 
 def _future_leak(x: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ def test_gqa_default_is_a_real_grouping_whenever_one_exists(n_head):
 def test_gqa_defaults_per_preset_and_multi_query_only_when_asked():
     defaults = {p: build_model_config(p, "gqa", BYTES_VOCAB).kv_heads for p in PRESETS}
     assert defaults == {"nano": 1, "micro": 2, "mini": 2, "small": 3, "medium": 4}
-    assert build_model_config("micro", "gqa", BYTES_VOCAB, kv_heads=1).kv_heads == 1
+    assert build_model_config("micro", "gqa", BYTES_VOCAB, n_kv_head=1).kv_heads == 1
 
 
 def _active(cfg) -> int:
@@ -75,7 +75,7 @@ def test_combinations_are_matched_too(mods):
 
 
 def test_matching_follows_the_overrides_and_keeps_an_explicit_width():
-    shape = dict(n_layer=3, n_head=4, d_model=96, seq_len=48, kv_heads=1)
+    shape = dict(n_layer=3, n_head=4, d_model=96, seq_len=48, n_kv_head=1)
     base = _active(build_model_config("nano", (), BYTES_VOCAB, **shape))
     cfg = build_model_config("nano", "gqa", BYTES_VOCAB, match_params=True, **shape)
     assert cfg.kv_heads == 1 and abs(_active(cfg) / base - 1) <= MATCH_TOLERANCE

@@ -178,7 +178,7 @@ def test_swiglu_equals_its_formula():
 def test_gqa_with_all_kv_heads_equals_multi_head_attention():
     torch.manual_seed(0)
     mha = GPT(tiny("rope"))
-    gqa = GPT(tiny("rope,gqa", kv_heads=4))
+    gqa = GPT(tiny("rope,gqa", n_kv_head=4))
     gqa.load_state_dict(mha.state_dict())
     idx = torch.randint(0, 61, (2, 16))
     torch.testing.assert_close(gqa(idx).logits, mha(idx).logits)
@@ -200,13 +200,13 @@ def test_gqa_query_head_h_reads_kv_head_h_div_group():
 def test_gqa_defaults_and_bad_kv_heads():
     assert build_model_config("small", "gqa", 257).kv_heads == 3
     assert build_model_config("nano", "gqa", 257).kv_heads == 1  # n_head 2 -> at least 1 (MQA)
-    assert build_model_config("nano", "", 257, kv_heads=1).kv_heads == 2  # only gqa uses it
+    assert build_model_config("nano", "", 257, n_kv_head=1).kv_heads == 2  # only gqa uses it
     with pytest.raises(UserError, match="must divide n_head 12"):
-        build_model_config("small", "gqa", 257, kv_heads=5)
+        build_model_config("small", "gqa", 257, n_kv_head=5)
 
 
 def test_gqa_shrinks_key_value_projection():
-    cfg = tiny("gqa", kv_heads=2)
+    cfg = tiny("gqa", n_kv_head=2)
     attn = GPT(cfg).transformer.h[0].attn
     assert attn.c_attn.weight.shape == ((4 + 2 * 2) * 8, 32)
 
@@ -249,7 +249,7 @@ def test_mla_rotary_part_makes_scores_depend_on_offset_only():
 
 def test_moe_router_weights_sum_to_one_over_chosen_experts():
     torch.manual_seed(0)
-    model = GPT(tiny("moe", experts=6, top_k=3))
+    model = GPT(tiny("moe", n_experts=6, top_k=3))
     moe = model.transformer.h[0].mlp
     assert isinstance(moe, MoE)
     x = torch.randn(40, 32)
@@ -263,7 +263,7 @@ def test_moe_router_weights_sum_to_one_over_chosen_experts():
 
 def test_moe_output_is_weighted_sum_of_chosen_experts():
     torch.manual_seed(0)
-    moe = GPT(tiny("moe", experts=4, top_k=2)).transformer.h[0].mlp
+    moe = GPT(tiny("moe", n_experts=4, top_k=2)).transformer.h[0].mlp
     x = torch.randn(1, 5, 32)
     out, balance = moe(x)
     weights, experts, _ = moe.route(x.view(5, 32))
@@ -276,7 +276,7 @@ def test_moe_output_is_weighted_sum_of_chosen_experts():
 @pytest.mark.parametrize("mods", ["moe", "swiglu,moe"])
 def test_moe_active_params_match_dense_total_counts_all_experts(mods):
     dense = GPT(tiny(mods.replace("moe", "").strip(","))).num_params()["total"]
-    model = GPT(tiny(mods, experts=8, top_k=2))
+    model = GPT(tiny(mods, n_experts=8, top_k=2))
     counts = model.num_params()
     per_expert = sum(p.numel() for p in model.transformer.h[0].mlp.experts[0].parameters())
     assert counts["total"] == sum(p.numel() for p in model.parameters())
@@ -349,7 +349,7 @@ def test_postnorm_normalises_after_the_residual_add():
 def test_moe_every_expert_gets_a_gradient_even_without_tokens():
     """DistributedDataParallel fails on parameters that take no part in a step."""
     torch.manual_seed(0)
-    model = GPT(tiny("moe", experts=8, top_k=1))
+    model = GPT(tiny("moe", n_experts=8, top_k=1))
     moe = model.transformer.h[0].mlp
     with torch.no_grad():
         moe.router.weight.zero_()
@@ -481,7 +481,7 @@ def test_muon_takes_the_hidden_matrices_at_its_own_rate_and_adamw_the_rest():
 def test_a_muon_run_records_each_rate_in_its_config(bytes_store, tmp_path):
     from pileablate.train.trainer import train
 
-    summary = train(_train_config("muon", data_dir=bytes_store, runs_dir=tmp_path, preset="nano", device="cpu",
+    summary = train(_train_config("muon", data=bytes_store, runs_dir=tmp_path, preset="nano", device="cpu",
                                   max_steps=2, eval_every=2, eval_tokens=2048, batch_size=2, name="m"))
     assert summary["status"] == "finished"
     config = json.loads((tmp_path / "m" / "config.json").read_text())

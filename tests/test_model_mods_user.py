@@ -126,7 +126,7 @@ def test_a_mod_from_a_temp_file_goes_through_ablate_in_workers_and_report(tmp_pa
     runs = tmp_path / "runs"
     runner = CliRunner()
     result = runner.invoke(app, ["ablate", "--mods-file", str(path), "--mods", "parallel", "--data", str(bytes_store),
-                                 "--runs-dir", str(runs), "--jobs", "2", "--devices", "cpu,cpu", *TINY])
+                                 "--runs-dir", str(runs), "--jobs", "2", "--device", "cpu,cpu", *TINY])
     assert result.exit_code == 0, (result.output, result.exception)
     config = json.loads((runs / "parallel-s0" / "config.json").read_text())
     recorded = config["train"]["mods_files"]

@@ -280,14 +280,14 @@ def test_prepare_for_tests_is_a_small_real_store(tmp_path):
 
 
 def test_counts_parse_suffixes_and_reject_nonsense():
-    from pileablate.data.config import parse_count, parse_part
+    from pileablate.data.config import parse_count, parse_task
 
     assert parse_count("1.5M", "--rows") == 1_500_000 and parse_count("250k", "--rows") == 250_000
     assert parse_count("all", "--val-rows") is None and parse_count("12", "--rows") == 12
     for bad in ("ten", "-3", "0.5"):
         with pytest.raises(UserError):
             parse_count(bad, "--rows")
-    assert parse_part("2/8") == (2, 8)
+    assert parse_task("2/8") == (2, 8)
     for bad in ("0/2", "3/2", "x"):
         with pytest.raises(UserError):
-            parse_part(bad)
+            parse_task(bad)

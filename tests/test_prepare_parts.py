@@ -1,4 +1,4 @@
-"""`--part K/N`: N processes prepare disjoint parts of the same sources into one store."""
+"""`--task K/N`: N processes prepare disjoint parts of the same sources into one store."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_parts_are_disjoint_and_merge_into_one_store(tmp_path, capsys, layout):
     out = tmp_path / "parts"
     for k in range(1, n + 1):
         code, stdout, stderr = run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(out), "--val-rows", "all",
-                                       "--part", f"{k}/{n}")
+                                       "--task", f"{k}/{n}")
         assert code == 0, stderr
         if k < n:
             assert not (out / "manifest.json").exists() and "last part" in stdout
@@ -55,7 +55,7 @@ def test_row_limits_are_shared_out_among_parts(tmp_path, capsys):
     out = tmp_path / "data"
     for k in (1, 2, 3):
         assert run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(out), "--rows", "100", "--val-rows", "10",
-                       "--part", f"{k}/3")[0] == 0
+                       "--task", f"{k}/3")[0] == 0
     m = read_manifest(out)
     assert m["splits"]["train"]["rows"] == 100 and m["splits"]["val"]["rows"] == 10
 
@@ -64,8 +64,8 @@ def test_parts_of_a_different_split_count_are_refused(tmp_path, capsys):
     src = tmp_path / "a.jsonl"
     src.write_bytes(jsonl({"text": t} for t in make_texts(50)))
     out = tmp_path / "data"
-    assert run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(out), "--part", "1/2")[0] == 0
-    code, _, stderr = run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(out), "--part", "1/3")
+    assert run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(out), "--task", "1/2")[0] == 0
+    code, _, stderr = run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(out), "--task", "1/3")
     assert code == 2 and "parts_of" in stderr and "--overwrite" in stderr
 
 
@@ -80,7 +80,7 @@ def test_with_limits_each_part_takes_its_share_from_its_own_documents(tmp_path, 
     out, n, rows, val_rows = tmp_path / "data", 3, 100, 10
     for k in range(1, n + 1):
         assert run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(out), "--rows", str(rows),
-                       "--val-rows", str(val_rows), "--part", f"{k}/{n}")[0] == 0
+                       "--val-rows", str(val_rows), "--task", f"{k}/{n}")[0] == 0
     want = {"train": [], "val": []}
     for k in range(1, n + 1):
         own = [t for i, t in enumerate(texts) if i % n == k - 1]
@@ -98,6 +98,7 @@ def test_with_limits_each_part_takes_its_share_from_its_own_documents(tmp_path, 
                    "--val-rows", str(val_rows))[0] == 0
     assert len(decoded_texts(single, "train", tok)) == rows
     assert sorted(decoded_texts(single, "train", tok)) != sorted(want["train"])
-    from pileablate.data.config import field_help
+    from pileablate.data.config import PrepareConfig
+    from pileablate.options import help_of
 
-    assert "its share of each limit" in field_help("part") and "from its own documents" in field_help("part")
+    assert "its share of each limit" in help_of(PrepareConfig, "task") and "from its own documents" in help_of(PrepareConfig, "task")

@@ -41,11 +41,11 @@ def make_run(
     d = runs / name
     d.mkdir(parents=True)
     final_train = final_val if final_train is None else final_train
-    budget = budget or {"time_limit_s": None, "max_tokens": None, "max_steps": steps}
+    budget = budget or {"time_limit": None, "max_tokens": None, "max_steps": steps}
     tokens_per_step = 1024
     config = {
         "name": name, "mods": list(mods), "seed": seed, "preset": "nano", "model": {"n_layer": 2},
-        "train": {"seed": seed, "max_steps": budget["max_steps"], "time_limit_s": budget["time_limit_s"],
+        "train": {"seed": seed, "max_steps": budget["max_steps"], "time_limit": budget["time_limit"],
                   "max_tokens": budget["max_tokens"], "lr": lr, "batch_size": 8, "grad_accum": 1,
                   "eval_tokens": eval_tokens},
         "data": {"dir": "data", "fingerprint": fingerprint, "tokenizer": tokenizer, "vocab_size": 257,
@@ -169,8 +169,8 @@ def test_overfitting_impossible_loss_and_failed_guard_are_flagged(tmp_path):
 
 def test_unequal_budgets_are_flagged(tmp_path):
     runs = tmp_path / "runs"
-    make_run(runs, "baseline-s0", budget={"time_limit_s": None, "max_tokens": None, "max_steps": 50})
-    make_run(runs, "rope-s0", mods=("rope",), budget={"time_limit_s": 60.0, "max_tokens": None, "max_steps": None})
+    make_run(runs, "baseline-s0", budget={"time_limit": None, "max_tokens": None, "max_steps": 50})
+    make_run(runs, "rope-s0", mods=("rope",), budget={"time_limit": 60.0, "max_tokens": None, "max_steps": None})
     report = build_report([runs])
     assert len(report.warnings) == 1 and "unequal budgets" in report.warnings[0]
     files = write_report(report, tmp_path / "out", plots=False)
@@ -368,7 +368,7 @@ def test_holm_correction_runs_over_every_comparison_of_the_report(tmp_path):
 
 
 @pytest.mark.parametrize("change, aspect", [
-    (dict(budget={"time_limit_s": None, "max_tokens": None, "max_steps": 40}), "budget"),
+    (dict(budget={"time_limit": None, "max_tokens": None, "max_steps": 40}), "budget"),
     (dict(eval_tokens=8192), "validation windows"),
 ])
 def test_seeds_that_do_not_pair_fall_back_to_welch_and_the_report_says_why(tmp_path, change, aspect):

@@ -38,7 +38,7 @@ def make_point(root: Path, label: str, deltas: dict, seeds=(0, 1, 2), values=Non
     for run_dir in made:  # config.json records the point's settings, as a real sweep's runs do
         config = json.loads((run_dir / "config.json").read_text())
         config["preset"] = values.get("preset", config["preset"])
-        config["train"].update({k: v for k, v in values.items() if k in ("max_tokens", "max_steps", "time_limit_s")})
+        config["train"].update({k: v for k, v in values.items() if k in ("max_tokens", "max_steps", "time_limit")})
         (run_dir / "config.json").write_text(json.dumps(config))
 
 

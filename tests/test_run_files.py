@@ -95,14 +95,14 @@ def test_resuming_a_run_whose_last_metrics_line_is_torn_trains_on(tmp_path, byte
 # -- budgets on resume --------------------------------------------------------------------------
 
 def config(schedule: str = "constant", **budget) -> dict:
-    train = {"lr": 1e-3, "max_steps": 100, "max_tokens": None, "time_limit_s": None, "eval_every": 10}
+    train = {"lr": 1e-3, "max_steps": 100, "max_tokens": None, "time_limit": None, "eval_every": 10}
     train.update(budget)
     return {"name": "r", "model": {"d_model": 64}, "train": train, "schedule": schedule, "tokens_per_step": 512,
             "data": {"dir": "data", "fingerprint": "f" * 64, "tokenizer": {"name": "bytes", "sha256": "a" * 64}}}
 
 
 @pytest.mark.parametrize("schedule", ["warmup", "cosine"])
-@pytest.mark.parametrize("change", [{"max_steps": 200}, {"max_steps": 50}, {"max_tokens": 10**6}, {"time_limit_s": 60.0}])
+@pytest.mark.parametrize("change", [{"max_steps": 200}, {"max_steps": 50}, {"max_tokens": 10**6}, {"time_limit": 60.0}])
 def test_a_budget_change_is_refused_when_the_schedule_follows_the_budget(tmp_path, schedule, change):
     old, new = config(schedule), config(schedule, **change)
     with pytest.raises(UserError) as err:

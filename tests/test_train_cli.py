@@ -58,7 +58,7 @@ def test_sigint_checkpoints_exits_with_a_resume_hint_and_resumes_exactly(tmp_pat
 
     assert torch.load(run_dir / "ckpt" / "latest.pt", weights_only=True)["progress"]["step"] == stopped_at
 
-    cfg = TrainConfig(data_dir=bytes_store, runs_dir=runs, preset="nano", device="cpu", batch_size=8, eval_tokens=1024,
+    cfg = TrainConfig(data=bytes_store, runs_dir=runs, preset="nano", device="cpu", batch_size=8, eval_tokens=1024,
                       log_every=1, mods=("warmup", "cosine", "rmsnorm", "rope", "swiglu"), max_steps=STEPS, eval_every=100000)
     resumed = train(cfg)  # the same command again continues the run
     reference = train(TrainConfig(**{**cfg.__dict__, "name": "uninterrupted"}))
@@ -98,7 +98,7 @@ def test_torchrun_two_cpu_processes_match_one_process_with_the_same_global_batch
                           capture_output=True, text=True, env=env, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("\t") == 5  # one result line (rank 0 only)
-    single = train(TrainConfig(data_dir=bytes_store, runs_dir=runs, preset="nano", device="cpu", max_steps=8,
+    single = train(TrainConfig(data=bytes_store, runs_dir=runs, preset="nano", device="cpu", max_steps=8,
                                eval_every=4, eval_tokens=2048, log_every=1, mods=("rope",), batch_size=8, name="single"))
     ddp_rows = read_metrics(runs / "ddp")
     single_rows = read_metrics(Path(single["run_dir"]))
@@ -138,7 +138,7 @@ def test_help_is_the_manual(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--mods", "--preset", "--time-limit", "--max-tokens", "--max-steps", "--checkpoint-every",
-                   "--precision", "--compile", "--resume", "--kv-heads", "--grad-accum", "--eval-tokens"):
+                   "--precision", "--compile", "--resume", "--n-kv-head", "--grad-accum", "--eval-tokens"):
         assert option in text
 
 
@@ -188,7 +188,7 @@ def test_help_shows_install_extras_plain_types_and_no_internal_options():
 
 def test_the_run_header_says_which_preset_was_chosen_and_why(tmp_path, bytes_store, capsys, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    cfg = TrainConfig(data_dir=bytes_store, runs_dir=tmp_path, n_layer=1, d_model=32, n_head=2, seq_len=32,
+    cfg = TrainConfig(data=bytes_store, runs_dir=tmp_path, n_layer=1, d_model=32, n_head=2, seq_len=32,
                       batch_size=2, eval_tokens=256, max_steps=1)
     assert cfg.preset == "micro"
     train(cfg)

@@ -81,8 +81,8 @@ def _fake_device_clock(monkeypatch, seconds_per_step: float) -> None:
 def test_the_trainers_time_budget_and_tokens_per_s_are_device_time(tmp_path, bytes_store, monkeypatch):
     # Each step's kernels take 100 s "on the device"; only a clock that waits for the device sees them.
     _fake_device_clock(monkeypatch, 100.0)
-    summary = train(TrainConfig(data_dir=bytes_store, runs_dir=tmp_path / "runs", preset="nano", device="cpu",
-                                batch_size=4, eval_every=1000, eval_tokens=1024, log_every=1, time_limit_s=250,
+    summary = train(TrainConfig(data=bytes_store, runs_dir=tmp_path / "runs", preset="nano", device="cpu",
+                                batch_size=4, eval_every=1000, eval_tokens=1024, log_every=1, time_limit=250,
                                 max_steps=5))  # without the device time it would run to step 5
     assert summary["stop_reason"] == "time_limit" and summary["steps"] == 3
     assert 300 <= summary["elapsed_s"] < 330

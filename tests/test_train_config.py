@@ -11,7 +11,8 @@ import pytest
 
 from pileablate.commands.train import train_config_from_args
 from pileablate.errors import UserError
-from pileablate.train.config import TrainConfig, field_help, parse_checkpoint_every
+from pileablate.options import flag_of, help_of
+from pileablate.train.config import TrainConfig, parse_checkpoint_every
 from pileablate.units import parse_count, parse_duration
 from pileablate.train.data_loader import BatchLayout, TrainWindows, ValWindows, val_window_starts
 from pileablate.train.schedule import Schedule, budget_progress
@@ -45,17 +46,17 @@ def test_checkpoint_every_takes_steps_or_a_duration():
 def test_every_config_field_is_a_train_option_with_its_doc_as_help():
     """Each TrainConfig field can be set through train's parser (what `ablate` passes through)."""
     values = {
-        "data_dir": ("--data", "d"), "runs_dir": ("--runs-dir", "r"), "name": ("--name", "x"),
+        "data": ("--data", "d"), "runs_dir": ("--runs-dir", "r"), "name": ("--name", "x"),
         "mods": ("--mods", "rope,swiglu"), "preset": ("--preset", "nano"), "seed": ("--seed", "3"),
         "mods_files": ("--mods-file", str(Path(__file__).resolve().parents[1] / "examples" / "parallel_block.py")),
         "n_layer": ("--n-layer", "3"), "n_head": ("--n-head", "2"), "d_model": ("--d-model", "48"),
-        "seq_len": ("--seq-len", "32"), "kv_heads": ("--kv-heads", "1"), "kv_latent_dim": ("--kv-latent-dim", "16"),
-        "experts": ("--experts", "4"), "top_k": ("--top-k", "1"), "mtp_depth": ("--mtp-depth", "3"),
+        "seq_len": ("--seq-len", "32"), "n_kv_head": ("--n-kv-head", "1"), "kv_latent_dim": ("--kv-latent-dim", "16"),
+        "n_experts": ("--n-experts", "4"), "top_k": ("--top-k", "1"), "mtp_depth": ("--mtp-depth", "3"),
         "match_params": ("--no-match-params", None),
         "lr": ("--lr", "0.002"), "min_lr": ("--min-lr", "0.0001"), "weight_decay": ("--weight-decay", "0.05"),
         "beta1": ("--beta1", "0.8"), "beta2": ("--beta2", "0.99"), "grad_clip": ("--grad-clip", "0.5"),
         "batch_size": ("--batch-size", "4"), "grad_accum": ("--grad-accum", "2"), "warmup_steps": ("--warmup-steps", "7"),
-        "time_limit_s": ("--time-limit", "1h30m"), "max_tokens": ("--max-tokens", "5M"), "max_steps": ("--max-steps", "9"),
+        "time_limit": ("--time-limit", "1h30m"), "max_tokens": ("--max-tokens", "5M"), "max_steps": ("--max-steps", "9"),
         "eval_every": ("--eval-every", "11"), "eval_tokens": ("--eval-tokens", "4k"), "log_every": ("--log-every", "2"),
         "checkpoint_every": ("--checkpoint-every", "5m"), "trackers": ("--tracker", "wandb,tensorboard"),
         "device": ("--device", "cpu"), "precision": ("--precision", "fp32"),
@@ -64,22 +65,25 @@ def test_every_config_field_is_a_train_option_with_its_doc_as_help():
     assert set(values) == {f.name for f in dataclasses.fields(TrainConfig) if not f.metadata.get("internal")}
     args = [a for option, value in values.values() for a in ([option] if value is None else [option, value])]
     cfg = train_config_from_args(args)
-    assert cfg.mods == ("rope", "swiglu") and cfg.time_limit_s == 5400 and cfg.max_tokens == 5_000_000
-    assert cfg.eval_tokens == 4000 and cfg.compile and cfg.resume and cfg.kv_heads == 1 and cfg.lr == 0.002
-    assert str(cfg.data_dir) == "d" and cfg.checkpoint_every == "5m" and cfg.match_params is False
+    assert cfg.mods == ("rope", "swiglu") and cfg.time_limit == 5400 and cfg.max_tokens == 5_000_000
+    assert cfg.eval_tokens == 4000 and cfg.compile and cfg.resume and cfg.n_kv_head == 1 and cfg.n_experts == 4 and cfg.lr == 0.002
+    assert str(cfg.data) == "d" and cfg.checkpoint_every == "5m" and cfg.match_params is False
     assert cfg.trackers == ("wandb", "tensorboard")
     assert len(cfg.mods_files) == 1 and cfg.mods_files[0].split("#sha256=")[0].endswith("parallel_block.py")
     from pileablate.commands.train import _command
 
     params = {p.name: p for p in _command().params}
-    assert params["lr"].help == field_help("lr")
-    assert params["time_limit"].help == field_help("time_limit_s")
+    for name, (option, _) in values.items():  # the field's name is the option, its documentation the help
+        assert option in params[name].opts + params[name].secondary_opts and params[name].help == help_of(TrainConfig, name)
+        assert flag_of(TrainConfig, name) == params[name].opts[0]
+    renamed = {name for name in values if flag_of(TrainConfig, name) != "--" + name.replace("_", "-")}
+    assert renamed == {"mods_files", "trackers"}  # only a repeatable option is the singular of its field
 
 
 def test_defaults_parse_and_bad_options_are_user_errors(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     cfg = train_config_from_args([])
-    assert cfg.preset == "micro" and cfg.mods == () and str(cfg.data_dir) == "data" and str(cfg.runs_dir) == "runs"
+    assert cfg.preset == "micro" and cfg.mods == () and str(cfg.data) == "data" and str(cfg.runs_dir) == "runs"
     assert cfg.match_params is True  # sizes are matched unless --no-match-params
     for bad in (["--mods", "nope"], ["--time-limit", "soon"], ["--max-tokens", "lots"], ["--device", "tpu"],
                 ["--precision", "fp8"], ["--no-such-option"], ["--batch-size", "0"]):
@@ -113,14 +117,14 @@ def test_warmup_is_linear_and_capped_at_a_tenth_of_the_budget(kind):
 
 def test_cosine_ends_at_min_lr_whichever_budget_runs_out():
     s = Schedule("cosine", 6e-4, 6e-5, 10, 0.1)
-    progress = [budget_progress(step, step * 100, step * 0.5, max_steps=None, max_tokens=None, time_limit_s=50.0)
+    progress = [budget_progress(step, step * 100, step * 0.5, max_steps=None, max_tokens=None, time_limit=50.0)
                 for step in range(101)]
     lrs = [s(step, p) for step, p in enumerate(progress)]
     assert lrs[-1] == pytest.approx(6e-5)
     after = lrs[10:]
     assert all(b <= a for a, b in zip(after, after[1:]))  # non-increasing after warmup
     # Two budgets: the one that ends first drives the schedule.
-    assert budget_progress(10, 1000, 1.0, max_steps=100, max_tokens=2000, time_limit_s=None) == 0.5
+    assert budget_progress(10, 1000, 1.0, max_steps=100, max_tokens=2000, time_limit=None) == 0.5
 
 
 # ---- data windows ----------------------------------------------------------------------------------

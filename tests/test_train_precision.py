@@ -130,7 +130,7 @@ def _overflow_at_training_call(monkeypatch, call: int) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_fp16_run_skips_an_overflowing_step_and_resumes_with_its_scaler_state(tmp_path, bytes_store, monkeypatch, device):
     def cfg(name, steps):
-        return TrainConfig(data_dir=bytes_store, runs_dir=tmp_path / "runs", name=name, preset="nano", device=device,
+        return TrainConfig(data=bytes_store, runs_dir=tmp_path / "runs", name=name, preset="nano", device=device,
                            precision="fp16", n_layer=1, d_model=32, batch_size=4, max_steps=steps, eval_every=1000,
                            eval_tokens=1024,
                            log_every=1, checkpoint_every="1000")

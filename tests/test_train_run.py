@@ -17,7 +17,7 @@ from pileablate.train.trainer import train
 
 
 def nano(tmp_path: Path, data: Path, **overrides) -> TrainConfig:
-    base = dict(data_dir=data, runs_dir=tmp_path / "runs", preset="nano", device="cpu", batch_size=4,
+    base = dict(data=data, runs_dir=tmp_path / "runs", preset="nano", device="cpu", batch_size=4,
                 eval_every=10, eval_tokens=1024, log_every=1, checkpoint_every="1000")
     base.update(overrides)
     return TrainConfig(**base)
@@ -34,7 +34,7 @@ def test_run_writes_config_metrics_summary_and_a_safe_checkpoint(tmp_path, bytes
     assert {"name", "mods", "seed", "preset", "model", "train", "data", "tokens_per_step", "world_size",
             "pileablate_version", "created"} <= set(config)
     assert config["mods"] == ["rope", "swiglu"] and config["model"]["position"] == "rope"
-    assert config["train"]["data_dir"] == str(bytes_store) and config["train"]["lr"] == 1e-3  # preset default resolved
+    assert config["train"]["data"] == str(bytes_store) and config["train"]["lr"] == 1e-3  # preset default resolved
     manifest = json.loads((bytes_store / "manifest.json").read_text())
     assert config["data"]["fingerprint"] == manifest["fingerprint"]
     assert config["tokens_per_step"] == 4 * 64
@@ -136,13 +136,13 @@ def test_default_budget_is_twenty_tokens_per_parameter():
 def test_time_limited_cosine_run_follows_the_clock_to_the_minimum_learning_rate(tmp_path, bytes_store):
     from pileablate.train.schedule import Schedule, budget_progress
 
-    summary = train(nano(tmp_path, bytes_store, mods=("cosine",), time_limit_s=1.0, eval_every=10_000))
+    summary = train(nano(tmp_path, bytes_store, mods=("cosine",), time_limit=1.0, eval_every=10_000))
     rows = read_metrics(Path(summary["run_dir"]))
     assert summary["stop_reason"] == "time_limit" and rows[-1]["elapsed_s"] >= 1.0
     schedule = Schedule("cosine", 1e-3, 1e-4, 1000, 0.1)
     for before, row in zip(rows, rows[1:]):  # each step's rate comes from the time used before it
-        assert row["lr"] == schedule(row["step"] - 1, budget_progress(0, 0, before["elapsed_s"], time_limit_s=1.0))
-    assert schedule(len(rows), budget_progress(0, 0, rows[-1]["elapsed_s"], time_limit_s=1.0)) == pytest.approx(1e-4)
+        assert row["lr"] == schedule(row["step"] - 1, budget_progress(0, 0, before["elapsed_s"], time_limit=1.0))
+    assert schedule(len(rows), budget_progress(0, 0, rows[-1]["elapsed_s"], time_limit=1.0)) == pytest.approx(1e-4)
     if len(rows) >= 50:  # on a machine not starved of CPU the last step is within 2% of the end
         assert rows[-1]["lr"] == pytest.approx(1e-4, rel=0.05)
 

@@ -3,7 +3,7 @@
     from pileablate.ablate import Ablation, default_grid, run_ablation
     from pileablate.train.config import TrainConfig
 
-    run_ablation(Ablation(TrainConfig(data_dir="data", preset="micro", max_tokens=300_000),
+    run_ablation(Ablation(TrainConfig(data="data", preset="micro", max_tokens=300_000),
                           default_grid(), seeds=[0, 1], tune_lrs=(1e-3, 3e-3, 1e-2)))
 
 With learning rates to tune, the tuning runs come first (every experiment at every rate, on seeds of
@@ -38,7 +38,7 @@ class Ablation:
     tune_seeds: int = 1                 # tuning runs per experiment and rate
     tune_budget: float = 1.0            # the tuning runs' budget as a fraction of the reported one
     jobs: int = 1                       # runs at once on this machine (each in its own process)
-    devices: Optional[str] = None       # "cuda:0,cuda:1": one concurrent run per device
+    devices: Optional[str] = None       # --device cuda:0,cuda:1: one concurrent run per device (base.device: their kind)
     task: Optional[tuple[int, int]] = None  # (K, N): only every N-th run from the K-th (a job array's task)
     stage: str = "all"                  # "tune", "train" or "all" (a job array runs the stages apart)
 
@@ -100,7 +100,7 @@ def scaled_budget(base: TrainConfig, fraction: float) -> dict:
     for key in BUDGET_FIELDS:
         value = getattr(base, key)
         if value is not None:
-            scaled[key] = max(1, int(round(value * fraction))) if key != "time_limit_s" else value * fraction
+            scaled[key] = max(1, int(round(value * fraction))) if key != "time_limit" else value * fraction
     return scaled
 
 

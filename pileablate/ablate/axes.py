@@ -17,10 +17,7 @@ from pileablate.errors import UserError
 
 # Options that define the experiment's ground (the data, where runs go, how they are named and run):
 # they cannot differ between points of one grid.
-FIXED_OPTIONS = {
-    "data": "--data", "data_dir": "--data", "runs_dir": "--runs-dir", "device": "--device",
-    "precision": "--precision", "name": "--name", "mods": "--mods", "seed": "--seed", "resume": "--resume",
-}
+FIXED_OPTIONS = frozenset({"data", "runs_dir", "device", "precision", "name", "mods", "seed", "resume"})
 
 
 def _whole(option: str) -> Callable[[str], int]:
@@ -95,12 +92,10 @@ AXES: dict[str, AxisKind] = {
     "seq_len": AxisKind("seq_len", _whole("seq_len"), lambda v: f"ctx{v}", "seq_len"),
     "max_tokens": AxisKind("max_tokens", _count, lambda v: f"tok{exact_count(v)}", "tokens"),
     "max_steps": AxisKind("max_steps", _steps, lambda v: f"steps{v}", "tokens"),
-    "time_limit_s": AxisKind("time_limit_s", _duration, lambda v: f"time{exact_seconds(v)}", "tokens"),
+    "time_limit": AxisKind("time_limit", _duration, lambda v: f"time{exact_seconds(v)}", "tokens"),
 }
-ALIASES = {"time_limit": "time_limit_s", "time": "time_limit_s", "tokens": "max_tokens", "steps": "max_steps",
-           "layers": "n_layer", "heads": "n_head", "width": "d_model", "context": "seq_len"}
 AXIS_NAMES = "preset, n_layer, n_head, d_model, seq_len, max_tokens, max_steps, time_limit"
-BUDGET_AXES = ("max_tokens", "max_steps", "time_limit_s")
+BUDGET_AXES = ("max_tokens", "max_steps", "time_limit")
 
 
 @dataclass(frozen=True)
@@ -114,18 +109,19 @@ class Axis:
 
     @property
     def option(self) -> str:
-        return "time_limit" if self.field == "time_limit_s" else self.field
+        """The axis as the --sweep option names it: the train option's own name."""
+        return self.field
 
 
 def axis_field(name: str) -> str:
     """The TrainConfig field an axis name means ('max-tokens', 'time_limit' ...), or a one-line error."""
     key = str(name).strip().lower().lstrip("-").replace("-", "_")
-    key = ALIASES.get(key, key)
     if key in AXES:
         return key
     if key in FIXED_OPTIONS:
-        raise UserError(f"--sweep {name}: {FIXED_OPTIONS[key]} cannot vary across a grid (every point shares the "
-                        f"data, runs folder, hardware, seeds and configurations); give it once as {FIXED_OPTIONS[key]}")
+        flag = "--" + key.replace("_", "-")
+        raise UserError(f"--sweep {name}: {flag} cannot vary across a grid (every point shares the "
+                        f"data, runs folder, hardware, seeds and configurations); give it once as {flag}")
     if key in ("lr", "min_lr"):
         raise UserError(f"--sweep {name}: the learning rate is tuned, not swept: --tune-lr chooses it per "
                         "configuration at every point")
@@ -144,7 +140,7 @@ def parse_axis(spec: str) -> Axis:
 def axis_from_values(name: str, values: Sequence) -> Axis:
     """An axis from its option name and its values as text (or numbers, from TOML)."""
     field = axis_field(name)
-    option = "time_limit" if field == "time_limit_s" else field
+    option = field
     parsed = tuple(AXES[field].parse(str(v).strip()) for v in values)
     if len(parsed) < 2:
         raise UserError(f"--sweep {option}: an axis needs two or more values (got {len(parsed)}); "
@@ -194,8 +190,7 @@ class Point:
     values: dict   # TrainConfig field -> value, in axis order
 
     def describe(self) -> str:
-        return ", ".join(f"{'time_limit' if k == 'time_limit_s' else k}={v:g}" if isinstance(v, float)
-                         else f"{'time_limit' if k == 'time_limit_s' else k}={v}" for k, v in self.values.items())
+        return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.values.items())
 
 
 def points(axes: Sequence[Axis]) -> list[Point]:

@@ -88,7 +88,7 @@ def print_plan(study) -> None:
     from pileablate.report.checks import describe_budget
 
     ready = parts(study)
-    vocab_size, _ = data_identity(study.ablation.base.data_dir)
+    vocab_size, _ = data_identity(study.ablation.base.data)
     stderr_console().print(describe(study, ready), highlight=False)
     out = stdout_console()
     if study.is_sweep or study.sequential:

@@ -38,23 +38,28 @@ class Slot:
     threads: int
 
 
-def plan_slots(jobs: int, devices: Optional[str]) -> list[Slot]:
-    """`--devices cuda:0,cuda:1` (one slot per device), else every visible GPU, else CPU shares."""
+def plan_slots(jobs: int, device: str) -> list[Slot]:
+    """The slots of `--jobs` from `--device`: the devices it lists (cuda:0,cuda:1), every visible GPU for
+    auto or cuda, else shares of the CPU."""
     if jobs < 1:
         raise UserError("--jobs must be at least 1")
     cores = usable_cores()
-    if devices:
-        names = [d.strip() for d in devices.split(",") if d.strip()]
-        if len(names) < jobs and not all(n == "cpu" for n in names):
-            raise UserError(f"--jobs {jobs} needs {jobs} devices; --devices names {len(names)}")
-        names = (names * jobs)[:jobs]
-    else:
+    names = [d.strip() for d in str(device or "auto").split(",") if d.strip()]
+    if names in (["auto"], ["cuda"]):
         import torch
 
         gpus = torch.cuda.device_count()
         if gpus and jobs > gpus:
-            raise UserError(f"--jobs {jobs} but {gpus} GPU(s) are visible; one run per GPU (or pass --devices)")
+            raise UserError(f"--jobs {jobs} but {gpus} GPU(s) are visible; one run per GPU (or list the devices "
+                            "with --device cuda:0,cuda:1,...)")
+        if not gpus and names == ["cuda"]:
+            raise UserError("--device cuda but no GPU is visible; use --device cpu (or auto)")
         names = [f"cuda:{i}" for i in range(jobs)] if gpus else ["cpu"] * jobs
+    elif all(n == "cpu" for n in names):
+        names = ["cpu"] * jobs
+    elif len(names) < jobs:
+        raise UserError(f"--jobs {jobs} needs {jobs} devices; --device names {len(names)}")
+    names = names[:jobs]
     cpu_jobs = sum(1 for n in names if n == "cpu")
     return [Slot(n, max(1, cores // cpu_jobs) if n == "cpu" else max(1, cores // jobs)) for n in names]
 
@@ -206,13 +211,13 @@ class WorkerPool:
 
 
 @contextmanager
-def plan_trainer(jobs: int, devices: Optional[str]) -> Iterator[Callable]:
+def plan_trainer(jobs: int, device: str) -> Iterator[Callable]:
     """`train_plan(configs, plan, console) -> (outcomes, interrupted)` for the whole of an ablation or a
     sweep: in this process one run after another (`--jobs 1`), else on a pool of workers."""
     if jobs <= 1:
         yield run_grid
         return
-    with WorkerPool(plan_slots(jobs, devices)) as pool:
+    with WorkerPool(plan_slots(jobs, device)) as pool:
         yield pool.run
 
 

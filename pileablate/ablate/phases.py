@@ -29,7 +29,7 @@ class Phases:
         self.train_plan = None   # set by run_study: `parallel.plan_trainer`'s (configs, plan, console) -> ...
         self.tuning: Pairs = ordered([(part, p) for part in self.ready for p in part.ablation.tuning_plan()])
         self.reported: Pairs = []
-        self.fingerprint = data_identity(study.ablation.base.data_dir)[1]
+        self.fingerprint = data_identity(study.ablation.base.data)[1]
 
     @property
     def planned(self) -> Pairs:

@@ -90,7 +90,7 @@ def check_existing(ablation, plan: Sequence[PlannedRun], fingerprint: str) -> No
             raise UserError(f"{config_file} is unreadable; delete {config_file.parent} to redo that run") from None
         differences = []
         if (old.get("data") or {}).get("fingerprint") != fingerprint:
-            differences.append(f"data {ablation.base.data_dir} differs (fingerprint)")
+            differences.append(f"data {ablation.base.data} differs (fingerprint)")
         # Budget-independent defaults resolve the same way the trainer will (params do not matter here).
         cfg = ablation.config_for(planned)
         expected = resolve_config(cfg, planned.mods, 0).to_json()

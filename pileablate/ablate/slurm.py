@@ -87,13 +87,13 @@ def slurm_time(seconds: float) -> str:
     return f"{days}-{hours:02d}:{rest // 60:02d}:00" if days else f"{hours:02d}:{rest // 60:02d}:00"
 
 
-def task_time(time_limit_s: Optional[float], runs_per_task: int, given: Optional[str]) -> tuple[str, str]:
+def task_time(time_limit: Optional[float], runs_per_task: int, given: Optional[str]) -> tuple[str, str]:
     """(the array's --time, how it was derived)."""
     if given:
         return given, "given with --slurm-time"
-    if time_limit_s:
-        seconds = max(TIME_FLOOR_S, time_limit_s * runs_per_task * TIME_MARGIN)
-        return slurm_time(seconds), (f"{runs_per_task} run(s) x --time-limit {time_limit_s:g}s x {TIME_MARGIN} "
+    if time_limit:
+        seconds = max(TIME_FLOOR_S, time_limit * runs_per_task * TIME_MARGIN)
+        return slurm_time(seconds), (f"{runs_per_task} run(s) x --time-limit {time_limit:g}s x {TIME_MARGIN} "
                                      "(evaluation, checkpoints, start-up)")
     return "24:00:00", "the budget is in tokens or steps, so the time cannot be derived: pass --slurm-time to set it"
 
@@ -199,13 +199,13 @@ def write_scripts(ablation, args: Sequence[str], tasks: Optional[int], request: 
     runs_dir = Path(ablation.base.runs_dir).resolve()
     out = runs_dir / "slurm"
     out.mkdir(parents=True, exist_ok=True)
-    args = absolute_args(args, Path(ablation.base.data_dir), runs_dir)
+    args = absolute_args(args, Path(ablation.base.data), runs_dir)
     stages = [("tune", ablation.tuning_plan())] if ablation.tuning else []
     stages.append(("train", ablation.report_plan()))
     scripts, listing = [], {}
     for stage, plan in stages:
         n = min(tasks or len(plan), len(plan))
-        time, why = task_time(ablation.base.time_limit_s, math.ceil(len(plan) / n), request.time)
+        time, why = task_time(ablation.base.time_limit, math.ceil(len(plan) / n), request.time)
         log_dir = out / "logs" / stage
         log_dir.mkdir(parents=True, exist_ok=True)  # sbatch does not make it: a task would fail to start
         path = out / f"{stage}.sbatch"

@@ -9,7 +9,7 @@ budget when none is given and its own tuned rates; there is one report, in RUNS,
     from pileablate.ablate import Ablation, default_grid
     from pileablate.ablate.study import Study, run_study
 
-    run_study(Study(Ablation(TrainConfig(data_dir="data", max_tokens=1_000_000), default_grid("rope"),
+    run_study(Study(Ablation(TrainConfig(data="data", max_tokens=1_000_000), default_grid("rope"),
                              seeds=[0, 1])))
 """
 
@@ -24,6 +24,7 @@ from pileablate.ablate.ablation import Ablation, AblationFailed, AblationResult
 from pileablate.ablate.axes import Axis, Point, check_axes, points
 from pileablate.ablate.plan import PlannedRun, format_lr
 from pileablate.ablate.runner import budget_of, data_identity, grid_budget, run_state
+from pileablate.train.config import TrainConfig
 from pileablate.errors import UserError
 
 NO_POINT = Point("", {})    # a plain ablation's one point: no folder of its own
@@ -44,14 +45,15 @@ class Study:
     points: list[Point] = field(init=False)
 
     def __post_init__(self) -> None:
-        from pileablate.train.config import field_default, option_name
+        from pileablate.options import default_of, flag_of
 
         check_axes(self.axes)
         base = self.ablation.base
         for axis in self.axes:
             given = getattr(base, axis.field)
-            if given != field_default(axis.field):
-                option = option_name(axis.field)
+            machine_chose = axis.field == "preset" and base.preset_reason is not None
+            if given != default_of(TrainConfig, axis.field) and not machine_chose:
+                option = flag_of(TrainConfig, axis.field)
                 shown = f"{given:g}" if isinstance(given, float) else str(given)
                 raise UserError(f"--sweep {axis.option} and {option} {shown} both set {axis.option}; drop {option}")
         self.points = points(self.axes) if self.axes else [NO_POINT]
@@ -100,9 +102,9 @@ class Study:
     # What `ablate --emit slurm` needs (slurm.write_scripts), over every point.
     @property
     def base(self):
-        times = [p.values["time_limit_s"] for p in self.points if "time_limit_s" in p.values]
+        times = [p.values["time_limit"] for p in self.points if "time_limit" in p.values]
         base = self.ablation.base
-        return dataclasses.replace(base, time_limit_s=max(times)) if times else base
+        return dataclasses.replace(base, time_limit=max(times)) if times else base
 
     @property
     def tuning(self) -> bool:
@@ -148,7 +150,7 @@ def parts(study: Study) -> list[Part]:
     one-line error before anything runs."""
     from pileablate.model.build import build_model_config
 
-    vocab_size, _ = data_identity(study.ablation.base.data_dir)
+    vocab_size, _ = data_identity(study.ablation.base.data)
     out = []
     for point in study.points:
         ablation = study.at(point)
@@ -179,14 +181,14 @@ def run_study(study: Study, console=None) -> AblationResult:
     console = console or stderr_console()
     ready = parts(study)
     console.print(describe(study, ready), highlight=False)
-    check_store(study.ablation.base.data_dir, console)  # once here, not in every run (or every worker at once)
+    check_store(study.ablation.base.data, console)  # once here, not in every run (or every worker at once)
     phases = Phases(study, ready, console)
     phases.check_tuning()
     design = checked_design(study)
     if study.is_sweep:
         claim_folders(study, ready)
     write_design(study, design)
-    with plan_trainer(study.ablation.jobs, study.ablation.devices) as train_plan:
+    with plan_trainer(study.ablation.jobs, study.ablation.devices or study.ablation.base.device) as train_plan:
         phases.train_plan = train_plan
         trained = phases.tune()
         if trained:

@@ -1,119 +1,34 @@
 """`pileablate ablate`: the grid (baseline, each modification alone, all together) × seeds, equal budgets.
 
-All parsing happens here: the train options through `pileablate train`'s own parser, then `--mods` /
-`--grid` / `--seeds` / `--tune-*` / `--sweep` into one `Study` (an `Ablation` at one or more points), which
-`pileablate.ablate.study` runs.
+Its options are `AblateOptions`' fields and `TrainConfig`'s (every run shares those); this module turns
+them into one `Study` (an `Ablation` at one or more points), which `pileablate.ablate.study` runs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Optional
 
 import typer
 
+from pileablate.ablate.options import FORWARDED_TO_TASKS, AblateOptions
+from pileablate.options import from_command_line, parameters, with_parameters
+from pileablate.train.config import TrainConfig
 
-def _option(*names: str, **kwargs):
-    """A typer option without a default shown (most of ablate's defaults are "not given")."""
-    return typer.Option(*names, show_default=kwargs.pop("show_default", False), **kwargs)
-
-
-# The options, declared once here so that `ablate`'s signature reads as the list of what it takes.
-Mods = Annotated[Optional[str], _option(
-    "--mods", help="Comma list of modifications: runs the baseline, each alone, and all together. "
-    "Default: warmup,cosine,rmsnorm,rope,swiglu (the seven experiments).")]
-Grid = Annotated[Optional[Path], _option(
-    "--grid", help="TOML file of explicit configurations: one \\[\\[config]] table per configuration with "
-    "mods = [\"rope\", \"swiglu\"] (and optionally name = \"...\"); optional top-level seeds = K.")]
-SweepAxes = Annotated[Optional[List[str]], _option(
-    "--sweep", metavar="OPTION=V1,V2,...",
-    help="Run the whole grid at every value of a train option, to see whether a modification's Δ holds at scale: "
-    "preset=nano,micro,mini, n_layer=, n_head=, d_model=, seq_len=, max_tokens=1M,3M,10M, max_steps=, "
-    "time_limit=. Repeat for several axes (their product). Each point gets the same seeds, its own folder "
-    "(RUNS/micro/rope-s0), its own default budget when none is given, its own tuned lr with --tune-lr; one "
-    "report over all points says how Δ moves along the axis. Replaces the grid file's \\[sweep] table.")]
-Seeds = Annotated[Optional[str], _option(
-    "--seeds", metavar="N|auto",
-    help="Seeds per configuration (--seed S gives seeds S, S+1, ...). Default 1, or the grid file's seeds. "
-    "'auto': 3 seeds of every configuration, then 2 more at a time only for the configurations whose verdict "
-    "is still undecided, up to --max-seeds (a sequential rule the report states).")]
-MaxSeeds = Annotated[Optional[int], _option(
-    "--max-seeds", help="With --seeds auto: the most seeds a configuration gets (at least 3; default 10).")]
-Margin = Annotated[Optional[float], _option(
-    "--margin", metavar="NATS",
-    help="The difference in validation loss (nats/token) below which a modification has 'no effect'; recorded "
-    "in RUNS/study.json for the report. Default: the report's (see 'pileablate report --help').")]
-TuneLr = Annotated[Optional[str], _option(
-    "--tune-lr", metavar="auto|N|LR,LR,...",
-    help="Tune the learning rate of every configuration before the reported runs: 'auto' tries 5 rates "
-    "log-spaced over x1/10..x10 of the preset's default, N tries N such rates, or give the rates "
-    "(3e-4,1e-3,3e-3). Tuning runs use seeds of their own (1000+) and are scored on held-out tuning windows "
-    "disjoint from the validation windows the report scores; each configuration's reported runs then train "
-    "at its chosen rate. A rate chosen at the edge of the rates tried adds one rate beyond it (same ratio), "
-    "twice at most.")]
-TuneSeeds = Annotated[int, _option("--tune-seeds", min=1, show_default=True,
-                                   help="Tuning runs per configuration and rate.")]
-TuneBudget = Annotated[float, _option(
-    "--tune-budget", metavar="FRACTION", show_default=True,
-    help="The tuning runs' budget as a fraction of the reported runs' budget (the best rate moves with the "
-    "budget: shorten with care).")]
-Jobs = Annotated[int, _option(
-    "--jobs", min=1, show_default=True,
-    help="Runs at once on this machine, each slot with its own worker process: one per GPU, or on a CPU each "
-    "with its share of the cores this process may use (its CPU affinity; a tiny model gains little from a second "
-    "thread). Results are bit-identical to the same runs made one after another with that many threads.")]
-Devices = Annotated[Optional[str], _option(
-    "--devices", help="Devices for --jobs, comma list (cuda:0,cuda:1). Default: every visible GPU, else the CPU.")]
-Task = Annotated[Optional[str], _option(
-    "--task", metavar="K/N", help="Make only this task's share of the plan (every N-th run from the K-th): N tasks "
-    "of a job array cover the grid exactly once. No report: run 'pileablate report' after.")]
-Stage = Annotated[str, _option(
-    "--stage", show_default=True, help="tune, train or all: with --tune-lr a job array runs the tuning runs first "
-    "(--stage tune), then the reported ones (--stage train).")]
-Emit = Annotated[Optional[str], _option(
-    "--emit", metavar="slurm", help="Write sbatch job-array scripts for this ablation and the submit.sh that "
-    "submits them into RUNS/slurm/, and stop (nothing trains here).")]
-ArrayTasks = Annotated[Optional[int], _option(
-    "--array-tasks", min=1, help="With --emit: tasks per array (default: one per run).")]
-GpusPerRun = Annotated[Optional[int], _option(
-    "--gpus-per-run", min=0, help="With --emit: GPUs per array task (default: 1, none with --device cpu).")]
-CpusPerRun = Annotated[Optional[int], _option(
-    "--cpus-per-run", min=1, help="With --emit: CPUs per array task, the run's thread count (default: 8 with a GPU, "
-    "4 on a CPU).")]
-SlurmTime = Annotated[Optional[str], _option(
-    "--slurm-time", metavar="[D-]HH:MM:SS", help="With --emit: the array's time limit (default: from --time-limit).")]
-SlurmPartition = Annotated[Optional[str], _option("--slurm-partition", help="With --emit: sbatch --partition.")]
-SlurmAccount = Annotated[Optional[str], _option("--slurm-account", help="With --emit: sbatch --account.")]
-SlurmQos = Annotated[Optional[str], _option("--slurm-qos", help="With --emit: sbatch --qos.")]
-SlurmMem = Annotated[Optional[str], _option("--slurm-mem", metavar="SIZE", help="With --emit: sbatch --mem (16G).")]
-SlurmExtra = Annotated[Optional[List[str]], _option(
-    "--slurm-extra", metavar="OPTION", help="With --emit: any other #SBATCH line, repeatable (--constraint=a100).")]
-SlurmSetup = Annotated[Optional[str], _option(
-    "--slurm-setup", metavar="COMMANDS", help="With --emit: shell commands each task runs first (\"module load "
-    "cuda; source venv/bin/activate\"); the command then uses the python they put on PATH.")]
-DryRun = Annotated[bool, _option(
-    "--dry-run", show_default=True,
-    help="Print the plan (runs, budget, what is finished or will resume) and stop. Every other option is a "
-    "'pileablate train' option applied to every run (--data, --runs-dir, --preset, --max-tokens, --time-limit, "
-    "--lr, --device, ...).")]
+# The train options every run shares, less `mods` (ablate's --mods names what to ablate) and the internal
+# `tuning`; --name and --resume are taken only to say why ablate does without them.
+_TRAIN_PARAMETERS = parameters(TrainConfig, exclude=("mods", "tuning"), hidden=("name", "resume"))
 
 
-def ablate(ctx: typer.Context, mods: Mods = None, grid: Grid = None, sweep: SweepAxes = None, seeds: Seeds = None,
-           max_seeds: MaxSeeds = None, margin: Margin = None, tune_lr: TuneLr = None, tune_seeds: TuneSeeds = 1,
-           tune_budget: TuneBudget = 1.0, jobs: Jobs = 1,
-           devices: Devices = None, task: Task = None, stage: Stage = "all", emit: Emit = None,
-           array_tasks: ArrayTasks = None, gpus_per_run: GpusPerRun = None, cpus_per_run: CpusPerRun = None,
-           slurm_time: SlurmTime = None, slurm_partition: SlurmPartition = None, slurm_account: SlurmAccount = None,
-           slurm_qos: SlurmQos = None, slurm_mem: SlurmMem = None, slurm_extra: SlurmExtra = None,
-           slurm_setup: SlurmSetup = None, dry_run: DryRun = False) -> None:
+@with_parameters(parameters(AblateOptions), _TRAIN_PARAMETERS, context=True)
+def ablate(ctx: typer.Context, **options) -> None:
     """Run the ablation grid over seeds with one budget for every run, then print the report.
 
-    Every other option is a train option and applies to every run (see 'pileablate train --help'),
-    e.g. --data, --runs-dir, --preset, --max-tokens, --time-limit, --lr, --device.
-    Without a budget, every run gets the baseline's default token budget. Runs are named
-    <configuration>-s<seed> (baseline-s0, rope-s0, all-s1), tuning runs tune-<configuration>-lr<rate>-s<seed>;
-    re-running the command skips finished runs and resumes an interrupted one. The report (report.md,
-    summary.csv, plots/) is written into the runs folder.
+    The train options (model, optimizer, budget, evaluation, hardware) apply to every run. Without a
+    budget, every run gets the baseline's default token budget. Runs are named <configuration>-s<seed>
+    (baseline-s0, rope-s0, all-s1), tuning runs tune-<configuration>-lr<rate>-s<seed>; re-running the
+    command skips finished runs and resumes an interrupted one. The report (report.md, summary.csv,
+    plots/) is written into the runs folder.
 
     With --seeds auto, seeds are added round by round only to the configurations whose verdict is still
     undecided (3, then 5, 7, ... up to --max-seeds); the same command continues an interrupted study.
@@ -121,47 +36,71 @@ def ablate(ctx: typer.Context, mods: Mods = None, grid: Grid = None, sweep: Swee
     With --sweep (e.g. --sweep preset=nano,micro) the whole grid runs at every point of the axes, each
     point in its own folder (RUNS/micro/rope-s0), and the report says for each modification how its Δ
     moves along the axis (scaling.csv, plots/scaling_delta, plots/baseline_scaling).
+
+    --device may list devices (cuda:0,cuda:1): --jobs runs one run on each.
     """
     from pileablate.ablate import Ablation, default_grid, grid_from_toml
     from pileablate.ablate.study import NOT_IN_ARRAYS, Study, run_study
-    from pileablate.commands.train import train_config_from_args
+    from pileablate.commands.train import train_config
     from pileablate.errors import UserError
 
-    base = train_config_from_args(list(ctx.args))
-    if task is not None:
+    given = AblateOptions(**from_command_line(AblateOptions, options))
+    devices = _devices(options)
+    base = train_config({**options, "mods": None})
+    if given.task is not None:
         from pileablate.ablate.slurm import use_task_cpus
 
         use_task_cpus()
-    if mods is not None and grid is not None:
+    if given.mods is not None and given.grid is not None:
         raise UserError("--mods and --grid both choose the configurations; give one of them")
-    experiments, grid_seeds = grid_from_toml(grid) if grid is not None else (default_grid(mods), None)
-    count, most = _seed_counts(seeds, grid_seeds, max_seeds)
+    experiments, grid_seeds = grid_from_toml(given.grid) if given.grid is not None else (default_grid(given.mods), None)
+    count, most = _seed_counts(given.seeds, grid_seeds, given.max_seeds)
     ablation = Ablation(base, experiments, [base.seed + i for i in range(most or count)],
-                        tune_lrs=_tune_rates(tune_lr, base), tune_seeds=tune_seeds, tune_budget=tune_budget,
-                        jobs=jobs, devices=devices, task=_parse_task(task), stage=stage)
-    if emit is not None and emit != "slurm":
-        raise UserError(f"--emit {emit!r}: only 'slurm' is supported")
-    if emit is not None and most is not None:
+                        tune_lrs=_tune_rates(given.tune_lr, base), tune_seeds=given.tune_seeds,
+                        tune_budget=given.tune_budget, jobs=given.jobs, devices=devices, task=_parse_task(given.task),
+                        stage=given.stage)
+    if given.emit is not None and given.emit != "slurm":
+        raise UserError(f"--emit {given.emit!r}: only 'slurm' is supported")
+    if given.emit is not None and most is not None:
         raise UserError(NOT_IN_ARRAYS.format(option="--emit slurm"))
-    study = Study(ablation, _sweep_axes(sweep, grid), tune_spec=tune_lr, max_seeds=most, margin=margin)
-    if emit is not None:
-        from pileablate.ablate.slurm import make_request
-
-        request = make_request(base.device, gpus_per_run, cpus_per_run, partition=slurm_partition,
-                               account=slurm_account, qos=slurm_qos, mem=slurm_mem, extra=slurm_extra or (),
-                               setup=slurm_setup, time=slurm_time)
-        given = [("--mods", mods), ("--grid", grid.resolve() if grid else None), ("--seeds", seeds),
-                 ("--margin", margin), ("--tune-lr", tune_lr),
-                 ("--tune-seeds", tune_seeds if tune_lr else None), ("--tune-budget", tune_budget if tune_lr else None)]
-        given += [("--sweep", spec) for spec in sweep or ()]
-        args = [str(x) for name, value in given if value is not None for x in (name, value)] + list(ctx.args)
-        _emit_slurm(study, args, array_tasks, request)
-    elif dry_run:
+    study = Study(ablation, _sweep_axes(given.sweep, given.grid), tune_spec=given.tune_lr, max_seeds=most,
+                  margin=given.margin)
+    if given.emit is not None:
+        _emit_slurm(study, given, _forwarded_args(ctx))
+    elif given.dry_run:
         from pileablate.ablate.cost import print_plan
 
         print_plan(study)
     else:
         run_study(study)
+
+
+def _devices(options: dict) -> Optional[str]:
+    """--device as a list of devices for --jobs ("cuda:0,cuda:1"), or None for one device. The runs
+    share the kind of device named (`options["device"]` becomes it): losses on a CPU and on a GPU differ
+    in their last digits, so one grid does not mix them."""
+    from pileablate.errors import UserError
+
+    names = [d.strip() for d in str(options.get("device") or "auto").split(",") if d.strip()]
+    if len(names) < 2:
+        return None
+    kinds = {name.split(":")[0] for name in names}
+    if len(kinds) > 1:
+        raise UserError(f"--device {options['device']}: the runs of one grid train on one kind of device; "
+                        "list only cuda:N devices, or only cpu")
+    options["device"] = kinds.pop()
+    return ",".join(names)
+
+
+def _forwarded_args(ctx: typer.Context) -> list[str]:
+    """What a job array's task repeats of this command line: the study, the tuning and the train options
+    as given (paths absolute); the --emit, --jobs and --task options are the array's own."""
+    from dataclasses import fields
+
+    from pileablate.options import as_args
+
+    here_only = {f.name for f in fields(AblateOptions) if f.metadata["cli"].group not in FORWARDED_TO_TASKS}
+    return as_args(ctx.command, ctx, keep=lambda name: name not in here_only)
 
 
 def _seed_counts(seeds: Optional[str], grid_seeds: Optional[int], max_seeds: Optional[int]):
@@ -182,7 +121,7 @@ def _seed_counts(seeds: Optional[str], grid_seeds: Optional[int], max_seeds: Opt
     return int(text), None
 
 
-def _sweep_axes(specs: Optional[List[str]], grid: Optional[Path]) -> list:
+def _sweep_axes(specs: tuple[str, ...], grid: Optional[Path]) -> list:
     """The axes of --sweep (which replace a grid file's [sweep] table), else the file's."""
     from pileablate.ablate.axes import check_axes, parse_axis, sweep_from_grid_file
 
@@ -197,13 +136,16 @@ def _parse_task(text: Optional[str]):
     return None if text is None else parse_share(text, "--task")
 
 
-def _emit_slurm(study, args, tasks, request) -> None:
-    from pileablate.ablate.slurm import fit_warnings, write_scripts
+def _emit_slurm(study, given: AblateOptions, args: list[str]) -> None:
+    from pileablate.ablate.slurm import fit_warnings, make_request, write_scripts
     from pileablate.ablate.study import parts
     from pileablate.console import stderr_console
 
+    request = make_request(study.ablation.base.device, given.gpus_per_run, given.cpus_per_run,
+                           partition=given.slurm_partition, account=given.slurm_account, qos=given.slurm_qos,
+                           mem=given.slurm_mem, extra=given.slurm_extra, setup=given.slurm_setup, time=given.slurm_time)
     parts(study)  # the data and every configuration's model are checked before any script is written
-    files = write_scripts(study, args, tasks, request)
+    files = write_scripts(study, args, given.array_tasks, request)
     console = stderr_console()
     for warning in fit_warnings(request):
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)

@@ -1,4 +1,4 @@
-"""`PrepareConfig`: every option of `pileablate prepare`, typed; field help is the CLI help.
+"""`PrepareConfig`: every option of `pileablate prepare`, typed; each field is the option of its name.
 
 Kept free of heavy imports so `pileablate --help` stays instant.
 """
@@ -6,11 +6,12 @@ Kept free of heavy imports so `pileablate --help` stays instant.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from pileablate import units
+from pileablate.options import option
 
 DEFAULT_VAL_ROWS = 5000
 DEFAULT_CHUNK_TOKENS = 64_000_000
@@ -22,64 +23,64 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def parse_count(text: Optional[str], option: str) -> Optional[int]:
+def parse_count(text: Optional[str], flag: str) -> Optional[int]:
     """A count option of prepare: 0 or more, or '' / 'all' / 'none' for no limit (grammar: pileablate.units)."""
-    return units.parse_count(text, option, minimum=0, allow_all=True)
-
-
-def _opt(default, help: str):
-    return field(default=default, metadata={"help": help})
+    return units.parse_count(text, flag, minimum=0, allow_all=True)
 
 
 @dataclass
 class PrepareConfig:
-    """Everything `pileablate prepare` takes; each field's help is the CLI's help."""
+    """Everything `pileablate prepare` takes; each field is the option of its name, its help the --help."""
 
-    sources: list = _opt(
+    sources: list[str] = option(
         None,
         "What to read: 'pile' (The Pile, uncopyrighted mirror, streamed over HTTPS), 'sample' (the Python "
         "standard library's source as Pile records; offline), or local files, directories, globs and "
-        "http(s) URLs of .jsonl / .jsonl.zst / .json.zst. Repeatable.",
+        "http(s) URLs of .jsonl / .jsonl.zst / .json.zst. Repeatable. Default: pile.",
+        flag="--source", short="-s", metavar="SOURCE",
     )
-    out: Path = _opt(Path("data"), "Output directory of the token store.")
-    tokenizer: str = _opt(
-        "gpt2", "A tiktoken encoding name (gpt2, cl100k_base, ...), a path to a .tiktoken ranks file, or 'bytes'."
+    out: Path = option(Path("data"), "Output directory of the token store.", short="-o", metavar="DIR")
+    tokenizer: str = option(
+        "gpt2", "A tiktoken encoding name (gpt2, cl100k_base, ...), a path to a .tiktoken ranks file, or 'bytes'.",
+        short="-t", metavar="NAME|FILE|bytes",
     )
-    rows: Optional[int] = _opt(None, "Train documents to take (all when omitted). Suffixes k, M, G/B, T.")
-    val_rows: Optional[int] = _opt(
+    rows: Optional[int] = option(None, "Train documents to take (all when omitted). Suffixes k, M, G/B, T.",
+                                 metavar="N", parse=parse_count)
+    val_rows: Optional[int] = option(
         DEFAULT_VAL_ROWS,
         "Validation documents: from the source's own validation shard when it has one (the Pile's "
-        "val.jsonl.zst), else held out by a hash of the text (5% of documents, capped at this number).",
+        "val.jsonl.zst), else held out by a hash of the text (5% of documents, capped at this number; 'all' for "
+        "no cap).", metavar="N", parse=parse_count,
     )
-    tokens: Optional[int] = _opt(None, "Stop taking train documents once this many tokens are taken. Suffixes k, M, G/B, T.")
-    val_tokens: Optional[int] = _opt(None, "Stop taking validation documents once this many tokens are taken.")
-    part: Optional[str] = _opt(
+    tokens: Optional[int] = option(None, "Stop taking train documents once this many tokens are taken. Suffixes k, M, G/B, T.",
+                                   metavar="N", parse=parse_count)
+    val_tokens: Optional[int] = option(None, "Stop taking validation documents once this many tokens are taken.",
+                                       metavar="N", parse=parse_count)
+    task: Optional[str] = option(
         None,
-        "K/N: prepare part K of N into the same --out (one process or machine per part; disjoint documents). "
-        "Without limits the parts hold exactly a one-process run's documents. With --rows, --tokens, --val-rows or "
-        "--val-tokens, each part takes its share of each limit (limit // N, +1 for the first limit % N parts) "
-        "from its own documents, in order: the totals are the limits, but not the documents a one-process "
-        "run would take.",
+        "K/N: prepare task K's share of N into the same --out (one process or machine per task; disjoint documents, "
+        "written as part files of their own). Without limits the N tasks hold exactly a one-process run's documents. "
+        "With --rows, --tokens, --val-rows or --val-tokens, each task takes its share of each limit (limit // N, +1 "
+        "for the first limit % N tasks) from its own documents, in order: the totals are the limits, but not the "
+        "documents a one-process run would take.", metavar="K/N",
     )
-    overwrite: bool = _opt(False, "Replace a store in --out made with another tokenizer, sources or limits.")
-    chunk_tokens: int = _opt(
-        DEFAULT_CHUNK_TOKENS, "Tokens per committed chunk (one part file per split): the unit of resume."
-    )
-    workers: Optional[int] = _opt(
-        None, "Tokenizer processes (default: one per available core). The store is the same whatever the number."
+    overwrite: bool = option(False, "Replace a store in --out made with another tokenizer, sources or limits.")
+    chunk_tokens: int = option(DEFAULT_CHUNK_TOKENS, "Tokens per committed chunk (one part file per split): the unit of resume.",
+                               metavar="N", parse=parse_count)
+    workers: Optional[int] = option(
+        None, "Tokenizer processes (default: one per available core). The store is the same whatever the number.",
+        metavar="N", min=1,
     )
 
     def __post_init__(self) -> None:
         self.sources = list(self.sources or ["pile"])
         self.out = Path(self.out)
+        if self.chunk_tokens is None:
+            self.chunk_tokens = DEFAULT_CHUNK_TOKENS
 
 
-def field_help(name: str) -> str:
-    return PrepareConfig.__dataclass_fields__[name].metadata["help"]
-
-
-def parse_part(text: Optional[str]) -> tuple[int, int]:
-    return units.parse_share(text, "--part") if text else (1, 1)
+def parse_task(text: Optional[str]) -> tuple[int, int]:
+    return units.parse_share(text, "--task") if text else (1, 1)
 
 
 def share(total: Optional[int], k: int, n: int) -> Optional[int]:

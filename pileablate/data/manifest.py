@@ -4,7 +4,7 @@ Keys (format_version 1; see docs/DESIGN.md): format_version, pileablate_version,
 tokenizer {spec, name, sha256, n_vocab, eot_id}, dtype, eot_id, vocab_size,
 splits {train|val: {rows, tokens, bytes, parts [{file, rows, tokens, sha256}]}}, skipped {reason: n},
 val_policy, fingerprint. Also: complete (false when prepare stopped at a broken source; the parts
-listed are whole and usable), error (why, when not complete), parts_of (N for --part K/N stores),
+listed are whole and usable), error (why, when not complete), parts_of (N for --task K/N stores),
 inputs (each source with its role and records read), settings (what a rerun must match).
 """
 

@@ -41,7 +41,7 @@ class Document:
     held_out: bool  # hash hold-out says val (only computed for sources of role "mixed")
 
 
-# Per line: a Document, a skip reason (str), or None (blank line, or a line of another --part).
+# Per line: a Document, a skip reason (str), or None (blank line, or a line of another --task).
 Item = Union[Document, str, None]
 
 

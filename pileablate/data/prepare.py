@@ -6,7 +6,7 @@ committed). Killed at any moment, a rerun of the same command restarts from the 
 chunk; chunk boundaries depend only on the input, so the result is token-for-token (and part-for-
 part) the same as an uninterrupted run. `manifest.json` is written last, from the committed state.
 
-`--part K/N` lets N processes (machines sharing the output directory) prepare disjoint parts:
+`--task K/N` lets N processes (machines sharing the output directory) prepare disjoint parts:
 sources of a role are dealt out whole when there are at least N of them (the Pile's 30 train
 shards), else their records are dealt out by record index (line i goes to part i mod N). Row and
 token limits are totals, shared out among parts: part K takes `share(limit, K, N)` from its own
@@ -26,7 +26,7 @@ import numpy as np
 
 from pileablate import __version__
 from pileablate.data import records
-from pileablate.data.config import PrepareConfig, available_cores, parse_part, share
+from pileablate.data.config import PrepareConfig, available_cores, parse_task, share
 from pileablate.data.manifest import MANIFEST, SPLITS, build_manifest, read_manifest
 from pileablate.data.pipeline import Document, Pipeline, Profile
 from pileablate.data.reading import SourceError
@@ -365,7 +365,7 @@ def prepare(cfg: PrepareConfig, console=None, summary_console=None, profile: Opt
     from pileablate.data.display import PrepareDisplay, summary_table
 
     started = time.monotonic()
-    k, n = parse_part(cfg.part)
+    k, n = parse_task(cfg.task)
     for name in ("rows", "val_rows", "tokens", "val_tokens"):
         value = getattr(cfg, name)
         if value is not None and value < 0:

@@ -36,7 +36,7 @@ class SourceError(Exception):
 class LineBatch:
     source_index: int
     first_line: int  # index within the source of the first line in `lines`
-    lines: list  # list[bytes | None]: None = a line that belongs to another --part
+    lines: list  # list[bytes | None]: None = a line that belongs to another --task
     text_bytes: int
 
 

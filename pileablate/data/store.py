@@ -5,7 +5,7 @@ Layout::
     DIR/manifest.json              written last, atomically (see manifest.py)
     DIR/train/part-00000.arrow     Arrow IPC *file* format, uncompressed, so readers mmap it zero-copy
     DIR/val/part-00000.arrow
-    DIR/train/part-002of008-00000.arrow    (stores prepared with --part K/N: part K's chunks)
+    DIR/train/part-002of008-00000.arrow    (stores prepared with --task K/N: part K's chunks)
 
 Each part holds one column `tokens` of type `list<uint16>` (or `list<uint32>` when the vocabulary
 needs it): one row per document, every document already ending with end-of-text. The list values

@@ -90,12 +90,12 @@ def generate(opts: GenerateOptions, out: Optional[TextIO] = None, console=None) 
     device = resolve_device(opts.device)
     model, config, tokenizer = load_model_for_inference(opts.run_dir, device)
     draft = None
-    if opts.draft_dir is not None:
-        draft, draft_config, _ = load_model_for_inference(opts.draft_dir, device)
-        check_same_tokenizer(config, draft_config, opts.run_dir, opts.draft_dir)
+    if opts.draft is not None:
+        draft, draft_config, _ = load_model_for_inference(opts.draft, device)
+        check_same_tokenizer(config, draft_config, opts.run_dir, opts.draft)
         if draft.config.vocab_size != model.config.vocab_size:
             raise UserError(
-                f"draft run {opts.draft_dir} has {draft.config.vocab_size} embedding rows but the target has "
+                f"draft run {opts.draft} has {draft.config.vocab_size} embedding rows but the target has "
                 f"{model.config.vocab_size}; train the draft on the same prepared data"
             )
     prompt_ids = encode_prompt(tokenizer, opts.prompt)
@@ -113,7 +113,7 @@ def generate(opts: GenerateOptions, out: Optional[TextIO] = None, console=None) 
         tokens = []
         steps = decode(
             model, prompt_ids, limit, sampling, vocab_size=tokenizer.n_vocab,
-            stop_ids=[tokenizer.eot_id] if stop else [], use_cache=opts.use_cache,
+            stop_ids=[tokenizer.eot_id] if stop else [], use_cache=opts.cache,
             draft=draft if with_draft else None, draft_tokens=opts.draft_tokens,
             generator=generator, stats=stats,
         )
@@ -132,11 +132,11 @@ def generate(opts: GenerateOptions, out: Optional[TextIO] = None, console=None) 
         out.flush()
     tokens, stats = run(draft is not None, opts.max_new_tokens, stop=True, stream=True)
     result = GenerateResult(text=tokenizer.decode(tokens), tokens=tokens, stats=stats)
-    label = "speculative" if draft is not None else ("cached" if opts.use_cache else "uncached")
+    label = "speculative" if draft is not None else ("cached" if opts.cache else "uncached")
     console.print(summary_line(label, stats, model, seq_len))
     if draft is not None:
         console.print(
-            f"  draft {opts.draft_dir}: {opts.draft_tokens} tokens per round, acceptance rate "
+            f"  draft {opts.draft}: {opts.draft_tokens} tokens per round, acceptance rate "
             f"{100 * (stats.acceptance_rate or 0):.1f}% ({stats.accepted}/{stats.drafted}), "
             f"{stats.new_tokens / max(1, stats.target_forward_passes):.2f} tokens per target forward pass"
         )

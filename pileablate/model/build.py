@@ -24,20 +24,6 @@ PRESETS: dict[str, dict[str, int]] = {
     "medium": dict(n_layer=24, n_head=16, d_model=1024, seq_len=1024),  # GPT-2 350M
 }
 
-# CLI option name -> ModelConfig field
-OVERRIDES = {
-    "n_layer": "n_layer",
-    "n_head": "n_head",
-    "d_model": "d_model",
-    "seq_len": "seq_len",
-    "kv_heads": "n_kv_head",
-    "kv_latent_dim": "kv_latent_dim",
-    "experts": "n_experts",
-    "top_k": "top_k",
-    "mtp_depth": "mtp_depth",
-}
-
-
 def pad_vocab(vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
     return int(math.ceil(vocab_size / multiple) * multiple)
 
@@ -46,8 +32,8 @@ def build_model_config(preset: str, mods: Union[str, Sequence[str]], vocab_size:
                        match_params: bool = False, **overrides: Any) -> ModelConfig:
     """The config for `preset` + `mods` on data whose tokenizer has `vocab_size` ids.
 
-    Overrides that are None are ignored. Accepted: the CLI names in OVERRIDES (kv_heads, experts, ...)
-    and any ModelConfig field name (e.g. kernel="math", dropout=0.1).
+    Overrides are ModelConfig fields (n_kv_head=2, kernel="math", dropout=0.1: the train options of the
+    same names among them); those that are None are ignored.
 
     `match_params`: give the model the parameter count of the baseline (same preset and overrides, no
     model modification) through its MLP width, the rule of pileablate/model/matching.py, when every
@@ -75,10 +61,9 @@ def _build(preset: str, mods: Union[str, Sequence[str]], vocab_size: int, overri
     for key, value in overrides.items():
         if value is None:
             continue
-        name = OVERRIDES.get(key, key)
-        if name not in field_names or name in ("vocab_size", "data_vocab_size"):
-            raise UserError(f"unknown model option {key!r}; valid: {', '.join(sorted(set(OVERRIDES) | field_names - {'vocab_size', 'data_vocab_size'}))}")
-        values[name] = value
+        if key not in field_names or key in ("vocab_size", "data_vocab_size"):
+            raise UserError(f"unknown model option {key!r}; valid: {', '.join(sorted(field_names - {'vocab_size', 'data_vocab_size'}))}")
+        values[key] = value
     values["vocab_size"] = pad_vocab(int(vocab_size))
     values["data_vocab_size"] = int(vocab_size)
     return ModelConfig(**values)

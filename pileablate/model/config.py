@@ -9,66 +9,58 @@ the same model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from pileablate.errors import UserError
+from pileablate.options import option
 
 VOCAB_MULTIPLE = 64  # embedding rows padded up to a multiple of 64: faster matmuls (nanoGPT's 50304)
-
-
-def _help(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclass
 class ModelConfig:
     """Architecture of one GPT. The defaults are GPT-2 (nanoGPT's model.py)."""
 
-    vocab_size: int = field(default=50304, metadata=_help("Embedding rows (tokenizer vocab padded up to a multiple of 64)."))
-    data_vocab_size: Optional[int] = field(
-        default=None, metadata=_help("Real tokenizer vocab (ids the data can hold); the initial loss is compared with ln of this. None: vocab_size.")
-    )
-    n_layer: int = field(default=12, metadata=_help("Transformer blocks."))
-    n_head: int = field(default=12, metadata=_help("Attention (query) heads per block."))
-    d_model: int = field(default=768, metadata=_help("Residual stream width."))
-    seq_len: int = field(default=1024, metadata=_help("Context length (positions) the model is trained on."))
-    bias: bool = field(default=True, metadata=_help("Biases in every Linear layer and LayerNorm (GPT-2: yes)."))
-    dropout: float = field(default=0.0, metadata=_help("Dropout on embeddings, attention weights and residual branches."))
-    init_std: float = field(default=0.02, metadata=_help("Std of the normal weight init (GPT-2: 0.02)."))
+    vocab_size: int = option(50304, "Embedding rows (tokenizer vocab padded up to a multiple of 64).")
+    data_vocab_size: Optional[int] = option(None, "Real tokenizer vocab (ids the data can hold); the initial loss is compared with ln of this. None: vocab_size.")
+    n_layer: int = option(12, "Transformer blocks.")
+    n_head: int = option(12, "Attention (query) heads per block.")
+    d_model: int = option(768, "Residual stream width.")
+    seq_len: int = option(1024, "Context length (tokens per window) the model is trained on.")
+    bias: bool = option(True, "Biases in every Linear layer and LayerNorm (GPT-2: yes).")
+    dropout: float = option(0.0, "Dropout on embeddings, attention weights and residual branches.")
+    init_std: float = option(0.02, "Std of the normal weight init (GPT-2: 0.02).")
 
-    norm: str = field(default="layernorm", metadata=_help("'layernorm', 'rmsnorm' or a registered norm component."))
-    norm_eps: float = field(default=1e-5, metadata=_help("Epsilon of every normalisation layer."))
-    norm_position: str = field(default="pre", metadata=_help("'pre' (GPT-2) or 'post' (original Transformer) LayerNorm."))
+    norm: str = option("layernorm", "'layernorm', 'rmsnorm' or a registered norm component.")
+    norm_eps: float = option(1e-5, "Epsilon of every normalisation layer.")
+    norm_position: str = option("pre", "'pre' (GPT-2) or 'post' (original Transformer) LayerNorm.")
 
-    position: str = field(default="learned", metadata=_help("'learned' absolute positions (wpe), 'rope' rotary embeddings or a registered position component."))
-    rope_theta: float = field(default=10000.0, metadata=_help("RoPE base (Llama: 10000)."))
+    position: str = option("learned", "'learned' absolute positions (wpe), 'rope' rotary embeddings or a registered position component.")
+    rope_theta: float = option(10000.0, "RoPE base (Llama: 10000).")
 
-    mlp: str = field(default="gelu", metadata=_help("'gelu' (4x, tanh GELU as GPT-2), 'swiglu', 'relu2' or a registered mlp component."))
-    mlp_hidden: Optional[int] = field(
-        default=None, metadata=_help("MLP hidden width. None: 4*d_model for gelu; for swiglu 8/3*d_model rounded so params match gelu within 1%.")
-    )
+    mlp: str = option("gelu", "'gelu' (4x, tanh GELU as GPT-2), 'swiglu', 'relu2' or a registered mlp component.")
+    mlp_hidden: Optional[int] = option(None, "MLP hidden width. None: 4*d_model for gelu; for swiglu 8/3*d_model rounded so params match gelu within 1%.")
 
-    attention: str = field(default="mha", metadata=_help("'mha' (multi-head), 'gqa' (grouped-query), 'mla' (multi-head latent) or a registered attention component."))
-    qk_norm: bool = field(default=False, metadata=_help("RMS-normalise queries and keys per head before attention (qknorm; mha and gqa)."))
-    kernel: str = field(default="sdpa", metadata=_help("'sdpa' (F.scaled_dot_product_attention, flash when available) or 'math' (explicit reference)."))
-    n_kv_head: Optional[int] = field(
-        default=None, metadata=_help("gqa: key/value heads; must divide n_head. None: a real grouping (default_kv_heads). 1 = MQA.")
-    )
-    kv_latent_dim: Optional[int] = field(default=None, metadata=_help("mla: width of the key/value latent. None: max(d_model//4, head_dim)."))
-    mla_rope_dim: Optional[int] = field(default=None, metadata=_help("mla with rope: width of the decoupled rotary query/key part. None: head_dim//2."))
+    attention: str = option("mha", "'mha' (multi-head), 'gqa' (grouped-query), 'mla' (multi-head latent) or a registered attention component.")
+    qk_norm: bool = option(False, "RMS-normalise queries and keys per head before attention (qknorm; mha and gqa).")
+    kernel: str = option("sdpa", "'sdpa' (F.scaled_dot_product_attention, flash when available) or 'math' (explicit reference).")
+    n_kv_head: Optional[int] = option(None, "Key/value heads for 'gqa'; must divide n_head. Default: the divisor of n_head nearest "
+                                               "n_head/4, above 1 when one exists; 1 = multi-query attention.")
+    kv_latent_dim: Optional[int] = option(None, "Latent width of keys/values for 'mla'. Default: max(d_model/4, head dim).")
+    mla_rope_dim: Optional[int] = option(None, "mla with rope: width of the decoupled rotary query/key part. None: head_dim//2.")
 
-    block: str = field(default="sequential", metadata=_help("Block wiring: 'sequential' (x + attn, then + mlp; GPT-2) or a registered block component."))
-    head: str = field(default="linear", metadata=_help("What follows the tied unembedding: 'linear' (nothing), 'softcap' or a registered head component."))
+    block: str = option("sequential", "Block wiring: 'sequential' (x + attn, then + mlp; GPT-2) or a registered block component.")
+    head: str = option("linear", "What follows the tied unembedding: 'linear' (nothing), 'softcap' or a registered head component.")
 
-    moe: bool = field(default=False, metadata=_help("Replace each MLP with a mixture of experts."))
-    n_experts: int = field(default=8, metadata=_help("moe: experts per layer."))
-    top_k: int = field(default=2, metadata=_help("moe: experts each token is routed to."))
-    moe_aux_weight: float = field(default=0.01, metadata=_help("moe: weight of the Switch load-balancing loss."))
+    moe: bool = option(False, "Replace each MLP with a mixture of experts.")
+    n_experts: int = option(8, "Experts per layer for 'moe'.")
+    top_k: int = option(2, "Experts each token is routed to, for 'moe'.")
+    moe_aux_weight: float = option(0.01, "moe: weight of the Switch load-balancing loss.")
 
-    mtp: bool = field(default=False, metadata=_help("Multi-token prediction heads as an auxiliary loss."))
-    mtp_depth: int = field(default=2, metadata=_help("mtp: tokens predicted per position (t+1..t+k); k-1 extra heads."))
-    mtp_weight: float = field(default=0.3, metadata=_help("mtp: weight of the mean extra-head loss in aux_loss."))
+    mtp: bool = option(False, "Multi-token prediction heads as an auxiliary loss.")
+    mtp_depth: int = option(2, "Tokens predicted ahead per position for 'mtp' (2 = t+1 and t+2; k-1 extra heads).")
+    mtp_weight: float = option(0.3, "mtp: weight of the mean extra-head loss in aux_loss.")
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> UserError:
@@ -92,7 +84,7 @@ class ModelConfig:
         if self.attention == "gqa":
             kv = self.kv_heads
             if kv < 1 or self.n_head % kv:
-                raise bad(f"--kv-heads {kv} must divide n_head {self.n_head} (e.g. {_divisors(self.n_head)})")
+                raise bad(f"--n-kv-head {kv} must divide n_head {self.n_head} (e.g. {_divisors(self.n_head)})")
         if self.attention == "mla":
             if self.latent_dim < 1:
                 raise bad(f"--kv-latent-dim must be at least 1 (got {self.latent_dim})")
@@ -100,9 +92,9 @@ class ModelConfig:
                 raise bad(f"mla's rotary part must be even and at least 2 (got {self.rope_dim})")
         if self.moe:
             if self.n_experts < 1:
-                raise bad(f"--experts must be at least 1 (got {self.n_experts})")
+                raise bad(f"--n-experts must be at least 1 (got {self.n_experts})")
             if not 1 <= self.top_k <= self.n_experts:
-                raise bad(f"--top-k {self.top_k} must be between 1 and --experts {self.n_experts}")
+                raise bad(f"--top-k {self.top_k} must be between 1 and --n-experts {self.n_experts}")
         if self.mtp and self.mtp_depth < 2:
             raise bad(f"--mtp-depth {self.mtp_depth} must be at least 2 (tokens t+1..t+k; 2 adds one head for t+2)")
         if self.data_vocab_size is not None and not 1 <= self.data_vocab_size <= self.vocab_size:
@@ -153,7 +145,7 @@ def default_kv_heads(n_head: int) -> int:
     """gqa's key/value heads when none are asked for: the divisor of n_head strictly between 1 and
     n_head nearest n_head/4 (ties: the larger), so the default is a real grouping and not multi-query
     attention: 4 heads -> 2, 6 -> 2, 12 -> 3, 16 -> 4. Only without such a divisor (n_head < 4, or
-    prime) is it 1. Multi-query attention is `--kv-heads 1`."""
+    prime) is it 1. Multi-query attention is `--n-kv-head 1`."""
     groups = [d for d in range(2, n_head) if n_head % d == 0]
     if not groups:
         return 1

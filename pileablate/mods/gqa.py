@@ -9,8 +9,8 @@ def _gqa(config):
     return CausalSelfAttention(config)  # config.kv_heads is the grouping when attention == "gqa"
 
 
-register_component("attention", "gqa", _gqa, "multi-head attention with --kv-heads key/value heads")
+register_component("attention", "gqa", _gqa, "multi-head attention with --n-kv-head key/value heads")
 register(Modification(
-    "gqa", "grouped-query attention: --kv-heads key/value heads (default a real grouping near n_head/4; 1 = MQA)",
+    "gqa", "grouped-query attention: --n-kv-head key/value heads (default a real grouping near n_head/4; 1 = MQA)",
     fills={"attention": "gqa"}, incompatible=frozenset({"mla"}), reference="Ainslie et al. 2023",
 ))

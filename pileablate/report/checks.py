@@ -137,8 +137,8 @@ def exclusion_reason(run: Run) -> Optional[str]:
 
 def describe_budget(budget: dict) -> str:
     parts = []
-    if budget.get("time_limit_s") is not None:
-        parts.append(f"time {format_seconds(float(budget['time_limit_s']))}")
+    if budget.get("time_limit") is not None:
+        parts.append(f"time {format_seconds(float(budget['time_limit']))}")
     if budget.get("max_tokens") is not None:
         parts.append(f"{format_count(int(budget['max_tokens']))} tokens")
     if budget.get("max_steps") is not None:

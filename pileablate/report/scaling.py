@@ -22,7 +22,7 @@ from pileablate.report.trend import Trend, trend
 # What Δ is plotted against, by the first axis (kept in step with pileablate.ablate.axes.AXES, which
 # the report does not import: a report needs no torch and no ablate).
 MEASURE = {"preset": "parameters", "n_layer": "parameters", "n_head": "parameters", "d_model": "parameters",
-           "seq_len": "seq_len", "max_tokens": "tokens", "max_steps": "tokens", "time_limit_s": "tokens"}
+           "seq_len": "seq_len", "max_tokens": "tokens", "max_steps": "tokens", "time_limit": "tokens"}
 MEASURE_TEXT = {"parameters": ("parameters (the baseline's, active)", "with model size"),
                 "tokens": ("tokens per run (the baseline's)", "with training tokens"),
                 "seq_len": ("context length (tokens)", "with context length")}
@@ -74,7 +74,7 @@ def recorded(run: Run, axis: str):
     """The value of a sweep axis that the run's config.json records (None when it has no config)."""
     if axis == "preset":
         return run.config.get("preset")
-    if axis in ("max_tokens", "max_steps", "time_limit_s"):
+    if axis in ("max_tokens", "max_steps", "time_limit"):
         return (run.config.get("train") or {}).get(axis)
     return (run.config.get("model") or {}).get(axis)
 
@@ -83,7 +83,7 @@ def check_point(run: Run) -> None:
     """A run lies in the folder of the point it was made for: its config.json records the point's values
     (a tuning run's budget is its share of the point's, --tune-budget)."""
     for axis, value in (run.sweep_point.get("values") or {}).items():
-        if run.role == "tuning" and axis in ("max_tokens", "max_steps", "time_limit_s"):
+        if run.role == "tuning" and axis in ("max_tokens", "max_steps", "time_limit"):
             continue
         made = recorded(run, axis)
         if made is not None and made != value:
@@ -141,7 +141,7 @@ class Scaling:
 
 
 def _slice_text(values: tuple) -> str:
-    return ", ".join(f"{'time_limit' if k == 'time_limit_s' else k}={v}" for k, v in values)
+    return ", ".join(f"{k}={v}" for k, v in values)
 
 
 def scaling(points: list[Point]) -> Optional[Scaling]:

@@ -30,7 +30,7 @@ def axis_value(axis: str, value) -> str:
         return str(value)
     if axis == "max_tokens":
         return f"{format_count(value)} tokens"
-    if axis == "time_limit_s":
+    if axis == "time_limit":
         return f"{format_seconds(value)} time"
     if axis == "max_steps":
         return f"{value} steps"
@@ -100,7 +100,7 @@ def _baseline_sentence(series: Series) -> Optional[str]:
 def markdown_section(scaling: Scaling, comparisons: int, plot_dir: Optional[str] = "plots") -> list[str]:
     """`## Does it hold at scale?`: trends, the Δ table, the baseline along the axis, the plots."""
     headers, rows = delta_grid(scaling)
-    axes = ", ".join("time_limit" if a == "time_limit_s" else a for a in scaling.axes)
+    axes = ", ".join(scaling.axes)
     lines = [
         "## Does it hold at scale?", "",
         f"A sweep over {axes}: {len(scaling.points)} points ({', '.join(p.label for p in scaling.points)}), each "

@@ -1,20 +1,22 @@
 """`TrainConfig`: every option of one training run, typed, with the docs the CLI shows as help.
 
-The field docs (`metadata["help"]`) are the `pileablate train --help` text, so the manual and the code
-cannot drift apart. Options left as `None` take a per-preset default (see `PRESET_DEFAULTS`), resolved
+Each field is the `pileablate train` option of its name and its help the --help (pileablate.options), so
+the manual and the code cannot drift apart. Options left as `None` take a per-preset default (see `PRESET_DEFAULTS`), resolved
 by `session.resolve_config` once the model size is known; the preset itself, when not given, by `machine_preset`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
 
 from pileablate.errors import UserError
+from pileablate.model.config import ModelConfig
+from pileablate.options import default_of, flag_of, help_of, internal, option
 from pileablate.trackers import parse_trackers, require_packages
-from pileablate.units import parse_duration
+from pileablate.units import parse_count, parse_duration
 
 # Learning rate and batch per preset. Small models tolerate (and need) larger rates: 1e-3 is what
 # minGPT/nanoGPT use for models up to ~10M parameters, 6e-4 is GPT-2 small's rate (GPT-3 paper,
@@ -39,10 +41,6 @@ DEFAULT_WARMUP_STEPS = 1000
 WARMUP_MAX_FRACTION = 0.1
 
 
-# TrainConfig fields that override the preset's architecture (`build_model_config` keywords).
-MODEL_OVERRIDES = ("n_layer", "n_head", "d_model", "seq_len", "kv_heads", "kv_latent_dim", "experts", "top_k", "mtp_depth")
-
-
 AUTO_PRESET = "auto"
 # The preset a run gets when none is given: what fits the machine it runs on.
 GPU_PRESET, CPU_PRESET = "small", "micro"
@@ -58,67 +56,89 @@ def machine_preset(device: str = "auto") -> tuple[str, str]:
     return CPU_PRESET, "the default without CUDA; --preset to choose"
 
 
-def _opt(default, help: str, **extra):
-    return field(default=default, metadata={"help": help, **extra})
+# The --help panels, as litgpt groups its arguments.
+MODEL, OPTIMIZER, BUDGET = "Model", "Optimizer", "Budget (the first reached ends the run)"
+EVALUATION, HARDWARE = "Evaluation, logging, checkpoints", "Hardware"
+# ModelConfig fields a run may set (None: the preset's value, or the model's own default rule).
+MODEL_OPTIONS = ("n_layer", "n_head", "d_model", "seq_len", "n_kv_head", "kv_latent_dim", "n_experts", "top_k", "mtp_depth")
+_PRESET_SIZES = ("n_layer", "n_head", "d_model", "seq_len")
+
+
+def _model_option(name: str):
+    """A ModelConfig field as a train option of the same name: its help is the model's."""
+    default = default_of(ModelConfig, name)
+    tail = "Default: the preset's." if name in _PRESET_SIZES else f"Default: {default}." if default is not None else ""
+    return option(None, f"{help_of(ModelConfig, name)} {tail}".strip(), group=MODEL)
+
+
+def _count(text: str, flag: str) -> int:
+    return parse_count(text, flag)
 
 
 @dataclass
 class TrainConfig:
-    """One training run. Field docs double as `pileablate train --help`."""
+    """One training run. Each field is the `pileablate train` option of the same name; its help is the --help."""
 
-    data_dir: Path = _opt(Path("data"), "Prepared token store (from 'pileablate prepare').")
-    runs_dir: Path = _opt(Path("runs"), "Where run directories are written.")
-    name: Optional[str] = _opt(None, "Run name (directory under --runs-dir). Default: the modifications and seed, e.g. 'rope+swiglu-s0'.")
-    mods: tuple[str, ...] = _opt((), "Modifications on top of the baseline: comma list, 'all', or 'baseline' (see 'pileablate mods').")
-    mods_files: tuple[str, ...] = _opt((), "Python files that register modifications (repeatable; see docs/modifications.md). "
-                                           "Recorded with each file's sha256, so a resume notices a changed file.")
-    preset: str = _opt(AUTO_PRESET, "Model size preset: nano, micro, mini, small, medium. Default auto: small (GPT-2 124M) "
-                                    "where CUDA is available, micro (0.85M, seconds per run) on a CPU.")
-    seed: int = _opt(0, "Seed for initialisation and the training data order (identical batches across --mods).")
-    # Model overrides (None: the preset's value).
-    n_layer: Optional[int] = _opt(None, "Override the preset's number of layers.")
-    n_head: Optional[int] = _opt(None, "Override the preset's number of attention heads.")
-    d_model: Optional[int] = _opt(None, "Override the preset's model width.")
-    seq_len: Optional[int] = _opt(None, "Override the preset's context length (tokens per window).")
-    kv_heads: Optional[int] = _opt(None, "Key/value heads for 'gqa' (default: the divisor of n_head nearest n_head/4, above 1 when one exists; 1 = multi-query).")
-    kv_latent_dim: Optional[int] = _opt(None, "Latent width of keys/values for 'mla'.")
-    experts: Optional[int] = _opt(None, "Number of experts for 'moe'.")
-    top_k: Optional[int] = _opt(None, "Experts per token for 'moe'.")
-    mtp_depth: Optional[int] = _opt(None, "Tokens predicted ahead for 'mtp' (2 = t+1 and t+2).")
-    match_params: bool = _opt(True, "Give a modified model the baseline's parameter count (active parameters, within 1%) by its MLP width; --no-match-params keeps the modification's own size.")
-    # Optimisation.
-    lr: Optional[float] = _opt(None, "Peak learning rate. Default per preset: 1e-3 nano/micro/mini, 6e-4 small, 3e-4 medium.")
-    min_lr: Optional[float] = _opt(None, "Final learning rate of the 'cosine' schedule. Default lr/10.")
-    weight_decay: float = _opt(0.1, "AdamW weight decay, applied to weight matrices only (not biases, norms).")
-    beta1: float = _opt(0.9, "AdamW beta1.")
-    beta2: float = _opt(0.95, "AdamW beta2 (0.95 as in GPT-3: steadier for large-batch LM training).")
-    grad_clip: float = _opt(1.0, "Clip the global gradient norm to this value (0 = off).")
-    batch_size: Optional[int] = _opt(None, "Windows per micro-batch per process. Default per preset (8 nano, 16 micro, 32 mini, 16 small/medium).")
-    grad_accum: int = _opt(1, "Micro-batches per optimizer step. Global batch = batch-size x grad-accum x processes.")
-    warmup_steps: Optional[int] = _opt(None, f"Warmup steps for 'warmup'/'cosine'. Default {DEFAULT_WARMUP_STEPS}, capped at {WARMUP_MAX_FRACTION:.0%} of the budget.")
-    # Budget: the first reached ends the run.
-    time_limit_s: Optional[float] = _opt(None, "Training-time budget, e.g. 30s, 90m, 1h30m (evaluation and checkpoints not counted).")
-    max_tokens: Optional[int] = _opt(None, f"Token budget, e.g. 5M, 1.5B. Without any budget: {DEFAULT_TOKENS_PER_PARAM} tokens per active parameter.")
-    max_steps: Optional[int] = _opt(None, "Optimizer-step budget.")
-    # Evaluation, logging, checkpoints.
-    eval_every: int = _opt(100, "Evaluate on the validation windows every N steps (and at the end).")
-    eval_tokens: int = _opt(131072, "Validation tokens per evaluation: fixed windows of the held-out split, the same for every run.")
-    log_every: int = _opt(10, "Write a metrics.jsonl row every N steps.")
-    checkpoint_every: str = _opt("10m", "Checkpoint every N steps (e.g. 500) or every duration (e.g. 10m); also at the end and on Ctrl-C.")
-    trackers: tuple[str, ...] = _opt((), "Live curves: tensorboard (in RUNS_DIR/tensorboard) and/or wandb (Weights & Biases, "
-                                         "grouped by runs folder); comma list or repeated. Needs pip install -e '.[tensorboard]' / '.[wandb]'.")
-    # Hardware.
-    device: str = _opt("auto", "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu).")
-    precision: str = _opt("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on GPUs with native bf16, compute capability 8.0+; else fp16 with loss scaling; fp32 on CPU/MPS).")
-    compile: bool = _opt(False, "torch.compile the model (faster on GPU after a warm-up compile).")
-    tuning: bool = _opt(False, "A learning-rate tuning run: evaluated on tuning windows of the held-out split that are "
-                              "disjoint from the validation windows reports score (set by 'ablate --tune-lr').")
-    resume: bool = _opt(False, "Continue the existing run of this name (re-running the same command also resumes).")
+    mods: tuple[str, ...] = option((), "Modifications on top of the baseline: comma list, 'all', or 'baseline' (see 'pileablate mods').",
+                                   comma_list=True)
+    mods_files: tuple[str, ...] = option((), "Python files that register modifications (repeatable; see docs/modifications.md). "
+                                             "Recorded with each file's sha256, so a resume notices a changed file.",
+                                         flag="--mods-file", metavar="FILE")
+    preset: str = option(AUTO_PRESET, "Model size preset: nano, micro, mini, small, medium. Default auto: small (GPT-2 124M) "
+                                      "where CUDA is available, micro (0.85M, seconds per run) on a CPU.")
+    data: Path = option(Path("data"), "Prepared token store (from 'pileablate prepare').")
+    runs_dir: Path = option(Path("runs"), "Where run directories are written.")
+    name: Optional[str] = option(None, "Run name (directory under --runs-dir). Default: the modifications and seed, e.g. 'rope+swiglu-s0'.")
+    seed: int = option(0, "Seed for initialisation and the training data order (identical batches across --mods).")
+    resume: bool = option(False, "Continue the existing run of this name (re-running the same command also resumes).")
+    n_layer: Optional[int] = _model_option("n_layer")
+    n_head: Optional[int] = _model_option("n_head")
+    d_model: Optional[int] = _model_option("d_model")
+    seq_len: Optional[int] = _model_option("seq_len")
+    n_kv_head: Optional[int] = _model_option("n_kv_head")
+    kv_latent_dim: Optional[int] = _model_option("kv_latent_dim")
+    n_experts: Optional[int] = _model_option("n_experts")
+    top_k: Optional[int] = _model_option("top_k")
+    mtp_depth: Optional[int] = _model_option("mtp_depth")
+    match_params: bool = option(True, "Give a modified model the baseline's parameter count (active parameters, within 1%) by "
+                                      "its MLP width; --no-match-params keeps the modification's own size.", group=MODEL)
+    lr: Optional[float] = option(None, "Peak learning rate. Default per preset: 1e-3 nano/micro/mini, 6e-4 small, 3e-4 medium.", group=OPTIMIZER)
+    min_lr: Optional[float] = option(None, "Final learning rate of the 'cosine' schedule. Default lr/10.", group=OPTIMIZER)
+    weight_decay: float = option(0.1, "AdamW weight decay, applied to weight matrices only (not biases, norms).", group=OPTIMIZER)
+    beta1: float = option(0.9, "AdamW beta1.", group=OPTIMIZER)
+    beta2: float = option(0.95, "AdamW beta2 (0.95 as in GPT-3: steadier for large-batch LM training).", group=OPTIMIZER)
+    grad_clip: float = option(1.0, "Clip the global gradient norm to this value (0 = off).", group=OPTIMIZER)
+    batch_size: Optional[int] = option(None, "Windows per micro-batch per process. Default per preset (8 nano, 16 micro, 32 mini, "
+                                             "16 small/medium).", group=OPTIMIZER)
+    grad_accum: int = option(1, "Micro-batches per optimizer step. Global batch = batch-size x grad-accum x processes.", group=OPTIMIZER)
+    warmup_steps: Optional[int] = option(None, f"Warmup steps for 'warmup'/'cosine'. Default {DEFAULT_WARMUP_STEPS}, capped at "
+                                               f"{WARMUP_MAX_FRACTION:.0%} of the budget.", group=OPTIMIZER)
+    time_limit: Optional[float] = option(None, "Training-time budget, e.g. 30s, 90m, 1h30m (evaluation and checkpoints not counted; "
+                                               "stored in seconds).", group=BUDGET, metavar="DURATION", parse=parse_duration)
+    max_tokens: Optional[int] = option(None, f"Token budget, e.g. 5M, 1.5B. Without any budget: {DEFAULT_TOKENS_PER_PARAM} tokens per "
+                                             "active parameter.", group=BUDGET, metavar="N", parse=_count)
+    max_steps: Optional[int] = option(None, "Optimizer-step budget.", group=BUDGET)
+    eval_every: int = option(100, "Evaluate on the validation windows every N steps (and at the end).", group=EVALUATION)
+    eval_tokens: int = option(131072, "Validation tokens per evaluation: fixed windows of the held-out split, the same for every run.",
+                              group=EVALUATION, metavar="N", parse=_count)
+    log_every: int = option(10, "Write a metrics.jsonl row every N steps.", group=EVALUATION)
+    checkpoint_every: str = option("10m", "Checkpoint every N steps (e.g. 500) or every duration (e.g. 10m); also at the end and on "
+                                          "Ctrl-C.", group=EVALUATION, metavar="STEPS|DURATION")
+    trackers: tuple[str, ...] = option((), "Live curves: tensorboard (in RUNS_DIR/tensorboard) and/or wandb (Weights & Biases, "
+                                           "grouped by runs folder); comma list or repeated. Needs pip install -e "
+                                           "'.[tensorboard]' / '.[wandb]'.", group=EVALUATION, flag="--tracker", metavar="NAME")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu). ablate also takes a "
+                                 "list, cuda:0,cuda:1, for its --jobs.", group=HARDWARE)
+    precision: str = option("auto", "auto, bf16, fp16 or fp32 (auto: bf16 on GPUs with native bf16, compute capability 8.0+; else "
+                                    "fp16 with loss scaling; fp32 on CPU/MPS).", group=HARDWARE)
+    compile: bool = option(False, "torch.compile the model (faster on GPU after a warm-up compile).", group=HARDWARE)
+    tuning: bool = option(False, "A learning-rate tuning run: evaluated on tuning windows of the held-out split that are "
+                                 "disjoint from the validation windows reports score (set by 'ablate --tune-lr').", hidden=True)
     # Why the preset was chosen when none was given (shown in the run's header; not part of the run).
-    preset_reason: Optional[str] = field(default=None, compare=False, metadata={"internal": True})
+    preset_reason: Optional[str] = internal()
 
     def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
+        self.data = Path(self.data)
         self.runs_dir = Path(self.runs_dir)
         if isinstance(self.mods, str):
             self.mods = tuple(m for m in (s.strip() for s in self.mods.split(",")) if m)
@@ -133,7 +153,7 @@ class TrainConfig:
 
     def model_overrides(self) -> dict:
         """The model options given (None: the preset's value), as `build_model_config` takes them."""
-        return {name: getattr(self, name) for name in MODEL_OVERRIDES}
+        return {name: getattr(self, name) for name in MODEL_OPTIONS}
 
     def to_json(self) -> dict:
         """`asdict` with paths as strings and tuples as lists (the form stored in config.json)."""
@@ -144,24 +164,6 @@ class TrainConfig:
             value = getattr(self, f.name)
             out[f.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
         return out
-
-
-def field_help(name: str) -> str:
-    """The documentation of one TrainConfig field (used as CLI help)."""
-    for f in fields(TrainConfig):
-        if f.name == name:
-            return f.metadata["help"]
-    raise KeyError(name)
-
-
-def field_default(name: str):
-    """A field's default; for the preset, the one this machine gets."""
-    if name == "preset":
-        return machine_preset()[0]
-    for f in fields(TrainConfig):
-        if f.name == name:
-            return f.default if f.default is not MISSING else None
-    raise KeyError(name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,16 +189,19 @@ CHOICES = {
 
 def validate(cfg: TrainConfig) -> None:
     """One-line errors for values that cannot work, before anything is built."""
+    if "," in cfg.device:
+        raise UserError(f"--device {cfg.device}: a run trains on one device; for several GPUs run it under torchrun, "
+                        "or spread an ablation's runs over them with ablate --jobs")
     if not (cfg.device in CHOICES["device"] or re.fullmatch(r"cuda:\d+", cfg.device)):
         raise UserError(f"--device {cfg.device!r}: use auto, cpu, cuda, cuda:N or mps")
     if cfg.precision not in CHOICES["precision"]:
         raise UserError(f"--precision {cfg.precision!r}: use auto, bf16, fp16 or fp32")
     positive = {"batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "eval_every": cfg.eval_every,
                 "eval_tokens": cfg.eval_tokens, "log_every": cfg.log_every, "max_steps": cfg.max_steps,
-                "max_tokens": cfg.max_tokens, "time_limit_s": cfg.time_limit_s, "lr": cfg.lr}
+                "max_tokens": cfg.max_tokens, "time_limit": cfg.time_limit, "lr": cfg.lr}
     for name, value in positive.items():
         if value is not None and value <= 0:
-            raise UserError(f"{option_name(name)} must be positive (got {value})")
+            raise UserError(f"{flag_of(TrainConfig, name)} must be positive (got {value})")
     if cfg.min_lr is not None and cfg.min_lr < 0:
         raise UserError("--min-lr must be >= 0")
     if cfg.warmup_steps is not None and cfg.warmup_steps < 0:
@@ -209,11 +214,6 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"--name {cfg.name!r}: use a plain directory name")
     parse_checkpoint_every(cfg.checkpoint_every)
     require_packages(cfg.trackers)  # on every rank, before anything trains
-
-
-def option_name(field_name: str) -> str:
-    """The CLI option of a TrainConfig field: time_limit_s -> --time-limit, batch_size -> --batch-size."""
-    return "--" + field_name.removesuffix("_s").replace("_", "-") if field_name == "time_limit_s" else "--" + field_name.replace("_", "-")
 
 
 def preset_defaults(preset: str) -> dict:

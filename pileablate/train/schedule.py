@@ -55,13 +55,13 @@ class Schedule:
         return self.lr * factor
 
 
-def budget_progress(step: int, tokens: int, elapsed_s: float, max_steps=None, max_tokens=None, time_limit_s=None) -> float:
+def budget_progress(step: int, tokens: int, elapsed_s: float, max_steps=None, max_tokens=None, time_limit=None) -> float:
     """Fraction (0..1) of the budget used: the largest over the budgets that are set."""
     fractions = [0.0]
     if max_steps:
         fractions.append(step / max_steps)
     if max_tokens:
         fractions.append(tokens / max_tokens)
-    if time_limit_s:
-        fractions.append(elapsed_s / time_limit_s)
+    if time_limit:
+        fractions.append(elapsed_s / time_limit)
     return min(1.0, max(fractions))

@@ -75,7 +75,7 @@ class Progress:
 
     def fraction(self, cfg: TrainConfig) -> float:
         """How much of the budget is used (0..1): what warmup and cosine follow."""
-        return budget_progress(self.step, self.tokens, self.elapsed_s, cfg.max_steps, cfg.max_tokens, cfg.time_limit_s)
+        return budget_progress(self.step, self.tokens, self.elapsed_s, cfg.max_steps, cfg.max_tokens, cfg.time_limit)
 
 
 def budget_reached(p: Progress, cfg: TrainConfig) -> Optional[str]:
@@ -83,7 +83,7 @@ def budget_reached(p: Progress, cfg: TrainConfig) -> Optional[str]:
         return "max_steps"
     if cfg.max_tokens is not None and p.tokens >= cfg.max_tokens:
         return "max_tokens"
-    if cfg.time_limit_s is not None and p.elapsed_s >= cfg.time_limit_s:
+    if cfg.time_limit is not None and p.elapsed_s >= cfg.time_limit:
         return "time_limit"
     return None
 
@@ -144,8 +144,8 @@ class RunData:
 
         layout = BatchLayout(cfg.batch_size, cfg.grad_accum, info.world_size, info.rank)
         val_stats = manifest["splits"]["val"]
-        return cls(windows=TrainWindows(TokenSplit(cfg.data_dir / "train"), seq_len, layout, cfg.seed),
-                   val=ValWindows(TokenSplit(cfg.data_dir / "val"), seq_len, cfg.eval_tokens, tuning=cfg.tuning),
+        return cls(windows=TrainWindows(TokenSplit(cfg.data / "train"), seq_len, layout, cfg.seed),
+                   val=ValWindows(TokenSplit(cfg.data / "val"), seq_len, cfg.eval_tokens, tuning=cfg.tuning),
                    val_bytes_per_token=val_stats["bytes"] / max(1, val_stats["tokens"]),
                    fingerprint=manifest["fingerprint"], tokenizer=manifest["tokenizer"])
 
@@ -367,7 +367,7 @@ def resolve_config(cfg: TrainConfig, mods: tuple[str, ...], params_active: int) 
 
     defaults = tc.preset_defaults(cfg.preset)
     lr = cfg.lr if cfg.lr is not None else defaults["lr"]
-    no_budget = cfg.max_steps is None and cfg.max_tokens is None and cfg.time_limit_s is None
+    no_budget = cfg.max_steps is None and cfg.max_tokens is None and cfg.time_limit is None
     return dataclasses.replace(
         cfg,
         mods=mods,
@@ -394,11 +394,11 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     say = console.print if info.is_main else (lambda *a, **k: None)
     load_mods_files(requested.mods_files)  # a worker process (spawn) registers the user's modifications too
     mods = resolve_mods(requested.mods)
-    manifest = read_manifest(requested.data_dir)
+    manifest = read_manifest(requested.data)
     for split in ("train", "val"):
-        if not (requested.data_dir / split).is_dir():
-            raise UserError(f"{requested.data_dir} has no {split} split; run 'pileablate prepare' again")
-    verify_training_data(requested.data_dir, info, console)  # before any run folder is made
+        if not (requested.data / split).is_dir():
+            raise UserError(f"{requested.data} has no {split} split; run 'pileablate prepare' again")
+    verify_training_data(requested.data, info, console)  # before any run folder is made
     model_cfg = build_model_config(requested.preset, mods, manifest["vocab_size"], match_params=requested.match_params,
                                    **requested.model_overrides())
     precision = pick_precision(requested.precision, device)
@@ -443,7 +443,7 @@ def _run_config(cfg: TrainConfig, model_cfg, data: RunData, schedule_kind: str, 
     """config.json: everything that defines the run, and where it ran."""
     return {
         **run_identity(cfg), "model": dataclasses.asdict(model_cfg), "train": cfg.to_json(),
-        "data": {"dir": str(cfg.data_dir), "fingerprint": data.fingerprint, "tokenizer": data.tokenizer,
+        "data": {"dir": str(cfg.data), "fingerprint": data.fingerprint, "tokenizer": data.tokenizer,
                  "vocab_size": model_cfg.vocab_size, "val_bytes_per_token": data.val_bytes_per_token},
         "schedule": schedule_kind, "tokens_per_step": data.tokens_per_step, "world_size": info.world_size,
         "hardware": {"device": str(device), "precision": precision, "torch": torch.__version__,

@@ -142,10 +142,10 @@ def end_between_rows(s: Session, tracker: Trackers, interval: LossInterval, lr: 
 def print_header(s: Session) -> None:
     cfg, p = s.cfg, s.progress
     requested = s.requested
-    default_budget = requested.max_tokens is None and requested.max_steps is None and requested.time_limit_s is None
+    default_budget = requested.max_tokens is None and requested.max_steps is None and requested.time_limit is None
     budget = []
-    if cfg.time_limit_s:
-        budget.append(f"{cfg.time_limit_s:g}s")
+    if cfg.time_limit:
+        budget.append(f"{cfg.time_limit:g}s")
     if cfg.max_tokens:
         budget.append(f"{cfg.max_tokens:,} tokens"
                       + (f" (default: {DEFAULT_TOKENS_PER_PARAM} per parameter)" if default_budget else ""))
