@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.verdicts import verdicts_from_diffs
 from typer.testing import CliRunner
 
 from pileablate.cli import app, main
 from pileablate.errors import UserError
 from pileablate.report.build import build_report
-from pileablate.report.verdict import DEFAULT_MARGIN, SequentialDesign, verdicts_from_diffs
+from pileablate.report.verdict import DEFAULT_MARGIN, SequentialDesign
 from test_report import make_run
 from test_report_sweep import make_point
 
