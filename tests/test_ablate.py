@@ -158,13 +158,14 @@ def test_a_failed_run_does_not_stop_the_others(tmp_path, monkeypatch):
     from pileablate.ablate.runner import run_grid
     from pileablate.train import trainer
     from pileablate.train.config import TrainConfig
+    from pileablate.train.session import RunFailed
 
     trained = []
 
     def fake_train(cfg, console=None):
         trained.append(cfg.name)
         if cfg.name == "rope-s0":
-            raise trainer.RunFailed("guard failed before training: rope leaks", {"status": "failed"})
+            raise RunFailed("guard failed before training: rope leaks", {"status": "failed"})
         return {"name": cfg.name, "status": "finished"}
 
     monkeypatch.setattr(trainer, "train", fake_train)

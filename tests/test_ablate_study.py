@@ -75,7 +75,8 @@ def fake_loss(cfg) -> float:
 def fake_runs(monkeypatch, bytes_store):
     """Train = write the run's config.json and summary.json; the report is recorded, not built."""
     from pileablate.ablate import study
-    from pileablate.ablate.runner import BUDGET_FIELDS, data_identity
+    from pileablate.ablate.runner import data_identity
+    from pileablate.runfolder import BUDGET_FIELDS
     from pileablate.train import trainer
 
     _, fingerprint = data_identity(bytes_store)

@@ -8,7 +8,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from helpers.bpe import learn_bpe, write_tiktoken_file
+from helpers.bpe import learn_bpe, read_tiktoken_file, write_tiktoken_file
 
 from pileablate.data.tokenizer import load_tokenizer
 from pileablate.errors import UserError
@@ -147,7 +147,7 @@ def test_a_ranks_file_recognised_by_its_hash_encodes_exactly_like_tiktoken(name,
 
     from pileablate.data import tokenizer as tk
 
-    ranks = tk.parse_tiktoken_file(small_bpe)
+    ranks = read_tiktoken_file(small_bpe)
     constructor, _ = tiktoken_constructor(name, monkeypatch, ranks)
     constructor.pop("explicit_n_vocab", None)  # the stand-in has fewer ranks than the real file
     reference = tiktoken.Encoding(**constructor)

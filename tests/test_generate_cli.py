@@ -140,7 +140,8 @@ def test_streamed_text_equals_the_decode_of_all_generated_tokens(base_run):
     # cut at every token, must still add up to exactly the decode of the whole output.
     from rich.console import Console
 
-    from pileablate.inference.generate import GenerateOptions, generate
+    from pileablate.inference.generate import generate
+    from pileablate.inference.options import GenerateOptions
 
     out = io.StringIO()
     result = generate(

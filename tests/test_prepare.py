@@ -236,6 +236,10 @@ def test_store_of_another_tokenizer_is_refused_unless_overwrite(tmp_path, capsys
     code, _, stderr = run_cli(capsys, "-s", str(src), "-t", str(small_bpe), "-o", str(out))
     assert code == 2 and "another tokenizer" in error_line(stderr) and "--overwrite" in stderr
     assert read_manifest(out) == before  # nothing lost
+    # Temporaries an interrupted run leaves (a part being written, a manifest being replaced) go with --overwrite.
+    leftovers = [out / "train" / "part-00007.arrow.tmp", out / ".manifest.json.999999-abcd1234.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"torn")
     # The same command again is a no-op that reports the store.
     code, stdout, _ = run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(out))
     assert code == 0 and "already prepared" in stdout and read_manifest(out) == before
@@ -244,6 +248,7 @@ def test_store_of_another_tokenizer_is_refused_unless_overwrite(tmp_path, capsys
     after = read_manifest(out)
     assert after["tokenizer"]["name"] == "small" and after["fingerprint"] != before["fingerprint"]
     assert sorted(p.name for p in (out / "train").iterdir()) == ["part-00000.arrow"]
+    assert not any(path.exists() for path in leftovers)
 
 
 def test_same_store_whatever_the_number_of_worker_processes(tmp_path, capsys, small_bpe):

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from helpers.verdicts import paired_stats, verdicts_from_diffs
+
 from pileablate.errors import UserError
 from pileablate.report.stats import paired
 from pileablate.report.verdict import (
@@ -17,9 +19,7 @@ from pileablate.report.verdict import (
     holm_adjust,
     judge,
     minimum_detectable_effect,
-    paired_stats,
     seeds_needed,
-    verdicts_from_diffs,
 )
 from pileablate.report.stats import holm
 

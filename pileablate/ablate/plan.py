@@ -15,16 +15,6 @@ from typing import Optional, Sequence
 
 from pileablate.errors import UserError
 
-GRID_EXAMPLE = """\
-seeds = 2                       # optional; --seeds on the command line wins
-[[config]]
-mods = []                       # the baseline
-[[config]]
-mods = ["rope", "swiglu"]       # name defaults to rope+swiglu
-[[config]]
-name = "modern"
-mods = "all"                    # a comma list or an alias works too"""
-
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
 
@@ -102,7 +92,7 @@ def _load_toml(path: Path) -> dict:
 
 
 def grid_from_toml(path: Path) -> tuple[list[Experiment], Optional[int]]:
-    """Experiments (and an optional seed count) from a grid file; see GRID_EXAMPLE."""
+    """Experiments (and an optional seed count) from a grid file (its format: docs/ablate.md)."""
     from pileablate.model.registry import resolve_mods
 
     data = _load_toml(path)

@@ -194,18 +194,18 @@ def task_runs(plan: Sequence, tasks: int) -> list[list[str]]:
     return [[run_folder(p) for i, p in enumerate(plan) if i % tasks == k] for k in range(tasks)]
 
 
-def write_scripts(ablation, args: Sequence[str], tasks: Optional[int], request: SlurmRequest) -> list[Path]:
+def write_scripts(study, args: Sequence[str], tasks: Optional[int], request: SlurmRequest) -> list[Path]:
     """The array script of each stage, tasks.json and submit.sh, into RUNS/slurm/. Returns the scripts' paths."""
-    runs_dir = Path(ablation.base.runs_dir).resolve()
+    runs_dir = Path(study.base.runs_dir).resolve()
     out = runs_dir / "slurm"
     out.mkdir(parents=True, exist_ok=True)
-    args = absolute_args(args, Path(ablation.base.data), runs_dir)
-    stages = [("tune", ablation.tuning_plan())] if ablation.tuning else []
-    stages.append(("train", ablation.report_plan()))
+    args = absolute_args(args, Path(study.base.data), runs_dir)
+    stages = [("tune", study.tuning_plan())] if study.tuning else []
+    stages.append(("train", study.report_plan()))
     scripts, listing = [], {}
     for stage, plan in stages:
         n = min(tasks or len(plan), len(plan))
-        time, why = task_time(ablation.base.time_limit, math.ceil(len(plan) / n), request.time)
+        time, why = task_time(study.base.time_limit, math.ceil(len(plan) / n), request.time)
         log_dir = out / "logs" / stage
         log_dir.mkdir(parents=True, exist_ok=True)  # sbatch does not make it: a task would fail to start
         path = out / f"{stage}.sbatch"

@@ -108,7 +108,7 @@ def edge_extensions(ablation, tuning: Sequence[PlannedRun]) -> list[PlannedRun]:
 
 
 def _tuning_losses(ablation, tuning: Sequence[PlannedRun]) -> dict[str, list[tuple[float, Optional[float]]]]:
-    from pileablate.ablate.runner import read_summary
+    from pileablate.runfolder import read_summary
 
     points: dict[str, list[tuple[float, Optional[float]]]] = {}
     for planned in tuning:

@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
 
-from pileablate.data.reading import LineBatch, SourceError, iter_batches
+from pileablate.data.reading import LineBatch, iter_batches
 from pileablate.data.records import held_out, parse_record
 from pileablate.data.sources import Source
 from pileablate.data.tokenizer import Tokenizer
@@ -350,4 +350,4 @@ class Pipeline:
             self._started = None
 
 
-__all__ = ["Pipeline", "BatchResult", "Document", "EncodedBatch", "Profile", "SourceError", "encode_batch"]
+__all__ = ["Pipeline", "BatchResult", "Document", "EncodedBatch", "Profile", "encode_batch"]

@@ -269,10 +269,9 @@ def _describe_difference(old: dict, new: dict) -> str:
 
 
 def _own_files(out: Path) -> list[Path]:
-    found = [out / MANIFEST, out / STATE_DIR, out / (MANIFEST + ".tmp"),  # (the temporary name of older versions)
-             *out.glob(temp_prefix(out / MANIFEST) + "*" + TEMP_SUFFIX)]
-    for split in SPLITS:
-        found += list((out / split).glob("part-*.arrow")) + list((out / split).glob("part-*.arrow.tmp"))
+    found = [out / MANIFEST, out / STATE_DIR, *out.glob(temp_prefix(out / MANIFEST) + "*" + TEMP_SUFFIX)]
+    for split in SPLITS:  # a part being written is `<part>.tmp` (PartWriter)
+        found += list((out / split).glob("part-*.arrow")) + list((out / split).glob("part-*.arrow" + TEMP_SUFFIX))
     return [p for p in found if p.exists()]
 
 

@@ -148,16 +148,12 @@ def write_part(path: Path, documents: Sequence[np.ndarray] | Iterable[Sequence[i
     return info["rows"], info["tokens"]
 
 
-def split_part_files(directory: Path) -> list[Path]:
-    """The part files of a split in stream order: the manifest's list when there is one, else by name.
-
-    Going by the manifest ignores stray files (a part left by a run that was later overwritten).
-    """
-    return [path for path, _ in _split_listing(Path(directory))[0]]
-
-
 def _split_listing(directory: Path) -> tuple[list[tuple[Path, dict | None]], int | None]:
-    """[(part file, its manifest entry or None)] in stream order, and the manifest's vocab_size (or None)."""
+    """[(part file, its manifest entry or None)] in stream order, and the manifest's vocab_size (or None).
+
+    The manifest's list when there is one, else by name: going by the manifest ignores stray files (a part
+    left by a run that was later overwritten).
+    """
     manifest = directory.parent / "manifest.json"
     if manifest.is_file():
         try:

@@ -80,11 +80,6 @@ def ranks_sha256(token_bytes_in_rank_order: Sequence[tuple[int, bytes]]) -> str:
     return h.hexdigest()
 
 
-def parse_tiktoken_file(path: Path) -> dict[bytes, int]:
-    """Read a `.tiktoken` ranks file (`base64(token) rank` per line)."""
-    return _read_ranks_file(path)[0]
-
-
 def _read_ranks_file(path: Path) -> tuple[dict[bytes, int], str]:
     """(ranks, sha256 of the file's bytes)."""
     try:

@@ -7,7 +7,7 @@ which slots it fills and with which component, which options of the components i
 parameter matching may adjust, what it cannot be combined with, and its reference.
 
 The built-in modifications live one module per family in `pileablate/mods/` and register themselves
-exactly as a user's file does (`--mods-file`, see `pileablate.model.user_mods`). `--mods rope,swiglu`
+exactly as a user's file does (`--mods-file`, see `pileablate.mods_files`). `--mods rope,swiglu`
 means exactly "the baseline with these components and options". Nothing else in the package switches
 behaviour on a modification's name.
 """

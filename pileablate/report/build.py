@@ -72,10 +72,6 @@ class Report:
     margin: float = DEFAULT_MARGIN              # nats/token (the unit of Δ) for "no effect"
     design: Optional[SequentialDesign] = None   # the study's sequential design, from study.json
 
-    def undecided(self) -> list[str]:
-        """The labels whose verdict is "undecided" (the configurations a sequential study gives seeds)."""
-        return [label for label, v in self.verdicts.items() if v.word == "undecided"]
-
     @property
     def delta_metric(self) -> str:
         return "val bits/byte" if self.delta_key == "val_bits_per_byte" else "val loss (nats/token)"

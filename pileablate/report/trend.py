@@ -22,12 +22,12 @@ from typing import Optional, Sequence
 
 from pileablate.report.stats import Difference
 
-KINDS = ("no comparison", "untested", "changes sign", "within noise", "shifts", "grows", "shrinks", "varies", "steady")
-
 
 @dataclass(frozen=True)
 class Trend:
-    kind: str        # one of KINDS
+    # kind: "no comparison", "untested", "changes sign", "within noise", "shifts", "grows", "shrinks",
+    # "varies" or "steady"
+    kind: str
     sentence: str    # the verdict and its evidence (every point's Δ and interval)
 
 

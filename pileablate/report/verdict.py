@@ -16,9 +16,9 @@ look means that some comparison without a true difference had, at one of its loo
 looks and those comparisons is at most alpha. tests/test_report_verdict.py simulates whole studies.
 
 The decision is one vectorised function of (Δ, standard error, degrees of freedom) per comparison,
-`judge`. For paired seeds those are functions of the per-seed differences alone (`paired_stats`, equal to
-report.stats.paired's, as a test checks); the report and the simulated studies both decide through
-`judge`. With Welch (seeds that do not pair) the same rule runs on Welch's standard error and df, and the
+`judge`. For paired seeds those are functions of the per-seed differences alone (report.stats.paired;
+the tests' simulated studies compute them vectorised, in tests/helpers/verdicts.py); the report and the
+simulated studies both decide through `judge`. With Welch (seeds that do not pair) the same rule runs on Welch's standard error and df, and the
 power figures treat the two sides' spreads as adding up.
 """
 
@@ -189,19 +189,6 @@ def judge(delta, se, df, margin: float, design: Optional[SequentialDesign] = Non
     return words
 
 
-def paired_stats(diffs: np.ndarray, n: np.ndarray):
-    """(Δ, standard error, df) of the first n[...] per-seed differences along the last axis (NaN df
-    below two seeds)."""
-    diffs, n = np.asarray(diffs, dtype=float), np.asarray(n)
-    use = np.arange(diffs.shape[-1]) < n[..., None]
-    count = np.maximum(n, 1)
-    mean = np.where(use, diffs, 0.0).sum(-1) / count
-    var = np.where(use, (diffs - mean[..., None]) ** 2, 0.0).sum(-1) / np.maximum(n - 1, 1)
-    se = np.sqrt(var / count)
-    df = np.where(n >= 2, n - 1.0, np.nan)
-    return mean, se, df
-
-
 # ---- power ---------------------------------------------------------------------------------------
 
 def _power_difference(effect: float, sd: float, n: int, alpha: float) -> float:
@@ -280,24 +267,6 @@ def verdicts_from_stats(delta: Sequence[float], se: Sequence[float], df: Sequenc
         d = None if math.isnan(delta_a[i]) else float(delta_a[i])
         out.append(Verdict(str(word), d, cis[i], margin, int(n[i]), needed, mde))
     return out
-
-
-def verdicts_from_diffs(diffs: Sequence[Sequence[float]], margin: float = DEFAULT_MARGIN,
-                        design: Optional[SequentialDesign] = None) -> list[Verdict]:
-    """Verdicts of one family of paired comparisons, each given as its per-seed differences."""
-    from scipy import stats
-
-    n = np.array([len(d) for d in diffs])
-    padded = np.full((len(diffs), max(n, default=0) or 1), np.nan)
-    for i, d in enumerate(diffs):
-        padded[i, :len(d)] = d
-    delta, se, df = paired_stats(np.nan_to_num(padded), n)
-    delta = np.where(n >= 1, delta, np.nan)
-    cis = []
-    for i in range(len(diffs)):
-        half = float(stats.t.ppf(1 - ALPHA / 2, df[i]) * se[i]) if n[i] >= 2 else None
-        cis.append(None if half is None else (float(delta[i]) - half, float(delta[i]) + half))
-    return verdicts_from_stats(delta, se, df, n, cis, margin, design)
 
 
 def verdicts_from_differences(differences: Sequence, seeds: Sequence[int], margin: float,

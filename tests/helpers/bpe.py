@@ -98,3 +98,9 @@ def write_tiktoken_file(ranks: dict[bytes, int], path: Path) -> Path:
     lines = [base64.b64encode(token) + b" " + str(rank).encode() for token, rank in sorted(ranks.items(), key=lambda kv: kv[1])]
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
+
+
+def read_tiktoken_file(path: Path) -> dict[bytes, int]:
+    """The ranks a `.tiktoken` file holds (the inverse of `write_tiktoken_file`)."""
+    pairs = (line.split() for line in Path(path).read_bytes().splitlines() if line.strip())
+    return {base64.b64decode(token): int(rank) for token, rank in pairs}
