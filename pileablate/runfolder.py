@@ -274,7 +274,7 @@ def check_same_run(run_dir: Path, old: dict, new: dict) -> list[str]:
     if old["model"] != new["model"]:
         keys = sorted(k for k in set(old["model"]) | set(new["model"]) if old["model"].get(k) != new["model"].get(k))
         differences += [f"model {k} {old['model'].get(k)} -> {new['model'].get(k)}" for k in keys]
-    differences += settings_differences({k: old["train"].get(k) for k in new["train"]}, new["train"])
+    differences += settings_differences(old["train"], new["train"])
     if old.get("tokens_per_step") != new.get("tokens_per_step"):
         differences.append(f"tokens per step {old.get('tokens_per_step')} -> {new.get('tokens_per_step')}")
     if differences:

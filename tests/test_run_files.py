@@ -184,3 +184,25 @@ def test_the_report_reads_a_studys_design_through_the_run_folder(tmp_path):
     (tmp_path / runfolder.STUDY_FILE).write_text("{")
     with pytest.raises(UserError, match="delete or repair"):
         read_study([tmp_path])
+
+
+def test_a_run_of_an_older_version_continues(tmp_path):
+    """A setting added since the run was made is not a difference, and pileablate 2's names read as today's."""
+    import json
+
+    from pileablate.runfolder import read_config
+
+    run = tmp_path / "r"
+    run.mkdir()
+    old = config()
+    old["train"]["data_dir"] = old["train"].pop("time_limit") or "data"
+    old["train"]["time_limit_s"] = None
+    (run / "config.json").write_text(json.dumps(old))
+    new = copy.deepcopy(config())
+    new["train"].update({"data": "data", "mods_files": []})  # mods_files came after the old run
+    assert check_same_run(run, read_config(run), new) == []
+    new["train"]["data"] = "elsewhere"  # still a resumable change, as it always was
+    assert check_same_run(run, read_config(run), new) == []
+    new["train"]["lr"] = 5e-3
+    with pytest.raises(UserError, match="other settings"):
+        check_same_run(run, read_config(run), new)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from pileablate.ablate.plan import Experiment, PlannedRun, plan_runs, plan_tuning, tuning_seeds
-from pileablate.ablate.runner import BUDGET_FIELDS, Outcome
+from pileablate.ablate.runner import Outcome
+from pileablate.runfolder import BUDGET_FIELDS
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
 

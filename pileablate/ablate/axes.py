@@ -95,7 +95,6 @@ AXES: dict[str, AxisKind] = {
     "time_limit": AxisKind("time_limit", _duration, lambda v: f"time{exact_seconds(v)}", "tokens"),
 }
 AXIS_NAMES = "preset, n_layer, n_head, d_model, seq_len, max_tokens, max_steps, time_limit"
-BUDGET_AXES = ("max_tokens", "max_steps", "time_limit")
 
 
 @dataclass(frozen=True)

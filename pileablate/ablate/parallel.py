@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 from pileablate.ablate.plan import PlannedRun
-from pileablate.ablate.runner import Outcome, read_summary, run_grid, run_state
+from pileablate.ablate.runner import Outcome, run_grid, run_state
 from pileablate.errors import UserError
+from pileablate.runfolder import read_summary
 
 # How a run ended, as a worker reports it with the reason (a failure's message, else None).
 FINISHED, FAILED, STOPPED = 0, 1, 130
@@ -97,7 +98,8 @@ def _train_one(cfg, log_path: str) -> tuple[int, Optional[str]]:
     run, never the worker."""
     from rich.console import Console
 
-    from pileablate.train.trainer import RunFailed, train
+    from pileablate.train.session import RunFailed
+    from pileablate.train.trainer import train
 
     with open(log_path, "a", encoding="utf-8") as log:
         console = Console(file=log, soft_wrap=True, force_terminal=False)

@@ -24,8 +24,8 @@ from pileablate.ablate.ablation import Ablation, AblationFailed, AblationResult
 from pileablate.ablate.axes import Axis, Point, check_axes, points
 from pileablate.ablate.plan import PlannedRun, format_lr
 from pileablate.ablate.runner import budget_of, data_identity, grid_budget, run_state
-from pileablate.train.config import TrainConfig
 from pileablate.errors import UserError
+from pileablate.train.config import TrainConfig
 
 NO_POINT = Point("", {})    # a plain ablation's one point: no folder of its own
 NOT_IN_ARRAYS = ("{option} needs fixed seeds (--seeds N): --seeds auto chooses each round's runs from the verdicts "
