@@ -186,7 +186,7 @@ def test_runs_on_different_data_need_force_and_the_report_says_so(tmp_path):
              tokenizer=dict(BYTES_TOKENIZER, name="gpt2", sha256="c" * 64))
     with pytest.raises(UserError, match="--mix-data"):
         build_report([runs])
-    report = build_report([runs], force=True)
+    report = build_report([runs], mix_data=True)
     assert report.delta_key == "val_bits_per_byte"  # tokens of different tokenizers do not compare
     files = write_report(report, tmp_path / "out", plots=False)
     assert "Mixed data (--mix-data)" in files["report.md"].read_text()

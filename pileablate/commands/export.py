@@ -24,4 +24,4 @@ def export(
     """
     from pileablate.export.run import export_run
 
-    export_run(run_dir, out, fmt, force=overwrite, verify=verify)
+    export_run(run_dir, out, fmt, overwrite=overwrite, verify=verify)

@@ -18,7 +18,7 @@ def report(
         None, "--out", "-o", help="Where report.md, summary.csv, runs.csv and plots/ go. Default: the first RUNS_DIR.",
         show_default=False,
     ),
-    force: bool = typer.Option(
+    mix_data: bool = typer.Option(
         False, "--mix-data", help="Mix runs made on different data or tokenizers in one table (the report says so)."
     ),
     margin: Optional[float] = typer.Option(
@@ -60,7 +60,7 @@ def report(
     paths = list(runs_dirs) if runs_dirs else [Path("runs")]
     for note in changed_in_runs(paths):
         stderr_console().print(f"[yellow]note:[/yellow] {note}", markup=True, highlight=False)
-    result = build_report(paths, force=force, margin=margin)
+    result = build_report(paths, mix_data=mix_data, margin=margin)
     out_dir = out if out is not None else paths[0]
     files = write_report(result, out_dir, plots=plots)
     stdout_console().print(result.table())

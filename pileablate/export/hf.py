@@ -214,12 +214,12 @@ def build_hf_model(model, eot_id: Optional[int] = None):
 
 
 def export_hf(model, out_dir: Path, *, eot_id: Optional[int] = None, metadata: Optional[dict] = None,
-              force: bool = False) -> dict:
+              overwrite: bool = False) -> dict:
     """Write `model` to `out_dir` as config.json + model.safetensors (+ generation_config.json and
     pileablate.json with where it came from). Returns a summary dict."""
     out_dir = Path(out_dir)
     clashing = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
-    if clashing and not force:
+    if clashing and not overwrite:
         raise UserError(f"{out_dir} already holds {', '.join(clashing)}; pick another --out or pass --overwrite to replace them")
     hf_model = build_hf_model(model, eot_id)
     info = {

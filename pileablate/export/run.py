@@ -9,7 +9,7 @@ from pileablate.errors import UserError
 FORMATS = ("hf",)
 
 
-def export_run(run_dir: Path, out_dir: Path, fmt: str = "hf", *, force: bool = False, verify: bool = True,
+def export_run(run_dir: Path, out_dir: Path, fmt: str = "hf", *, overwrite: bool = False, verify: bool = True,
                console=None) -> dict:
     """Export the latest checkpoint of `run_dir` to `out_dir`; returns what was written."""
     from rich.console import Console
@@ -35,7 +35,7 @@ def export_run(run_dir: Path, out_dir: Path, fmt: str = "hf", *, force: bool = F
         "tokenizer": config.get("data", {}).get("tokenizer", {}),
         "note": "token ids are pileablate's tokenizer's (see tokenizer.spec); ids >= real_vocab_size are padding",
     }
-    info = hf.export_hf(model, out_dir, eot_id=tokenizer.eot_id, metadata=metadata, force=force)
+    info = hf.export_hf(model, out_dir, eot_id=tokenizer.eot_id, metadata=metadata, overwrite=overwrite)
     line = f"exported {run_dir} as {info['architecture']} to {out_dir}"
     if verify:
         diff = hf.verify_export(model, out_dir)

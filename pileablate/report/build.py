@@ -133,9 +133,9 @@ def read_study(paths: Iterable[Path]) -> dict:
     return {}
 
 
-def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list[Run]] = None,
+def build_report(paths: Iterable[Path], mix_data: bool = False, runs: Optional[list[Run]] = None,
                  margin: Optional[float] = None) -> Report:
-    """Load and check the runs under `paths` (or the given runs); refuses mixed data unless forced.
+    """Load and check the runs under `paths` (or the given runs); refuses mixed data unless `mix_data`.
     Learning-rate tuning runs (role "tuning") are kept apart from the runs the report compares.
     Each comparison gets a verdict at `margin` (default: study.json's, else DEFAULT_MARGIN), under the
     sequential design study.json records."""
@@ -147,15 +147,15 @@ def build_report(paths: Iterable[Path], force: bool = False, runs: Optional[list
         margin = check_margin(study.get("margin", DEFAULT_MARGIN), f"the margin in {STUDY_FILE}")
     design = SequentialDesign.from_json(study.get("sequential"))
     runs = runs if runs is not None else load_runs(paths)
-    report = _build(runs, force, common_seeds=design is not None)
+    report = _build(runs, mix_data, common_seeds=design is not None)
     report.margin, report.design = margin, design
     report.verdicts = _verdicts(report, margin, design)
     return report
 
 
-def _build(runs: list[Run], force: bool, common_seeds: bool = False) -> Report:
+def _build(runs: list[Run], mix_data: bool, common_seeds: bool = False) -> Report:
     compared = [r for r in runs if r.role != "tuning"]
-    notes = check_same_data(compared, force)
+    notes = check_same_data(compared, mix_data)
     mixed_tokenizers = len({r.tokenizer_id for r in compared if r.fingerprint}) > 1
     delta_key = "val_bits_per_byte" if mixed_tokenizers else "final_val_loss"
     if any(r.point for r in runs):

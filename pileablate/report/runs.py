@@ -186,10 +186,10 @@ def check_names(runs: list[Run]) -> None:
                             "one at a time, or rename one of the runs")
 
 
-def check_same_data(runs: list[Run], force: bool) -> list[str]:
-    """Runs on different data or tokenizers do not share a table unless forced.
+def check_same_data(runs: list[Run], mix_data: bool) -> list[str]:
+    """Runs on different data or tokenizers do not share a table unless `mix_data` (--mix-data).
 
-    Returns the notes the report prints when forced (empty when all runs share data and tokenizer).
+    Returns the notes the report prints when mixed (empty when all runs share data and tokenizer).
     """
     # A run that failed before training (guards) has no config.json and so no data identity; it is
     # flagged in the report and says nothing about mixing.
@@ -208,7 +208,7 @@ def check_same_data(runs: list[Run], force: bool) -> list[str]:
             f"runs use different tokenizers ({', '.join(tokenizers)}): losses per token do not compare; "
             "differences are taken on validation bits per byte"
         )
-    if notes and not force:
+    if notes and not mix_data:
         raise UserError(
             notes[0] + "; report them separately (one runs folder each) or pass --mix-data to mix them"
         )
