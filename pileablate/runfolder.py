@@ -49,7 +49,8 @@ _FIX = "delete or repair that run folder"
 
 # Training settings that pileablate 2 stored under other names (they are named as their options now),
 # so that the run folders it made still report and resume.
-_VERSION_2_NAMES = {"data_dir": "data", "time_limit_s": "time_limit", "kv_heads": "n_kv_head", "experts": "n_experts"}
+_VERSION_2_NAMES = {"data_dir": "data", "time_limit_s": "time_limit", "kv_heads": "n_kv_head", "experts": "n_experts",
+                    "top_k": "experts_per_token"}
 
 
 def _current_names(settings: Optional[dict]) -> Optional[dict]:
@@ -71,8 +72,9 @@ def _read(path: Path) -> Optional[dict]:
 
 def read_config(run_dir: Path) -> Optional[dict]:
     config = _read(Path(run_dir) / CONFIG_FILE)
-    if config is not None and "train" in config:
-        config["train"] = _current_names(config["train"])
+    for key in ("train", "model"):
+        if config is not None and key in config:
+            config[key] = _current_names(config[key])
     return config
 
 

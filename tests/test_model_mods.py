@@ -249,7 +249,7 @@ def test_mla_rotary_part_makes_scores_depend_on_offset_only():
 
 def test_moe_router_weights_sum_to_one_over_chosen_experts():
     torch.manual_seed(0)
-    model = GPT(tiny("moe", n_experts=6, top_k=3))
+    model = GPT(tiny("moe", n_experts=6, experts_per_token=3))
     moe = model.transformer.h[0].mlp
     assert isinstance(moe, MoE)
     x = torch.randn(40, 32)
@@ -263,7 +263,7 @@ def test_moe_router_weights_sum_to_one_over_chosen_experts():
 
 def test_moe_output_is_weighted_sum_of_chosen_experts():
     torch.manual_seed(0)
-    moe = GPT(tiny("moe", n_experts=4, top_k=2)).transformer.h[0].mlp
+    moe = GPT(tiny("moe", n_experts=4, experts_per_token=2)).transformer.h[0].mlp
     x = torch.randn(1, 5, 32)
     out, balance = moe(x)
     weights, experts, _ = moe.route(x.view(5, 32))
@@ -276,7 +276,7 @@ def test_moe_output_is_weighted_sum_of_chosen_experts():
 @pytest.mark.parametrize("mods", ["moe", "swiglu,moe"])
 def test_moe_active_params_match_dense_total_counts_all_experts(mods):
     dense = GPT(tiny(mods.replace("moe", "").strip(","))).num_params()["total"]
-    model = GPT(tiny(mods, n_experts=8, top_k=2))
+    model = GPT(tiny(mods, n_experts=8, experts_per_token=2))
     counts = model.num_params()
     per_expert = sum(p.numel() for p in model.transformer.h[0].mlp.experts[0].parameters())
     assert counts["total"] == sum(p.numel() for p in model.parameters())
@@ -349,7 +349,7 @@ def test_postnorm_normalises_after_the_residual_add():
 def test_moe_every_expert_gets_a_gradient_even_without_tokens():
     """DistributedDataParallel fails on parameters that take no part in a step."""
     torch.manual_seed(0)
-    model = GPT(tiny("moe", n_experts=8, top_k=1))
+    model = GPT(tiny("moe", n_experts=8, experts_per_token=1))
     moe = model.transformer.h[0].mlp
     with torch.no_grad():
         moe.router.weight.zero_()

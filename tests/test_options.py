@@ -51,6 +51,9 @@ def test_one_name_for_a_process_share_and_for_the_device():
     names = {name: {o for p in _command(name).params for o in p.opts} for name in ("prepare", "ablate", "train")}
     assert "--task" in names["prepare"] and "--task" in names["ablate"] and "--part" not in names["prepare"]
     assert "--device" in names["ablate"] and "--devices" not in names["ablate"]
+    generate = {o for p in _command("generate").params for o in p.opts}
+    assert "--top-k" in generate and "--top-k" not in names["train"]  # sampling's top-k; moe's is another idea
+    assert "--experts-per-token" in names["train"] and "--experts-per-token" in names["ablate"]
 
 
 def test_the_array_scripts_repeat_what_was_given_and_nothing_else(tmp_path, monkeypatch):
@@ -105,11 +108,14 @@ def test_run_folders_of_version_2_read_under_the_current_names(tmp_path):
     run = tmp_path / "baseline-s0"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"train": {"data_dir": "data", "time_limit_s": 60.0, "kv_heads": 2,
-                                                           "experts": 4, "max_steps": None}}))
+                                                           "experts": 4, "top_k": 1, "max_steps": None},
+                                                  "model": {"n_experts": 4, "top_k": 1}}))
     (run / "summary.json").write_text(json.dumps({"budget": {"time_limit_s": 60.0, "max_tokens": None, "max_steps": None}}))
     (tmp_path / "point.json").write_text(json.dumps({"axes": ["time_limit_s"], "values": {"time_limit_s": 60.0}}))
     train = runfolder.read_config(run)["train"]
-    assert train == {"data": "data", "time_limit": 60.0, "n_kv_head": 2, "n_experts": 4, "max_steps": None}
+    assert train == {"data": "data", "time_limit": 60.0, "n_kv_head": 2, "n_experts": 4, "experts_per_token": 1,
+                     "max_steps": None}
+    assert runfolder.read_config(run)["model"] == {"n_experts": 4, "experts_per_token": 1}
     assert runfolder.budget_of(train) == runfolder.read_summary(run)["budget"] == {
         "time_limit": 60.0, "max_tokens": None, "max_steps": None}
     assert runfolder.read_point(tmp_path) == {"axes": ["time_limit"], "values": {"time_limit": 60.0}}

@@ -51,7 +51,7 @@ def test_every_config_field_is_a_train_option_with_its_doc_as_help():
         "mods_files": ("--mods-file", str(Path(__file__).resolve().parents[1] / "examples" / "parallel_block.py")),
         "n_layer": ("--n-layer", "3"), "n_head": ("--n-head", "2"), "d_model": ("--d-model", "48"),
         "seq_len": ("--seq-len", "32"), "n_kv_head": ("--n-kv-head", "1"), "kv_latent_dim": ("--kv-latent-dim", "16"),
-        "n_experts": ("--n-experts", "4"), "top_k": ("--top-k", "1"), "mtp_depth": ("--mtp-depth", "3"),
+        "n_experts": ("--n-experts", "4"), "experts_per_token": ("--experts-per-token", "1"), "mtp_depth": ("--mtp-depth", "3"),
         "match_params": ("--no-match-params", None),
         "lr": ("--lr", "0.002"), "min_lr": ("--min-lr", "0.0001"), "weight_decay": ("--weight-decay", "0.05"),
         "beta1": ("--beta1", "0.8"), "beta2": ("--beta2", "0.99"), "grad_clip": ("--grad-clip", "0.5"),

@@ -55,7 +55,7 @@ class ModelConfig:
 
     moe: bool = option(False, "Replace each MLP with a mixture of experts.")
     n_experts: int = option(8, "Experts per layer for 'moe'.")
-    top_k: int = option(2, "Experts each token is routed to, for 'moe'.")
+    experts_per_token: int = option(2, "Experts each token is routed to, for 'moe'.")
     moe_aux_weight: float = option(0.01, "moe: weight of the Switch load-balancing loss.")
 
     mtp: bool = option(False, "Multi-token prediction heads as an auxiliary loss.")
@@ -93,8 +93,8 @@ class ModelConfig:
         if self.moe:
             if self.n_experts < 1:
                 raise bad(f"--n-experts must be at least 1 (got {self.n_experts})")
-            if not 1 <= self.top_k <= self.n_experts:
-                raise bad(f"--top-k {self.top_k} must be between 1 and --n-experts {self.n_experts}")
+            if not 1 <= self.experts_per_token <= self.n_experts:
+                raise bad(f"--experts-per-token {self.experts_per_token} must be between 1 and --n-experts {self.n_experts}")
         if self.mtp and self.mtp_depth < 2:
             raise bad(f"--mtp-depth {self.mtp_depth} must be at least 2 (tokens t+1..t+k; 2 adds one head for t+2)")
         if self.data_vocab_size is not None and not 1 <= self.data_vocab_size <= self.vocab_size:
@@ -133,8 +133,8 @@ class ModelConfig:
 
     @property
     def expert_hidden(self) -> int:
-        """moe: each expert is the dense MLP shrunk by top_k, so active params per token match dense."""
-        return max(1, self.ffn_hidden // self.top_k)
+        """moe: each expert is the dense MLP shrunk by experts_per_token, so active params per token match dense."""
+        return max(1, self.ffn_hidden // self.experts_per_token)
 
     @property
     def real_vocab_size(self) -> int:

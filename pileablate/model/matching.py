@@ -40,8 +40,8 @@ def count_params(cfg: ModelConfig) -> dict[str, int]:
 
 
 def _width_unit(cfg: ModelConfig) -> int:
-    # moe experts are ffn_hidden // top_k wide: hidden widths in steps of top_k move every expert by one.
-    return cfg.top_k if cfg.moe else 1
+    # moe experts are ffn_hidden // experts_per_token wide: hidden widths in steps of experts_per_token move every expert by one.
+    return cfg.experts_per_token if cfg.moe else 1
 
 
 def match_to_baseline(cfg: ModelConfig, baseline: ModelConfig) -> ModelConfig:

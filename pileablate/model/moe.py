@@ -4,7 +4,7 @@ load-balancing loss (Fedus et al. 2021).
 Routing is dropless (no expert capacity): a capacity limit drops tokens depending on which other
 tokens in the batch, later positions included, chose the same expert, which would leak the future into
 earlier positions' outputs. Each expert is the dense MLP type in force (GELU or SwiGLU) with its hidden
-width divided by top_k, so the parameters a token activates match the dense MLP.
+width divided by experts_per_token, so the parameters a token activates match the dense MLP.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pileablate.model.mlp import make_mlp
 class MoE(nn.Module):
     def __init__(self, config) -> None:
         super().__init__()
-        self.n_experts, self.top_k = config.n_experts, config.top_k
+        self.n_experts, self.experts_per_token = config.n_experts, config.experts_per_token
         self.router = nn.Linear(config.d_model, self.n_experts, bias=False)
         self.experts = nn.ModuleList(make_mlp(config, config.expert_hidden) for _ in range(self.n_experts))
 
@@ -30,7 +30,7 @@ class MoE(nn.Module):
         experts, feed the balance loss.
         """
         logits = self.router(x).float()
-        top_logits, experts = logits.topk(self.top_k, dim=-1)
+        top_logits, experts = logits.topk(self.experts_per_token, dim=-1)
         return F.softmax(top_logits, dim=-1), experts, F.softmax(logits, dim=-1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +43,7 @@ class MoE(nn.Module):
         # Group the (token, slot) assignments by expert with one sort and one host sync.
         assigned = experts.reshape(-1)
         order = assigned.argsort(stable=True)
-        token_of = order // self.top_k
+        token_of = order // self.experts_per_token
         weight_of = weights.reshape(-1)[order].to(flat.dtype)
         counts = torch.bincount(assigned, minlength=self.n_experts).tolist()
         begin = 0
@@ -61,4 +61,4 @@ class MoE(nn.Module):
     def inactive_params(self) -> int:
         """Parameters a token does not use: the experts it is not routed to."""
         per_expert = sum(p.numel() for p in self.experts[0].parameters())
-        return (self.n_experts - self.top_k) * per_expert
+        return (self.n_experts - self.experts_per_token) * per_expert

@@ -60,7 +60,7 @@ def machine_preset(device: str = "auto") -> tuple[str, str]:
 MODEL, OPTIMIZER, BUDGET = "Model", "Optimizer", "Budget (the first reached ends the run)"
 EVALUATION, HARDWARE = "Evaluation, logging, checkpoints", "Hardware"
 # ModelConfig fields a run may set (None: the preset's value, or the model's own default rule).
-MODEL_OPTIONS = ("n_layer", "n_head", "d_model", "seq_len", "n_kv_head", "kv_latent_dim", "n_experts", "top_k", "mtp_depth")
+MODEL_OPTIONS = ("n_layer", "n_head", "d_model", "seq_len", "n_kv_head", "kv_latent_dim", "n_experts", "experts_per_token", "mtp_depth")
 _PRESET_SIZES = ("n_layer", "n_head", "d_model", "seq_len")
 
 
@@ -98,7 +98,7 @@ class TrainConfig:
     n_kv_head: Optional[int] = _model_option("n_kv_head")
     kv_latent_dim: Optional[int] = _model_option("kv_latent_dim")
     n_experts: Optional[int] = _model_option("n_experts")
-    top_k: Optional[int] = _model_option("top_k")
+    experts_per_token: Optional[int] = _model_option("experts_per_token")
     mtp_depth: Optional[int] = _model_option("mtp_depth")
     match_params: bool = option(True, "Give a modified model the baseline's parameter count (active parameters, within 1%) by "
                                       "its MLP width; --no-match-params keeps the modification's own size.", group=MODEL)
