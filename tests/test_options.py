@@ -129,3 +129,13 @@ def test_model_options_are_model_fields_with_the_models_help():
     for name in MODEL_OPTIONS:
         assert help_of(ModelConfig, name) in help_of(TrainConfig, name)
     assert flag_of(TrainConfig, "n_kv_head") == "--n-kv-head" and flag_of(TrainConfig, "n_experts") == "--n-experts"
+
+
+@pytest.mark.parametrize("device, message", [("tpu", "use auto, cpu, cuda, cuda:N or mps"), ("cuda:0,cuda:1", "one device")])
+def test_generate_names_its_device_as_train_does(tmp_path, capsys, device, message):
+    from pileablate.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", str(tmp_path), "--prompt", "x", "--device", device])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and message in err and "\n" not in err

@@ -30,16 +30,14 @@ class GenerateResult:
     plain_tokens: Optional[list[int]] = None
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown --device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
-    return device
+def _device(name: str) -> torch.device:
+    """The device as train picks it (auto: CUDA, then MPS, then the CPU)."""
+    from pileablate.train.config import check_device
+    from pileablate.train.distributed import DistInfo
+    from pileablate.train.hardware import pick_device
+
+    check_device(name)
+    return pick_device(name, DistInfo())
 
 
 def load_model_for_inference(run_dir: Path, device: torch.device):
@@ -87,7 +85,7 @@ def generate(opts: GenerateOptions, out: Optional[TextIO] = None, console=None) 
     sampling = SamplingConfig(temperature=opts.temperature, top_k=opts.top_k or None, top_p=opts.top_p)
     if opts.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens must be at least 1, got {opts.max_new_tokens}")
-    device = resolve_device(opts.device)
+    device = _device(opts.device)
     model, config, tokenizer = load_model_for_inference(opts.run_dir, device)
     draft = None
     if opts.draft is not None:

@@ -29,7 +29,7 @@ class GenerateOptions:
                                    metavar="RUN2")
     draft_tokens: int = option(4, "Speculative decoding: tokens the draft proposes per target forward pass.")
     compare: bool = option(True, "With --draft: also time plain decoding of as many tokens and print the speed-up.")
-    device: str = option("auto", "'auto' (cuda when available), 'cpu', 'cuda', 'cuda:N', 'mps'.")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps (auto: cuda, then mps, then cpu).")
     echo: bool = option(False, "Print the prompt before the generated text.")
     mods_files: tuple[str, ...] = option((), "A file registering modifications the run used, when its recorded path has "
                                              "moved (repeatable).", flag="--mods-file", metavar="FILE")

@@ -187,13 +187,18 @@ CHOICES = {
 }
 
 
+def check_device(name: str) -> None:
+    """One device, named as --device takes it (train, generate; ablate checks each device it lists)."""
+    if "," in name:
+        raise UserError(f"--device {name}: a run trains on one device; for several GPUs run it under torchrun, "
+                        "or spread an ablation's runs over them with ablate --jobs")
+    if not (name in CHOICES["device"] or re.fullmatch(r"cuda:\d+", name)):
+        raise UserError(f"--device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
 def validate(cfg: TrainConfig) -> None:
     """One-line errors for values that cannot work, before anything is built."""
-    if "," in cfg.device:
-        raise UserError(f"--device {cfg.device}: a run trains on one device; for several GPUs run it under torchrun, "
-                        "or spread an ablation's runs over them with ablate --jobs")
-    if not (cfg.device in CHOICES["device"] or re.fullmatch(r"cuda:\d+", cfg.device)):
-        raise UserError(f"--device {cfg.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    check_device(cfg.device)
     if cfg.precision not in CHOICES["precision"]:
         raise UserError(f"--precision {cfg.precision!r}: use auto, bf16, fp16 or fp32")
     positive = {"batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "eval_every": cfg.eval_every,
