@@ -238,3 +238,18 @@ def test_in_a_sequential_study_a_decided_configuration_stays_paired_with_the_bas
                                 [a - b for a, b in zip(values["swiglu"], values["baseline"])]], design=SequentialDesign())
     assert report.verdicts["rope"].delta == pytest.approx(same[0].delta) and report.verdicts["rope"].seeds == 3
     assert [report.verdicts[n].word for n in ("rope", "swiglu")] == [v.word for v in same]
+
+
+def test_the_star_is_the_verdicts_test_at_a_sequential_studys_per_look_level(tmp_path):
+    """A p between the per-look level and 5%: starred and 'helps' in a fixed-seed report, neither in a
+    sequential study (whose looks each test at 5%/looks), so the table never shows a star beside 'undecided'."""
+    base = [2.00, 2.02, 2.01, 2.03]
+    runs = grid(tmp_path / "runs", {"baseline": base, "rope": [b + d for b, d in zip(base, [-0.02, -0.012, -0.025, -0.008])]})
+    fixed = build_report([runs])
+    rope = next(c for c in fixed.configurations if c.name == "rope")
+    assert 0.05 / len(SequentialDesign().looks()) < rope.delta.p_adjusted < 0.05  # the premise
+    assert rope.delta.marker == "*" and fixed.verdicts["rope"].word == "helps"
+    (runs / "study.json").write_text(json.dumps({"margin": 0.001, "sequential": {"first": 3, "max_seeds": 10, "step": 2}}))
+    sequential = build_report([runs])
+    rope = next(c for c in sequential.configurations if c.name == "rope")
+    assert rope.delta.marker == "" and sequential.verdicts["rope"].word == "undecided"

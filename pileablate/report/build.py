@@ -5,7 +5,7 @@ and the plots (PNG and SVG) into one folder.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional
@@ -47,6 +47,7 @@ from pileablate.report.verdict import (
     SequentialDesign,
     Verdict,
     check_margin,
+    level,
     rule_text,
     summary_line,
     verdicts_from_differences,
@@ -183,6 +184,8 @@ def _verdicts(report: Report, margin: float, design: Optional[SequentialDesign])
     verdicts = verdicts_from_differences([c.delta for c in compared], seeds, margin, design)
     for c, v in zip(compared, verdicts):
         c.verdict = v
+        # The star is the verdict's test: at a sequential study's per-look level, not at 5% for every look.
+        c.delta = replace(c.delta, level=level(design))
     return {c.name: v for c, v in zip(compared, verdicts)}
 
 

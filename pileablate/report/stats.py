@@ -17,7 +17,8 @@ SIGNIFICANCE_RULE = (
     "seeds (and so the same batches and validation windows) under the same budget, the test is a paired "
     "t-test on the per-seed differences; otherwise Welch's t-test. The 95% interval is that test's "
     "interval for Δ. A difference is marked significant (*) when its p-value, Holm–Bonferroni-adjusted "
-    "over every comparison in the report, is below 5%. A test needs ≥ 2 seeds on both sides; with one "
+    "over every comparison in the report, is below 5% (in a sequential study, below the per-look level its "
+    "verdicts use). A test needs ≥ 2 seeds on both sides; with one "
     "seed, significance is unknown (?)."
 )
 
@@ -47,13 +48,14 @@ class Difference:
     p: Optional[float] = None                  # two-sided, uncorrected
     ci: Optional[tuple[float, float]] = None   # 95% interval for delta
     p_adjusted: Optional[float] = None         # Holm over the report's comparisons
+    level: float = ALPHA                       # what p_adjusted must be below: a sequential study's per-look level
 
     @property
     def significant(self) -> Optional[bool]:
         """None: not testable (one seed). Judged on the Holm-adjusted p once it is set."""
         if self.p is None:
             return None
-        return (self.p_adjusted if self.p_adjusted is not None else self.p) < ALPHA
+        return (self.p_adjusted if self.p_adjusted is not None else self.p) < self.level
 
     @property
     def marker(self) -> str:
@@ -113,15 +115,28 @@ def welch(a: Sequence[float], b: Sequence[float], why: str = "Welch's t-test") -
 
 def holm(pvalues: Sequence[Optional[float]]) -> list[Optional[float]]:
     """Holm–Bonferroni adjusted p-values (Holm 1979), in the given order; None entries (untested)
-    are left out of the family and stay None. The i-th smallest of m is multiplied by m - i
-    (i from 0), then made non-decreasing and capped at 1."""
-    tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
-    m = len(tested)
-    adjusted: list[Optional[float]] = [None] * len(pvalues)
-    running = 0.0
-    for rank, (p, i) in enumerate(tested):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[i] = running
+    are left out of the family and stay None."""
+    import numpy as np
+
+    adjusted = holm_adjust(np.array([np.nan if p is None else p for p in pvalues], dtype=float))
+    return [None if p is None else float(q) for p, q in zip(pvalues, adjusted)]
+
+
+def holm_adjust(p):
+    """Holm-adjusted p-values along the last axis of an array (vectorised over the others, e.g. simulated
+    studies); NaN (untested) stays NaN and is outside the family. The i-th smallest of m is multiplied
+    by m - i (i from 0), then made non-decreasing and capped at 1."""
+    import numpy as np
+
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(np.where(np.isnan(p), np.inf, p), axis=-1)
+    sorted_p = np.take_along_axis(p, order, axis=-1)
+    m = np.sum(~np.isnan(p), axis=-1, keepdims=True)
+    rank = np.arange(p.shape[-1])
+    scaled = np.minimum(1.0, (m - rank) * np.where(np.isnan(sorted_p), 0.0, sorted_p))
+    running = np.maximum.accumulate(scaled, axis=-1)
+    adjusted = np.empty_like(p)
+    np.put_along_axis(adjusted, order, np.where(np.isnan(sorted_p), np.nan, running), axis=-1)
     return adjusted
 
 

@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from pileablate.errors import UserError
-from pileablate.report.stats import ALPHA
+from pileablate.report.stats import ALPHA, holm_adjust
 
 # A fifth of a typical published SwiGLU gain: Shazeer (2020), "GLU Variants Improve Transformer",
 # reports ≈0.04-0.05 lower log-perplexity than ReLU/GELU feed-forward layers (docs/report.md).
@@ -138,20 +138,6 @@ def rule_text(margin: float, design: Optional[SequentialDesign] = None, unit: st
 
 
 # ---- the decision -------------------------------------------------------------------------------
-
-def holm_adjust(p: np.ndarray) -> np.ndarray:
-    """Holm-adjusted p-values along the last axis; NaN (untested) stays NaN and is outside the family."""
-    p = np.asarray(p, dtype=float)
-    order = np.argsort(np.where(np.isnan(p), np.inf, p), axis=-1)
-    sorted_p = np.take_along_axis(p, order, axis=-1)
-    m = np.sum(~np.isnan(p), axis=-1, keepdims=True)
-    rank = np.arange(p.shape[-1])
-    scaled = np.minimum(1.0, (m - rank) * np.where(np.isnan(sorted_p), 0.0, sorted_p))
-    running = np.maximum.accumulate(scaled, axis=-1)
-    adjusted = np.empty_like(p)
-    np.put_along_axis(adjusted, order, np.where(np.isnan(sorted_p), np.nan, running), axis=-1)
-    return adjusted
-
 
 def _p_values(delta, se, df, margin):
     """(p of 'no difference', p of TOST) per comparison; NaN where untested (df NaN)."""
