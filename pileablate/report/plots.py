@@ -237,7 +237,7 @@ def _delta_intervals(ax, configs: list[Configuration], margin: Optional[float] =
 
 # Why an interval can exclude zero without a star: the reader's first question about this panel.
 DELTA_LEGEND = ("error bars: 95% interval of that comparison alone;\n* significant after Holm's correction over all "
-                "comparisons,\nso an interval clear of 0 may still lack its star")
+                "comparisons\n(and every look of a sequential study), so an interval clear of 0 may still lack its star")
 
 
 def final_val_bar_figure(configs: list[Configuration], key: str = "final_val_loss",
