@@ -92,6 +92,8 @@ def test_ablate_spreads_its_jobs_over_the_devices_listed(monkeypatch):
     assert _devices(options) == "cuda:0,cuda:1" and options["device"] == "cuda"
     with pytest.raises(UserError, match="one kind of device"):
         _devices({"device": "cpu,cuda:0"})
+    with pytest.raises(UserError, match="use auto, cpu, cuda, cuda:N or mps"):
+        _devices({"device": "cuda:0,cuda:x"})
     assert _devices({"device": "cpu"}) is None
 
 

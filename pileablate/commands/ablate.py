@@ -80,10 +80,13 @@ def _devices(options: dict) -> Optional[str]:
     share the kind of device named (`options["device"]` becomes it): losses on a CPU and on a GPU differ
     in their last digits, so one grid does not mix them."""
     from pileablate.errors import UserError
+    from pileablate.train.config import check_device
 
     names = [d.strip() for d in str(options.get("device") or "auto").split(",") if d.strip()]
     if len(names) < 2:
         return None
+    for name in names:
+        check_device(name)
     kinds = {name.split(":")[0] for name in names}
     if len(kinds) > 1:
         raise UserError(f"--device {options['device']}: the runs of one grid train on one kind of device; "
