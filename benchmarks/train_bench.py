@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from pileablate.model.build import PRESETS
-    from pileablate.model.registry import SEED_MODS
+    from pileablate.registry import SEED_MODS
 
     seq = PRESETS[args.preset]["seq_len"]
     tokens_per_step = args.batch_size * seq

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -68,25 +69,31 @@ def changed_files(records: Iterable[str]) -> list[str]:
 
 
 def _load_file(path: Path, digest: str) -> None:
-    from pileablate.model.registry import REGISTRY, registering_from, unregister
+    from pileablate.registry import modifications, registering_from, unregister
 
     origin = str(path)
     unregister(origin)  # a new version of a file loaded before in this process
-    before = set(REGISTRY)
+    before = set(modifications())
+    # Registered under a stable name in sys.modules: torch.compile (and pickling) re-import a module by
+    # its name, and a file executed without one cannot be found again.
+    name = f"pileablate_user_mods_{digest[:16]}"
     with registering_from(origin):
         try:
-            spec = importlib.util.spec_from_file_location(f"pileablate_user_mods_{digest[:16]}", path)
+            spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
             spec.loader.exec_module(module)
         except UserError:
+            sys.modules.pop(name, None)
             unregister(origin)
             raise
         except BaseException as err:  # noqa: BLE001 - any failure of the user's code is one line
+            sys.modules.pop(name, None)
             unregister(origin)
             raise UserError(f"--mods-file {path} does not import: {type(err).__name__}: {err}".splitlines()[0]) from None
     try:
-        for name in [n for n in REGISTRY if n not in before]:
-            check_modification(name)
+        for added in [n for n in modifications() if n not in before]:
+            check_modification(added)
     except UserError:
         unregister(origin)
         raise
@@ -101,10 +108,10 @@ def load_entry_points() -> None:
     _entry_points_loaded = True
     from importlib.metadata import entry_points
 
-    from pileablate.model.registry import REGISTRY, registering_from
+    from pileablate.registry import modifications, registering_from
 
     for point in entry_points(group=ENTRY_POINT_GROUP):
-        before = set(REGISTRY)
+        before = set(modifications())
         with registering_from(f"entry point {point.name} ({point.value})"):
             try:
                 point.load()
@@ -112,26 +119,30 @@ def load_entry_points() -> None:
                 raise
             except Exception as err:  # noqa: BLE001
                 raise UserError(f"entry point {point.value} ({ENTRY_POINT_GROUP}) does not import: {type(err).__name__}: {err}") from None
-        for name in [n for n in REGISTRY if n not in before]:
+        for name in [n for n in modifications() if n not in before]:
             check_modification(name)
 
 
-# ---- the shape check ----------------------------------------------------------------------------
+# ---- the check a file's modifications pass when loaded -------------------------------------------
 
 CHECK_VOCAB = 257
 CHECK_TOKENS = 16
+# The causality probe's context: long enough that a leak past position 300 of 512 shows.
+CHECK_CONTEXT = 512
 
 
 def check_modification(name: str) -> None:
-    """Build `name` alone on the nano preset, run every component it fills once and the whole model
-    once: UserError naming its file when a component fails or returns the wrong shape."""
+    """Build `name` alone on the nano preset, run every component it fills once, the whole model once,
+    and the causality probe (eval and training mode, over a 512-token context): UserError naming its
+    file when a component fails, returns the wrong shape, or lets the model see the future."""
     from pileablate.model.build import build_model_config
-    from pileablate.model.registry import REGISTRY, TRAINER_SLOTS
+    from pileablate.model.guards import check_causality
+    from pileablate.registry import TRAINER_SLOTS, modification
 
-    mod = REGISTRY[name]
+    mod = modification(name)
     where = f"{mod.origin}: modification {name!r}"
     try:
-        cfg = build_model_config("nano", (name,), CHECK_VOCAB)
+        cfg = build_model_config("nano", (name,), CHECK_VOCAB, seq_len=CHECK_CONTEXT)
     except UserError as err:
         raise UserError(f"{where}: {err}") from None
     with torch.random.fork_rng():
@@ -139,10 +150,16 @@ def check_modification(name: str) -> None:
         for slot, chosen in mod.fills.items():
             if slot not in TRAINER_SLOTS:
                 _check_component(where, cfg, slot, chosen)
-        model = _run(where, "the model", lambda: _gpt_logits(cfg))
-        _expect(where, "the model's logits", model, (2, CHECK_TOKENS, cfg.vocab_size))
+        model = _run(where, "the model", lambda: _gpt(cfg))
+        logits = _run(where, "the model", lambda: _logits(model))
+        _expect(where, "the model's logits", logits, (2, CHECK_TOKENS, cfg.vocab_size))
+        if mod.target == "model":
+            try:
+                check_causality(model)
+            except UserError as err:
+                raise UserError(f"{where}: {err}") from None
         if any(slot in TRAINER_SLOTS for slot in mod.fills):
-            _run(where, "its optimizer and schedule", lambda: _check_trainer(name, cfg))
+            _run(where, "its optimizer and schedule", lambda: _check_trainer(name, model))
 
 
 def _run(where: str, what: str, fn):
@@ -161,58 +178,58 @@ def _expect(where: str, what: str, tensor, shape: tuple) -> None:
 
 
 def _check_component(where: str, cfg, slot: str, chosen: str) -> None:
-    from pileablate.model.registry import component
+    """One component alone on a nano batch, called as the model calls it (SLOTS in pileablate/registry.py)."""
+    from pileablate.model.context import Context
+    from pileablate.registry import HOOKS, component
 
     build = component(slot, chosen).build
-    if build is None:
+    if build is None or slot in HOOKS:  # hooks run inside attention: the whole model checks them
         return
     d = cfg.d_model
     x = torch.randn(2, CHECK_TOKENS, d)
     what = f"{slot} component {chosen!r}"
+
+    def context() -> Context:
+        ctx = Context(start=0, length=CHECK_TOKENS)
+        position = component("position", cfg.position).build(cfg)  # the rotation attention may need
+        position(torch.zeros(2, CHECK_TOKENS, d), ctx)
+        return ctx
+
     if slot == "norm":
         out = _run(where, what, lambda: build(cfg, d)(x))
     elif slot == "mlp":
         out = _run(where, what, lambda: build(cfg, cfg.ffn_hidden)(x))
-    elif slot == "position":
-        out = _run(where, what, lambda: build(cfg)(x, 0))
     elif slot == "head":
         x = torch.randn(2, CHECK_TOKENS, cfg.vocab_size)
         out = _run(where, what, lambda: build(cfg)(x))
-    else:  # attention, block: rotary tables when the config rotates
-        rotary = _rotary(cfg)
-        out = _run(where, what, lambda: build(cfg)(x, rotary, None, 0))
-        if slot == "block":
-            if not (isinstance(out, tuple) and len(out) == 2):
-                raise UserError(f"{where}: {what} must return (x, balance loss or None), not {type(out).__name__}")
-            out = out[0]
+    elif slot == "objective":
+        return  # its heads' logits are checked by the causality probe
+    elif slot == "position":
+        out = _run(where, what, lambda: build(cfg)(x, Context(start=0, length=CHECK_TOKENS)))
+    else:  # attention, feedforward, block: (config, layer) -> module(x, ctx)
+        out = _run(where, what, lambda: build(cfg, 0)(x, context()))
     _expect(where, f"the output of its {what}", out, tuple(x.shape))
 
 
-def _rotary(cfg):
-    if cfg.position != "rope":
-        return None
-    from pileablate.model.rope import Rotary
-
-    dim = cfg.rope_dim if cfg.attention == "mla" else cfg.head_dim
-    return Rotary(dim, cfg.seq_len, cfg.rope_theta)(0, CHECK_TOKENS)
-
-
-def _gpt_logits(cfg) -> torch.Tensor:
+def _gpt(cfg):
     from pileablate.model.gpt import GPT
 
+    return GPT(cfg)
+
+
+def _logits(model) -> torch.Tensor:
     idx = torch.randint(0, CHECK_VOCAB, (2, CHECK_TOKENS))
-    return GPT(cfg)(idx, idx).logits
+    return model(idx, idx).logits
 
 
-def _check_trainer(name: str, cfg) -> None:
-    from pileablate.model.gpt import GPT
+def _check_trainer(name: str, model) -> None:
     from pileablate.train.config import TrainConfig
     from pileablate.train.optimizer import make_optimizer, make_schedule
 
     train_cfg = TrainConfig(mods=(name,), lr=1e-3, min_lr=1e-4, warmup_steps=10)
-    model = GPT(cfg)
     optimizer = make_optimizer(model, train_cfg, torch.device("cpu"))
-    model(torch.randint(0, CHECK_VOCAB, (2, CHECK_TOKENS)), torch.randint(0, CHECK_VOCAB, (2, CHECK_TOKENS))).loss.backward()
+    idx = torch.randint(0, CHECK_VOCAB, (2, CHECK_TOKENS))
+    model(idx, idx).loss.backward()
     optimizer.step()
     rate = make_schedule(train_cfg)(0, 0.0)
     if not isinstance(rate, (int, float)) or rate < 0:

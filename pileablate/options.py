@@ -7,7 +7,8 @@ names and config names. `parameters(cls)` turns the fields into the parameters o
 `30m` or `1.5M` where the field says how), and `as_args(params, ctx)` writes what a person gave back out
 as arguments (the job-array scripts repeat a command line that way).
 
-Torch-free, so `pileablate --help` stays instant.
+Torch-free, so `pileablate --help` stays instant, and typer-free until a command builds its parameters,
+so the config dataclasses (the model's among them) declare options without loading a CLI library.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
-
-import typer
 
 
 @dataclass(frozen=True)
@@ -97,6 +96,8 @@ def parameters(cls: type, *, exclude: Iterable[str] = (), hidden: Iterable[str] 
                argument: Optional[str] = None, argument_metavar: Optional[str] = None) -> list[inspect.Parameter]:
     """The typer parameters of `cls`'s exposed fields (field order; `hidden` ones left out of --help;
     `argument`: the field taken as the command's positional argument)."""
+    import typer
+
     hints = typing.get_type_hints(cls)
     hide = set(hidden)
     out = []
@@ -117,6 +118,8 @@ def parameters(cls: type, *, exclude: Iterable[str] = (), hidden: Iterable[str] 
 
 
 def _option_info(cls: type, f: dataclasses.Field, kind: Any, default: Any, spec: Cli, hidden: bool):
+    import typer
+
     flag = flag_of(cls, f.name)
     if kind is bool:
         negatable = spec.negatable if spec.negatable is not None else bool(default)
@@ -135,6 +138,8 @@ def _option_info(cls: type, f: dataclasses.Field, kind: Any, default: Any, spec:
 def with_parameters(*groups: list[inspect.Parameter], context: bool = False) -> Callable[[Callable], Callable]:
     """Give `func(**values)` the signature typer reads its options from (`context`: and `ctx`, typer's
     Context, first)."""
+    import typer
+
     params = [p for group in groups for p in group]
     if context:
         params.insert(0, inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))

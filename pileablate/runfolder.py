@@ -59,6 +59,26 @@ def _current_names(settings: Optional[dict]) -> Optional[dict]:
     return {_VERSION_2_NAMES.get(k, k): v for k, v in settings.items()}
 
 
+def _current_model(model: Optional[dict]) -> Optional[dict]:
+    """A model config as this version names it. pileablate 3 switched mixtures of experts and
+    multi-token prediction with booleans and named grouped-query attention an attention of its own;
+    they are the feedforward and objective components now, and gqa is mha with fewer key/value heads."""
+    model = _current_names(model)
+    if not isinstance(model, dict):
+        return model
+    if model.pop("moe", False):
+        model["feedforward"] = "moe"
+    if model.pop("mtp", False):
+        model["objective"] = "mtp"
+    if model.get("attention") == "gqa":
+        from pileablate.model.config import default_kv_heads  # torch-free
+
+        model["attention"] = "mha"
+        if model.get("n_kv_head") is None:
+            model["n_kv_head"] = default_kv_heads(int(model.get("n_head", 12)))
+    return model
+
+
 def is_run_dir(path: Path) -> bool:
     """A run folder holds config.json, or at least summary.json (a run that failed its guards)."""
     return (Path(path) / CONFIG_FILE).is_file() or (Path(path) / SUMMARY_FILE).is_file()
@@ -72,9 +92,10 @@ def _read(path: Path) -> Optional[dict]:
 
 def read_config(run_dir: Path) -> Optional[dict]:
     config = _read(Path(run_dir) / CONFIG_FILE)
-    for key in ("train", "model"):
-        if config is not None and key in config:
-            config[key] = _current_names(config[key])
+    if config is not None and "train" in config:
+        config["train"] = _current_names(config["train"])
+    if config is not None and "model" in config:
+        config["model"] = _current_model(config["model"])
     return config
 
 

@@ -195,7 +195,7 @@ def forget_user_mods():
     if "pileablate.model.registry" not in sys.modules:
         return
     import pileablate.mods_files as files
-    from pileablate.model import registry
+    from pileablate import registry
 
     origins = {m.origin for m in registry.REGISTRY.values()}
     origins |= {c.origin for slot in registry.COMPONENTS.values() for c in slot.values()}

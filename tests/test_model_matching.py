@@ -8,7 +8,7 @@ from pileablate.errors import UserError
 from pileablate.model.build import PRESETS, build_model_config
 from pileablate.model.config import default_kv_heads
 from pileablate.model.matching import MATCH_TOLERANCE, count_params
-from pileablate.model.registry import REGISTRY, mods_in_config
+from pileablate.registry import REGISTRY
 
 BYTES_VOCAB = 257  # the smallest vocabulary: embeddings hide the least of a modification's size
 MODEL_MODS = [m.name for m in REGISTRY.values() if m.target == "model"]
@@ -43,7 +43,7 @@ def test_every_single_modification_is_matched_within_one_percent(preset):
         cfg = build_model_config(preset, mod, BYTES_VOCAB, match_params=True)
         counts = count_params(cfg)
         assert abs(counts["active"] / baseline["active"] - 1) <= MATCH_TOLERANCE, (preset, mod, counts)
-        assert mods_in_config(cfg) == ((mod,) if REGISTRY[mod].target == "model" else ())
+        assert cfg.mods == ((mod,) if REGISTRY[mod].target == "model" else ())
         if mod == "moe":  # the documented exception: experts add parameters a token does not use
             assert counts["total"] > 2 * baseline["total"]
         else:
@@ -96,4 +96,4 @@ def test_matched_models_still_pass_the_causality_guard(preset, one_torch_thread)
 
     for mod in MODEL_MODS:
         cfg = build_model_config(preset, mod, BYTES_VOCAB, match_params=True)
-        check_causality(GPT(cfg), seq_len=16)
+        check_causality(GPT(cfg))

@@ -15,15 +15,15 @@ from pileablate.model.config import ModelConfig, mlp_params, swiglu_hidden
 from pileablate.model.gpt import GPT
 from pileablate.model.moe import MoE
 from pileablate.model.norms import RMSNorm
-from pileablate.model.registry import (
+from pileablate.registry import (
     REGISTRY,
     SEED_MODS,
     incompatible_with,
     model_changes,
-    mods_in_config,
     resolve_mods,
-    trainer_changes,
+    trainer_component,
 )
+from pileablate.model.context import Context
 from pileablate.model.rope import Rotary, apply_rotary
 
 
@@ -61,20 +61,20 @@ def test_incompatible_mods_rejected_with_valid_names():
 def test_every_registry_entry_changes_real_fields():
     model_fields = set(ModelConfig.__dataclass_fields__)
     for mod in REGISTRY.values():
-        assert mod.target in ("model", "trainer") and mod.summary and mod.changes
+        assert mod.target in ("model", "trainer") and mod.summary and (mod.fills or mod.sets)
         if mod.target == "model":
-            assert set(mod.changes) <= model_fields, mod.name
-            assert mods_in_config(build_model_config("nano", mod.name, 257)) == (mod.name,)
+            assert set(mod.sets) <= model_fields, mod.name
+            assert build_model_config("nano", mod.name, 257).mods == (mod.name,)
         for other in incompatible_with(mod.name):
             assert mod.name in incompatible_with(other)  # symmetric
 
 
 def test_trainer_and_model_changes_split_by_target():
-    assert trainer_changes("warmup") == {"schedule": "warmup"}
-    assert trainer_changes("cosine") == {"schedule": "cosine"}
-    assert trainer_changes("all") == {"schedule": "cosine"}  # cosine includes the warmup
-    assert trainer_changes("rope") == {} and model_changes("warmup,cosine") == {}
-    assert model_changes("all") == {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu"}
+    assert trainer_component("warmup", "schedule").name == "warmup"
+    assert trainer_component("cosine", "schedule").name == "cosine"
+    assert trainer_component("all", "schedule").name == "cosine"  # cosine includes the warmup
+    assert trainer_component("rope", "schedule").name == "constant" and model_changes("warmup,cosine", {}) == {}
+    assert model_changes("all", {}) == {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu"}
 
 
 def test_mods_command_table_and_json():
@@ -200,7 +200,8 @@ def test_gqa_query_head_h_reads_kv_head_h_div_group():
 def test_gqa_defaults_and_bad_kv_heads():
     assert build_model_config("small", "gqa", 257).kv_heads == 3
     assert build_model_config("nano", "gqa", 257).kv_heads == 1  # n_head 2 -> at least 1 (MQA)
-    assert build_model_config("nano", "", 257, n_kv_head=1).kv_heads == 2  # only gqa uses it
+    assert build_model_config("nano", "", 257, n_kv_head=1).kv_heads == 1  # a knob of attention
+    assert build_model_config("micro", "gqa", 257, mod_options=["gqa.kv_heads=1"]).kv_heads == 1
     with pytest.raises(UserError, match="must divide n_head 12"):
         build_model_config("small", "gqa", 257, n_kv_head=5)
 
@@ -235,9 +236,9 @@ def test_mla_rotary_part_makes_scores_depend_on_offset_only():
     idx = torch.randint(0, 61, (1, 6))
     with torch.no_grad():
         direct = model(idx).logits
-        assert model.rotary.dim == model.config.rope_dim
-        cos, sin = model.rotary(0, 6)
-        cos2, sin2 = model.rotary(5, 6)
+        rotary = next(t for t in model.transformer.wpe.tables if t.dim == model.config.rope_dim)
+        cos, sin = rotary(0, 6)
+        cos2, sin2 = rotary(5, 6)
         q, k = torch.randn(model.config.rope_dim), torch.randn(model.config.rope_dim)
         s1 = apply_rotary(q, cos[4], sin[4]) @ apply_rotary(k, cos[1], sin[1])
         s2 = apply_rotary(q, cos2[4], sin2[4]) @ apply_rotary(k, cos2[1], sin2[1])
@@ -265,7 +266,10 @@ def test_moe_output_is_weighted_sum_of_chosen_experts():
     torch.manual_seed(0)
     moe = GPT(tiny("moe", n_experts=4, experts_per_token=2)).transformer.h[0].mlp
     x = torch.randn(1, 5, 32)
-    out, balance = moe(x)
+    ctx = Context(start=0, length=5)
+    out = moe(x, ctx)
+    (balance,), weight = ctx.losses["moe_balance"]
+    assert weight == 0.01
     weights, experts, _ = moe.route(x.view(5, 32))
     for t in range(5):
         ref = sum(weights[t, s] * moe.experts[int(experts[t, s])](x[0, t]) for s in range(2))
@@ -304,12 +308,12 @@ def test_mtp_heads_leave_next_token_logits_and_loss_unchanged():
     torch.manual_seed(1)
     mtp = GPT(tiny("mtp", mtp_depth=3))
     missing, unexpected = mtp.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(name.startswith("mtp_heads.") for name in missing)
+    assert not unexpected and missing and all(name.startswith("objective.") for name in missing)
     idx = torch.randint(0, 61, (2, 16))
     a, b = plain(idx, idx), mtp(idx, idx)
     torch.testing.assert_close(a.logits, b.logits)
     torch.testing.assert_close(a.loss, b.loss)
-    assert len(b.mtp_logits) == 2 and set(b.aux) == {"mtp_loss", "mtp_loss_2", "mtp_loss_3"}
+    assert list(b.extra_logits) == ["mtp head t+2", "mtp head t+3"] and set(b.aux) == {"mtp_loss", "mtp_loss_2", "mtp_loss_3"}
     assert b.aux_loss.item() > 0
 
 
@@ -319,7 +323,7 @@ def test_mtp_head_k_is_trained_on_token_t_plus_k():
     idx = torch.randint(0, 61, (2, 16))
     targets = torch.randint(0, 61, (2, 16))
     out = model(idx, targets)
-    lg = out.mtp_logits[0]
+    lg = out.extra_logits["mtp head t+2"]
     ref = torch.nn.functional.cross_entropy(lg[:, :-1].reshape(-1, 64), targets[:, 1:].reshape(-1))
     torch.testing.assert_close(out.aux["mtp_loss_2"], ref)
     torch.testing.assert_close(out.aux_loss, 0.3 * ref)
@@ -337,9 +341,10 @@ def test_postnorm_normalises_after_the_residual_add():
     model = GPT(tiny("postnorm")).eval()
     block = model.transformer.h[0]
     x = torch.randn(1, 4, 32)
-    h = block.ln_1(x + block.attn(x))
-    expected = block.ln_2(h + block.mlp(h))
-    out, _ = block(x)
+    ctx = Context(start=0, length=4)
+    h = block.ln_1(x + block.attn(x, ctx))
+    expected = block.ln_2(h + block.mlp(h, ctx))
+    out = block(x, ctx)
     torch.testing.assert_close(out, expected)
     assert isinstance(model.transformer.ln_f, torch.nn.Identity)
     # every block output is normalised: per-position mean 0, variance 1 (LayerNorm gain 1, bias 0)
@@ -355,7 +360,9 @@ def test_moe_every_expert_gets_a_gradient_even_without_tokens():
         moe.router.weight.zero_()
         moe.router.weight[0].fill_(1.0)  # with positive inputs every token picks expert 0
     x = torch.rand(1, 4, 32) + 0.1
-    out, balance = moe(x)
+    ctx = Context(start=0, length=4)
+    out = moe(x, ctx)
+    balance = ctx.losses["moe_balance"][0][0]
     (out.sum() + balance).backward()
     assert all(p.grad is not None for p in moe.parameters())
     assert moe.experts[0].c_fc.weight.grad.abs().sum() > 0
@@ -378,7 +385,7 @@ def test_qknorm_normalises_each_head_of_queries_and_keys_before_the_scores():
     from pileablate.model.attention import CausalSelfAttention
 
     cfg = tiny("qknorm", kernel="math")
-    assert cfg.qk_norm and mods_in_config(cfg) == ("qknorm",)
+    assert cfg.qk_norm and cfg.mods == ("qknorm",)
     torch.manual_seed(0)
     attn = CausalSelfAttention(cfg).eval()
     x = torch.randn(2, 8, cfg.d_model)
@@ -387,10 +394,11 @@ def test_qknorm_normalises_each_head_of_queries_and_keys_before_the_scores():
     q = q / q.pow(2).mean(-1, keepdim=True).add(torch.finfo(q.dtype).eps).sqrt()
     k = k / k.pow(2).mean(-1, keepdim=True).add(torch.finfo(k.dtype).eps).sqrt()
     expected = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(2, 8, -1)
-    torch.testing.assert_close(attn(x), attn.c_proj(expected), rtol=1e-5, atol=1e-5)
+    ctx = Context(start=0, length=8)
+    torch.testing.assert_close(attn(x, ctx), attn.c_proj(expected), rtol=1e-5, atol=1e-5)
     base = CausalSelfAttention(tiny(kernel="math")).eval()
     base.load_state_dict(attn.state_dict())  # no parameters of its own: the same names and shapes
-    assert not torch.allclose(base(x), attn(x))
+    assert not torch.allclose(base(x, ctx), attn(x, ctx))
 
 
 def test_relu2_equals_its_formula_with_gpt2_names_and_size():
@@ -430,7 +438,7 @@ def _train_config(mods: str, **kw):
 def test_adam_decays_through_the_gradient_where_adamw_decays_the_weight():
     from pileablate.train.optimizer import make_optimizer
 
-    assert trainer_changes("adam") == {"optimizer": "adam"} and model_changes("adam") == {}
+    assert trainer_component("adam", "optimizer").name == "adam" and model_changes("adam", {}) == {}
     moved = {}
     for mods in ("", "adam"):
         torch.manual_seed(0)
@@ -452,8 +460,9 @@ def test_adam_decays_through_the_gradient_where_adamw_decays_the_weight():
 
 
 def test_muon_takes_the_hidden_matrices_at_its_own_rate_and_adamw_the_rest():
-    from pileablate.train.optimizer import (MUON_LR_SCALE, hidden_matrices, learning_rates, make_optimizer,
-                                            set_learning_rate)
+    from pileablate.mods import hidden_matrices
+    from pileablate.mods.muon import MUON_LR_SCALE
+    from pileablate.train.optimizer import learning_rates, make_optimizer, set_learning_rate
 
     torch.manual_seed(0)
     model = GPT(tiny("rope,mtp"))
@@ -463,7 +472,7 @@ def test_muon_takes_the_hidden_matrices_at_its_own_rate_and_adamw_the_rest():
     hidden, rest = hidden_matrices(model)
     assert {id(p) for g in muon.param_groups for p in g["params"]} == {id(p) for p in hidden}
     assert model.lm_head.weight in rest and all(p.dim() == 2 for p in hidden)
-    assert any(p is model.mtp_heads[0].block.attn.c_attn.weight for p in hidden)
+    assert any(p is model.objective[0].block.attn.c_attn.weight for p in hidden)
     assert len(hidden) + len(rest) == len(list(model.parameters()))
     set_learning_rate(optimizer, 1e-3)
     assert learning_rates(optimizer, 1e-3) == {"muon": 1e-3 * MUON_LR_SCALE, "adamw": 1e-3}

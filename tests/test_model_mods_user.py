@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from pileablate.cli import app, main
 from pileablate.errors import UserError
-from pileablate.model import registry
+from pileablate import registry
 from pileablate.mods_files import load_mods_files, split_record
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "parallel_block.py"

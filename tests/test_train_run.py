@@ -128,7 +128,7 @@ def test_default_budget_is_twenty_tokens_per_parameter():
     assert cfg.max_tokens == 20_000 and cfg.lr == 1e-3 and cfg.min_lr == 1e-4 and cfg.batch_size == 8
     assert cfg.name == "baseline-s0"
     assert resolve_config(TrainConfig(preset="nano", max_steps=5), (), 1000).max_tokens is None
-    from pileablate.model.registry import SEED_MODS
+    from pileablate.registry import SEED_MODS
 
     assert resolve_config(TrainConfig(seed=2), SEED_MODS, 1000).name == "all-s2"
 

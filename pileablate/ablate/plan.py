@@ -50,7 +50,7 @@ class PlannedRun:
 
 def label_for(mods: Sequence[str]) -> str:
     """'baseline', 'all' (exactly the seed study's five), a single name, or 'a+b' for a combination."""
-    from pileablate.model.registry import SEED_MODS
+    from pileablate.registry import SEED_MODS
 
     mods = tuple(mods)
     if not mods:
@@ -62,7 +62,7 @@ def label_for(mods: Sequence[str]) -> str:
 
 def default_grid(mods_spec: Optional[str] = None) -> list[Experiment]:
     """Baseline, each modification alone, and all of them together (duplicates dropped)."""
-    from pileablate.model.registry import SEED_MODS, resolve_mods
+    from pileablate.registry import SEED_MODS, resolve_mods
 
     mods = resolve_mods(mods_spec) if mods_spec is not None else SEED_MODS
     if mods_spec is not None and not mods:
@@ -93,7 +93,7 @@ def _load_toml(path: Path) -> dict:
 
 def grid_from_toml(path: Path) -> tuple[list[Experiment], Optional[int]]:
     """Experiments (and an optional seed count) from a grid file (its format: docs/ablate.md)."""
-    from pileablate.model.registry import resolve_mods
+    from pileablate.registry import resolve_mods
 
     data = _load_toml(path)
     unknown = set(data) - {"seeds", "config", "sweep"}  # [sweep]: pileablate.ablate.axes reads it

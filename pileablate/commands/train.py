@@ -38,13 +38,14 @@ def train_config(options: dict) -> TrainConfig:
     """What the command line gave -> a validated TrainConfig (budget strings parsed, one-line errors).
 
     The --mods-file files are loaded first: --mods may name the modifications they register."""
-    from pileablate.model.registry import resolve_mods
     from pileablate.mods_files import load_mods_files
+    from pileablate.registry import parse_mod_options, resolve_mods
     from pileablate.train.config import validate
 
     values = from_command_line(TrainConfig, options)
     values["mods_files"] = load_mods_files(values.get("mods_files", ()))
     values["mods"] = resolve_mods(values.get("mods") or "")
+    parse_mod_options(values.get("mod_options", ()), values["mods"])  # an unknown or mistyped option: one line, now
     cfg = TrainConfig(**values)
     validate(cfg)
     return cfg

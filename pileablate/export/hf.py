@@ -20,26 +20,30 @@ import torch
 
 from pileablate.errors import UserError
 
-# Modifications the Llama architecture expresses, and those it requires.
-LLAMA_ALLOWED = frozenset({"rope", "rmsnorm", "swiglu", "gqa"})
-LLAMA_REQUIRED = ("rope", "rmsnorm", "swiglu")
+ARCHITECTURES = {"gpt2": "GPT-2", "llama": "Llama"}
 OUTPUT_FILES = ("config.json", "model.safetensors", "generation_config.json", "pileablate.json")
 
 
-def model_modifications(cfg) -> list[str]:
-    """The model-side modifications a ModelConfig carries, read from its fields via the registry."""
-    from pileablate.model.registry import REGISTRY
+def _exports_of(name: str) -> frozenset[str]:
+    """The architectures a modification maps onto: what it declares, else what every component it
+    fills (a hook included) declares. A modification that maps onto none is refused by name."""
+    from pileablate.registry import component, modification
 
-    return [
-        m.name for m in REGISTRY.values()
-        if m.target == "model" and all(getattr(cfg, k) == v for k, v in m.changes.items())
-    ]
+    mod = modification(name)
+    if mod.exports is not None:
+        return mod.exports
+    out = frozenset(ARCHITECTURES)
+    for slot, chosen in mod.fills.items():
+        out &= component(slot, chosen).exports
+    return out
 
 
 def hf_architecture(cfg) -> str:
-    """'gpt2' or 'llama'; UserError naming the modification that has no Hugging Face equivalent."""
-    present = model_modifications(cfg)
-    refused = [name for name in present if name not in LLAMA_ALLOWED]
+    """'gpt2' or 'llama': the architecture every component of the model and every modification it was
+    built with maps onto (the components say so, `exports`); UserError naming what has none."""
+    from pileablate.registry import HOOK_FIELDS, SLOTS, TRAINER_SLOTS, component
+
+    refused = sorted(name for name in cfg.mods if not _exports_of(name))
     if refused:
         raise UserError(
             f"cannot export: modification{'' if len(refused) == 1 else 's'} {', '.join(repr(n) for n in refused)} "
@@ -47,16 +51,25 @@ def hf_architecture(cfg) -> str:
             "(export supports the baseline as GPT-2 and rope,rmsnorm,swiglu with optional gqa as Llama; every other "
             "modification, a --mods-file's too, is refused by name)"
         )
-    if not present:
-        return "gpt2"
-    missing = [m for m in LLAMA_REQUIRED if m not in present]
-    if missing:
-        raise UserError(
-            f"cannot export: modification '{present[0]}' has no Hugging Face equivalent without "
-            f"{', '.join(missing)} (GPT-2 has none of rope/rmsnorm/swiglu/gqa; Llama needs rope, rmsnorm "
-            "and swiglu together)"
-        )
-    return "llama"
+    parts = {f"{getattr(cfg, slot)} {slot}": component(slot, getattr(cfg, slot)).exports
+             for slot in SLOTS if slot not in TRAINER_SLOTS}
+    parts.update({f"{name} {kind} hook": component(kind, name).exports
+                  for kind, key in HOOK_FIELDS.items() for name in getattr(cfg, key)})
+    possible = frozenset(ARCHITECTURES)
+    for exports in [*parts.values(), *(_exports_of(n) for n in cfg.mods)]:
+        possible &= exports
+    if "gpt2" in possible and cfg.kv_heads != cfg.n_head:
+        possible -= {"gpt2"}  # GPT-2 has one key/value head per query head
+    if possible:
+        return "gpt2" if "gpt2" in possible else sorted(possible)[0]
+    wanted = sorted(_exports_of(cfg.mods[0]))[0] if cfg.mods else "gpt2"
+    blocking = [part for part, exports in parts.items() if wanted not in exports]
+    what = f"modification '{cfg.mods[0]}'" if cfg.mods else "this model"
+    raise UserError(
+        f"cannot export: {what} has no Hugging Face equivalent together with the model's "
+        f"{', '.join(blocking) or f'{cfg.kv_heads} key/value heads'} ({ARCHITECTURES[wanted]} needs every part its own: "
+        "GPT-2 is the baseline; Llama is rope, rmsnorm and swiglu together, with optional gqa)"
+    )
 
 
 def gpt2_config(cfg, eot_id: Optional[int]) -> dict:

@@ -1,10 +1,11 @@
 """ModelConfig: every architecture choice as one typed, JSON-serialisable dataclass, plus presets.
 
 A config is the baseline (GPT-2) unless a field says otherwise; the slot fields (position, norm,
-attention, mlp, block, head) name registered components, and modifications (registry.py) are named sets
-of field changes. Presets and `build_model_config` live in build.py (this module is the leaf). Fields left `None` follow a documented default rule (see the
-`help` of each), computed by the properties below, so `ModelConfig(**asdict(cfg))` rebuilds exactly
-the same model.
+attention, mlp, feedforward, block, head, objective) name registered components, `scores` and `masks` the
+attention hooks in force, and modifications (pileablate/registry.py) are named sets of such changes.
+Presets and `build_model_config` live in build.py. Fields left `None` follow a documented default rule
+(see the `help` of each), computed by the properties below, so `ModelConfig(**asdict(cfg))` rebuilds
+exactly the same model. Each component checks its own conditions (`Component.check`).
 """
 
 from __future__ import annotations
@@ -42,63 +43,54 @@ class ModelConfig:
     mlp: str = option("gelu", "'gelu' (4x, tanh GELU as GPT-2), 'swiglu', 'relu2' or a registered mlp component.")
     mlp_hidden: Optional[int] = option(None, "MLP hidden width. None: 4*d_model for gelu; for swiglu 8/3*d_model rounded so params match gelu within 1%.")
 
-    attention: str = option("mha", "'mha' (multi-head), 'gqa' (grouped-query), 'mla' (multi-head latent) or a registered attention component.")
-    qk_norm: bool = option(False, "RMS-normalise queries and keys per head before attention (qknorm; mha and gqa).")
-    kernel: str = option("sdpa", "'sdpa' (F.scaled_dot_product_attention, flash when available) or 'math' (explicit reference).")
-    n_kv_head: Optional[int] = option(None, "Key/value heads for 'gqa'; must divide n_head. Default: the divisor of n_head nearest "
-                                               "n_head/4, above 1 when one exists; 1 = multi-query attention.")
+    attention: str = option("mha", "'mha' (multi-head; grouped-query with --n-kv-head), 'mla' (multi-head latent) or a registered attention component.")
+    qk_norm: bool = option(False, "RMS-normalise queries and keys per head before attention (qknorm; mha).")
+    kernel: str = option("sdpa", "'sdpa' (F.scaled_dot_product_attention, flash when available; FlexAttention on GPUs when a "
+                                 "score or mask hook is active) or 'math' (explicit reference).")
+    n_kv_head: Optional[int] = option(None, "Key/value heads of multi-head attention; must divide n_head. None: n_head. "
+                                            "gqa sets the divisor of n_head nearest n_head/4, above 1 when one exists; 1 = multi-query attention.")
     kv_latent_dim: Optional[int] = option(None, "Latent width of keys/values for 'mla'. Default: max(d_model/4, head dim).")
-    mla_rope_dim: Optional[int] = option(None, "mla with rope: width of the decoupled rotary query/key part. None: head_dim//2.")
+    mla_rope_dim: Optional[int] = option(None, "mla with a rotary position component: width of the decoupled rotary query/key part. None: head_dim//2.")
+    scores: tuple[str, ...] = option((), "Attention score hooks in force (registered 'score' components, applied in order).")
+    masks: tuple[str, ...] = option((), "Attention mask hooks in force (registered 'mask' components, all combined with causality).")
 
     block: str = option("sequential", "Block wiring: 'sequential' (x + attn, then + mlp; GPT-2) or a registered block component.")
+    feedforward: str = option("dense", "What each block's MLP is: 'dense' (one MLP), 'moe' (a mixture of experts of it) or a registered feedforward component.")
     head: str = option("linear", "What follows the tied unembedding: 'linear' (nothing), 'softcap' or a registered head component.")
+    objective: str = option("next", "Training objective beside next-token prediction: 'next' (none), 'mtp' or a registered objective component.")
 
-    moe: bool = option(False, "Replace each MLP with a mixture of experts.")
     n_experts: int = option(8, "Experts per layer for 'moe'.")
     experts_per_token: int = option(2, "Experts each token is routed to, for 'moe'.")
     moe_aux_weight: float = option(0.01, "moe: weight of the Switch load-balancing loss.")
 
-    mtp: bool = option(False, "Multi-token prediction heads as an auxiliary loss.")
     mtp_depth: int = option(2, "Tokens predicted ahead per position for 'mtp' (2 = t+1 and t+2; k-1 extra heads).")
     mtp_weight: float = option(0.3, "mtp: weight of the mean extra-head loss in aux_loss.")
 
+    mods: tuple[str, ...] = option((), "The modifications this config was built with (build_model_config records them).")
+    mod_options: dict = option(None, "Options given to those modifications (--mod-option), {name: {key: value}}.")
+
     def __post_init__(self) -> None:
-        def bad(msg: str) -> UserError:
-            return UserError(msg)
+        from pileablate.registry import HOOK_FIELDS, SLOTS, TRAINER_SLOTS, component
 
-        from pileablate.model.registry import component
-
-        for slot in ("position", "norm", "attention", "mlp", "block", "head"):
-            component(slot, getattr(self, slot))
+        self.scores, self.masks, self.mods = tuple(self.scores), tuple(self.masks), tuple(self.mods)
+        self.mod_options = {k: dict(v) for k, v in (self.mod_options or {}).items()}
+        chosen = [component(slot, getattr(self, slot)) for slot in SLOTS if slot not in TRAINER_SLOTS]
+        chosen += [component(kind, name) for kind, key in HOOK_FIELDS.items() for name in getattr(self, key)]
         choices = {"norm_position": ("pre", "post"), "kernel": ("sdpa", "math")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise bad(f"model {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+                raise UserError(f"model {name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         for name in ("vocab_size", "n_layer", "n_head", "d_model", "seq_len"):
             if int(getattr(self, name)) < 1:
-                raise bad(f"model {name} must be at least 1 (got {getattr(self, name)})")
+                raise UserError(f"model {name} must be at least 1 (got {getattr(self, name)})")
         if self.d_model % self.n_head:
-            raise bad(f"d_model {self.d_model} is not divisible by n_head {self.n_head}; pick sizes where it is")
-        if self.position == "rope" and self.head_dim % 2:
-            raise bad(f"rope needs an even head dimension (d_model/n_head = {self.head_dim}); change d_model or n_head")
-        if self.attention == "gqa":
-            kv = self.kv_heads
-            if kv < 1 or self.n_head % kv:
-                raise bad(f"--n-kv-head {kv} must divide n_head {self.n_head} (e.g. {_divisors(self.n_head)})")
-        if self.attention == "mla":
-            if self.latent_dim < 1:
-                raise bad(f"--kv-latent-dim must be at least 1 (got {self.latent_dim})")
-            if self.position == "rope" and (self.rope_dim < 2 or self.rope_dim % 2):
-                raise bad(f"mla's rotary part must be even and at least 2 (got {self.rope_dim})")
-        if self.moe:
-            if self.n_experts < 1:
-                raise bad(f"--n-experts must be at least 1 (got {self.n_experts})")
-            if not 1 <= self.experts_per_token <= self.n_experts:
-                raise bad(f"--experts-per-token {self.experts_per_token} must be between 1 and --n-experts {self.n_experts}")
-        if self.mtp and self.mtp_depth < 2:
-            raise bad(f"--mtp-depth {self.mtp_depth} must be at least 2 (tokens t+1..t+k; 2 adds one head for t+2)")
+            raise UserError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}; pick sizes where it is")
         if self.data_vocab_size is not None and not 1 <= self.data_vocab_size <= self.vocab_size:
-            raise bad(f"data_vocab_size {self.data_vocab_size} must be between 1 and vocab_size {self.vocab_size}")
+            raise UserError(f"data_vocab_size {self.data_vocab_size} must be between 1 and vocab_size {self.vocab_size}")
+        for part in chosen:  # each component's own conditions (rope: an even head dim; moe: experts)
+            problem = part.check(self) if part.check is not None else None
+            if problem:
+                raise UserError(problem)
 
     # Derived sizes (the "None means default rule" fields resolved).
     @property
@@ -107,10 +99,8 @@ class ModelConfig:
 
     @property
     def kv_heads(self) -> int:
-        """Key/value heads actually used: n_head except for gqa."""
-        if self.attention != "gqa":
-            return self.n_head
-        return self.n_kv_head if self.n_kv_head is not None else default_kv_heads(self.n_head)
+        """Key/value heads of multi-head attention: n_head unless --n-kv-head (or gqa) says fewer."""
+        return self.n_kv_head if self.n_kv_head is not None else self.n_head
 
     @property
     def latent_dim(self) -> int:
@@ -126,15 +116,11 @@ class ModelConfig:
         """Dense MLP hidden width."""
         if self.mlp_hidden is not None:
             return self.mlp_hidden
-        from pileablate.model.registry import component
+        from pileablate.registry import component
 
         rule = component("mlp", self.mlp).hidden
         return rule(self) if rule is not None else 4 * self.d_model
 
-    @property
-    def expert_hidden(self) -> int:
-        """moe: each expert is the dense MLP shrunk by experts_per_token, so active params per token match dense."""
-        return max(1, self.ffn_hidden // self.experts_per_token)
 
     @property
     def real_vocab_size(self) -> int:

@@ -1,4 +1,4 @@
-"""The GPT: GPT-2 (Radford et al. 2019, as in nanoGPT) whose parts ModelConfig switches.
+"""The GPT: GPT-2 (Radford et al. 2019, as in nanoGPT) assembled from the components ModelConfig names.
 
 Parameter names follow nanoGPT (transformer.wte / wpe / h.{i}.ln_1 / attn.c_attn / attn.c_proj /
 ln_2 / mlp.c_fc / mlp.c_proj / ln_f, lm_head tied to wte) so checkpoints map onto Hugging Face GPT-2
@@ -16,78 +16,57 @@ import torch.nn.functional as F
 from torch import nn
 
 from pileablate.errors import UserError
-from pileablate.model.attention import make_attention
+from pileablate.model.attention import make_attention, make_hooks
 from pileablate.model.config import ModelConfig
+from pileablate.model.context import Context
 from pileablate.model.kv_cache import KVCache
-from pileablate.model.mlp import make_mlp
-from pileablate.model.moe import MoE
 from pileablate.model.norms import make_norm
-from pileablate.model.rope import Rotary
-
-BUILT_IN_POSITIONS = ("learned", "rope")  # the others are registered position components
+from pileablate.registry import component
 
 
 @dataclass
 class ModelOutput:
     """logits (B, T, vocab_size) for the next token; loss: its mean cross-entropy (None without targets);
-    aux_loss: what to add to loss for the optimiser (MoE balance + MTP heads; zero when neither);
-    aux: name -> scalar tensor for logging; mtp_logits: logits of the extra heads for t+2, t+3, ...
-    (uncached forwards of mtp models only)."""
+    aux_loss: what to add to loss for the optimiser (the auxiliary losses blocks and objectives added:
+    MoE balance, MTP heads; zero when none); aux: name -> scalar tensor for logging; extra_logits: name ->
+    logits of an objective's extra heads ("mtp head t+2", ...; uncached forwards only)."""
 
     logits: torch.Tensor
     loss: Optional[torch.Tensor] = None
     aux_loss: Optional[torch.Tensor] = None
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
-    mtp_logits: tuple[torch.Tensor, ...] = ()
+    extra_logits: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def make_block(config: ModelConfig) -> nn.Module:
-    """The block component the config names (registry): `sequential` is Block below."""
-    from pileablate.model.registry import component
+def make_block(config: ModelConfig, layer: int = 0) -> nn.Module:
+    """The block component the config names (registry) for layer `layer`: `sequential` is Block below."""
+    return component("block", config.block).build(config, layer)
 
-    return component("block", config.block).build(config)
+
+def make_feedforward(config: ModelConfig, layer: int = 0) -> nn.Module:
+    """The feedforward component the config names: `dense` (the mlp in force) or `moe`."""
+    return component("feedforward", config.feedforward).build(config, layer)
 
 
 class Block(nn.Module):
     """The `sequential` block. Pre-norm: x + f(norm(x)) (GPT-2); post-norm: norm(x + f(x)) (Vaswani
     et al. 2017)."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, layer: int = 0) -> None:
         super().__init__()
+        self.layer = layer
         self.post = config.norm_position == "post"
         self.ln_1 = make_norm(config)
-        self.attn = make_attention(config)
+        self.attn = make_attention(config, layer)
         self.ln_2 = make_norm(config)
-        self.mlp = MoE(config) if config.moe else make_mlp(config)
+        self.mlp = make_feedforward(config, layer)
 
-    def _mlp(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        if isinstance(self.mlp, MoE):
-            return self.mlp(x)
-        return self.mlp(x), None
-
-    def forward(self, x, rotary=None, cache=None, start: int = 0):
+    def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         if self.post:
-            x = self.ln_1(x + self.attn(x, rotary, cache, start))
-            y, balance = self._mlp(x)
-            return self.ln_2(x + y), balance
-        x = x + self.attn(self.ln_1(x), rotary, cache, start)
-        y, balance = self._mlp(self.ln_2(x))
-        return x + y, balance
-
-
-class MTPHead(nn.Module):
-    """One extra multi-token-prediction head (Gloeckle et al. 2024): a transformer block on the trunk's
-    last hidden state, then a final norm, feeding the shared unembedding. It sees only the trunk's
-    causal state, so it is causal too."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.block = make_block(config)
-        self.ln_f = nn.Identity() if config.norm_position == "post" else make_norm(config)
-
-    def forward(self, h, rotary=None):
-        h, balance = self.block(h, rotary)
-        return self.ln_f(h), balance
+            x = self.ln_1(x + self.attn(x, ctx))
+            return self.ln_2(x + self.mlp(x, ctx))
+        x = x + self.attn(self.ln_1(x), ctx)
+        return x + self.mlp(self.ln_2(x), ctx)
 
 
 class GPT(nn.Module):
@@ -97,27 +76,22 @@ class GPT(nn.Module):
         modules = dict(
             wte=nn.Embedding(config.vocab_size, config.d_model),
             drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList(make_block(config) for _ in range(config.n_layer)),
+            h=nn.ModuleList(make_block(config, i) for i in range(config.n_layer)),
             # Post-norm blocks already end normalised.
             ln_f=nn.Identity() if config.norm_position == "post" else make_norm(config),
+            # The position component (learned: GPT-2's wpe; rope: rotation tables, no weights), after
+            # ln_f as GPT-2's wpe always was, so the initialisation draws in the same order.
+            wpe=component("position", config.position).build(config),
         )
-        if config.position == "learned":
-            modules["wpe"] = nn.Embedding(config.seq_len, config.d_model)
         self.transformer = nn.ModuleDict(modules)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         # Weight tying (Press & Wolf 2017), as GPT-2.
         self.transformer.wte.weight = self.lm_head.weight
-        self.rotary = None
-        if config.position == "rope":
-            dim = config.rope_dim if config.attention == "mla" else config.head_dim
-            self.rotary = Rotary(dim, config.seq_len, config.rope_theta)
-        from pileablate.model.registry import component
-
-        if config.position not in BUILT_IN_POSITIONS:
-            self.position = component("position", config.position).build(config)
+        self.hooks = make_hooks(config)  # attention score/mask hooks, None when there are none
         head = component("head", config.head).build
         self.logit_head = head(config) if head is not None else None  # None: plain tied unembedding
-        self.mtp_heads = nn.ModuleList(MTPHead(config) for _ in range(config.mtp_depth - 1)) if config.mtp else None
+        objective = component("objective", config.objective).build
+        self.objective = objective(config) if objective is not None else None  # None: next-token loss alone
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer) so the residual stream's variance
         # does not grow with depth.
@@ -141,9 +115,8 @@ class GPT(nn.Module):
         """idx (B, T) token ids. targets (B, T): the next token at each position (-1 = ignore).
 
         With `kv_cache`, idx holds only the new tokens; they take positions cache.length onwards, their
-        keys/values are appended and only their logits are returned (MTP heads are skipped).
+        keys/values are appended and only their logits are returned (extra objective heads are skipped).
         """
-        cfg = self.config
         b, t = idx.shape
         start = 0
         if kv_cache is not None:
@@ -154,55 +127,28 @@ class GPT(nn.Module):
                 raise UserError(
                     f"{start + t} tokens do not fit the KV cache (max_len {kv_cache.max_len}); make a larger cache"
                 )
-        if cfg.position == "learned" and start + t > cfg.seq_len:
-            raise UserError(
-                f"{start + t} positions exceed the model's context of {cfg.seq_len} tokens (learned positions); crop the input"
-            )
-        x = self.transformer.wte(idx)
-        if cfg.position == "learned":
-            x = x + self.transformer.wpe(torch.arange(start, start + t, device=idx.device))
-        elif cfg.position not in BUILT_IN_POSITIONS:
-            x = self.position(x, start)
+        ctx = Context(start=start, length=t, cache=kv_cache, hooks=self.hooks)
+        x = self.transformer.wpe(self.transformer.wte(idx), ctx)
         x = self.transformer.drop(x)
-        rotary = self.rotary(start, t) if self.rotary is not None else None
-        balances = []
         for i, block in enumerate(self.transformer.h):
-            x, balance = block(x, rotary, kv_cache.layers[i] if kv_cache is not None else None, start)
-            if balance is not None:
-                balances.append(balance)
+            ctx.layer = i
+            x = block(x, ctx)
         if kv_cache is not None:
             kv_cache.length = start + t
         logits = self.logits(self.transformer.ln_f(x))
-        loss = None
-        if targets is not None:
-            loss = _cross_entropy(logits, targets)
-
+        loss = cross_entropy(logits, targets) if targets is not None else None
+        extra: dict[str, torch.Tensor] = {}
+        if self.objective is not None and kv_cache is None:
+            ctx.layer = self.config.n_layer  # past the trunk: no cache entry
+            extra = self.objective(x, ctx, self.logits, targets)
         aux: dict[str, torch.Tensor] = {}
         aux_loss = logits.new_zeros((), dtype=torch.float32)
-        mtp_logits: list[torch.Tensor] = []
-        if self.mtp_heads is not None and kv_cache is None:
-            mtp_losses = []
-            for j, head in enumerate(self.mtp_heads):
-                hj, balance = head(x, rotary)
-                if balance is not None:
-                    balances.append(balance)
-                lj = self.logits(hj)
-                mtp_logits.append(lj)
-                shift = j + 1  # head j predicts token t + 2 + j = targets[t + 1 + j]
-                if targets is not None and targets.shape[1] > shift:
-                    tj = F.pad(targets[:, shift:], (0, shift), value=-1)
-                    lossj = _cross_entropy(lj, tj)
-                    aux[f"mtp_loss_{j + 2}"] = lossj.detach()
-                    mtp_losses.append(lossj)
-            if mtp_losses:
-                mtp_loss = torch.stack(mtp_losses).mean()
-                aux["mtp_loss"] = mtp_loss.detach()
-                aux_loss = aux_loss + cfg.mtp_weight * mtp_loss
-        if balances:
-            balance = torch.stack(balances).mean()
-            aux["moe_balance"] = balance.detach()
-            aux_loss = aux_loss + cfg.moe_aux_weight * balance
-        return ModelOutput(logits=logits, loss=loss, aux_loss=aux_loss, aux=aux, mtp_logits=tuple(mtp_logits))
+        for name, (values, weight) in ctx.losses.items():
+            mean = torch.stack(values).mean()
+            aux[name] = mean.detach()
+            if weight:
+                aux_loss = aux_loss + weight * mean
+        return ModelOutput(logits=logits, loss=loss, aux_loss=aux_loss, aux=aux, extra_logits=extra)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Tied unembedding, then the head component (softcap, a user's) when there is one."""
@@ -214,7 +160,7 @@ class GPT(nn.Module):
         """{"total": every parameter once (tied embeddings once, MTP heads included),
         "active": what one token uses (total minus the experts it is not routed to)}."""
         total = sum(p.numel() for p in self.parameters())
-        inactive = sum(m.inactive_params() for m in self.modules() if isinstance(m, MoE))
+        inactive = sum(m.inactive_params() for m in self.modules() if hasattr(m, "inactive_params"))
         return {"total": total, "active": total - inactive}
 
     def param_groups(self, weight_decay: float) -> list[dict]:
@@ -238,9 +184,11 @@ class GPT(nn.Module):
         ref = self.lm_head.weight
         device = ref.device if device is None else device
         dtype = ref.dtype if dtype is None else dtype
-        layers = [block.attn.new_cache(batch_size, max_len, device, dtype) for block in self.transformer.h]
+        # A block caches what its attention needs (a block without `.attn` brings its own new_cache).
+        layers = [getattr(block, "new_cache", None) or block.attn.new_cache for block in self.transformer.h]
+        layers = [new_cache(batch_size, max_len, device, dtype) for new_cache in layers]
         return KVCache(layers, batch_size, max_len)
 
 
-def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import math
 from typing import Iterator, Optional
 
@@ -16,7 +15,7 @@ import torch
 
 from pileablate.errors import UserError
 from pileablate.model.config import ModelConfig
-from pileablate.model.registry import REGISTRY, mods_in_config
+from pileablate.registry import config_without
 
 # Max |change| allowed in an fp32 logit at positions <= t when tokens after t change, relative to
 # (1 + max |logit|). Exact causality gives 0 up to reordering of fp32 sums (MoE experts see
@@ -28,21 +27,27 @@ CAUSALITY_RTOL = 1e-5
 # (never targets) take a share of the probability at init, so up to ln(padded) is expected.
 INITIAL_LOSS_TOL = 1.0
 
-# The guards probe PROBE_WINDOWS windows of at most PROBE_TOKENS tokens, on the training device. At
-# initialisation every position predicts close to uniformly, so 512 real tokens pin the initial loss
-# to a few hundredths of a nat (the band is 1 nat wide), and 256 positions let the causality probe
-# see leaks that only reach back a long way. A full micro-batch would cost far more for nothing: for
-# the medium preset with the GPT-2 vocabulary its logits alone are 16 x 1024 x 50304 fp32 = 3.3 GB.
+# The initial-loss check looks at PROBE_WINDOWS windows of at most PROBE_TOKENS tokens of the first
+# batch: at initialisation every position predicts close to uniformly, so 512 real tokens pin the
+# initial loss to a few hundredths of a nat (the band is 1 nat wide). A full micro-batch would cost
+# far more for nothing: for the medium preset with the GPT-2 vocabulary its logits alone are
+# 16 x 1024 x 50304 fp32 = 3.3 GB.
 PROBE_WINDOWS = 2
 PROBE_TOKENS = 256
+# The causality probe reads the whole context (a leak may reach back only from far positions), at
+# this many positions t spread evenly from the first to the last.
+PROBE_POSITIONS = 6
+
+MODES = ("eval", "training")
 
 
 @contextlib.contextmanager
-def _exact_fp32(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """The model in eval mode, fp32 weights, no autocast, no TF32; everything restored afterwards."""
+def _exact_fp32(model: torch.nn.Module, mode: str = "eval") -> Iterator[torch.nn.Module]:
+    """The model in `mode` ("training": dropout at zero, every other training-only path taken), fp32
+    weights, no autocast, no TF32; everything restored afterwards."""
     was_training = model.training
     low_precision = any(p.dtype != torch.float32 for p in model.parameters())
-    probe = copy.deepcopy(model).float() if low_precision else model
+    probe = copy.deepcopy(model).float() if low_precision or mode == "training" else model
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     precision = torch.get_float32_matmul_precision()
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -50,7 +55,9 @@ def _exact_fp32(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     torch.set_float32_matmul_precision("highest")
     device_type = next(model.parameters()).device.type
     try:
-        probe.eval()
+        probe.train(mode == "training")
+        if mode == "training":
+            _without_dropout(probe)
         with torch.no_grad(), torch.autocast(device_type=device_type, enabled=False):
             yield probe
     finally:
@@ -59,48 +66,94 @@ def _exact_fp32(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         torch.set_float32_matmul_precision(precision)
 
 
-def _find_leak(model: torch.nn.Module, seq_len: int, batch_size: int, seed: int) -> Optional[str]:
-    """None if causal; else what changed (which output, at which position)."""
+def _without_dropout(model: torch.nn.Module) -> None:
+    """Dropout off in a training-mode copy: random masks would move outputs without any leak."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "dropout", None), float):
+            module.dropout = 0.0
+
+
+def _outputs(model: torch.nn.Module, idx: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+    """Every output a leak could reach: next-token logits and each extra head's. The same random
+    draws for every call, so a module with training-only noise compares like with like."""
+    with torch.random.fork_rng(devices=[idx.device] if idx.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        out = model(idx)
+    return {"next-token logits": out.logits, **out.extra_logits}
+
+
+def _moved(a: torch.Tensor, b: torch.Tensor) -> Optional[float]:
+    a, b = a.float(), b.float()
+    diff = (a - b).abs().max().item() if a.numel() else 0.0
+    return None if diff <= CAUSALITY_RTOL * (1.0 + a.abs().max().item()) else diff
+
+
+def probe_positions(length: int) -> list[int]:
+    """PROBE_POSITIONS positions t spread over 0 .. length-2 (tokens after t are changed)."""
+    last = length - 2
+    if last < 0:
+        return []
+    return sorted({round(i * last / (PROBE_POSITIONS - 1)) for i in range(PROBE_POSITIONS)})
+
+
+def _find_leak(model: torch.nn.Module, mode: str, batch_size: int, seed: int) -> Optional[str]:
+    """None if causal in `mode`; else what changed (which output, at which position, in which mode)."""
     cfg = model.config
     device = next(model.parameters()).device
     vocab = cfg.real_vocab_size
     gen = torch.Generator().manual_seed(seed)
-    t_len = min(seq_len, cfg.seq_len)
-    idx = torch.randint(0, vocab, (batch_size, t_len), generator=gen)
-    base = model(idx.to(device))
-    outputs = {"next-token logits": base.logits, **{f"mtp head t+{j + 2}": lg for j, lg in enumerate(base.mtp_logits)}}
-    for t in sorted({0, t_len // 2, t_len - 2}):
-        if t < 0 or t + 1 >= t_len:
-            continue
+    length = cfg.seq_len
+    idx = torch.randint(0, vocab, (batch_size, length), generator=gen)
+    base = _outputs(model, idx.to(device), seed)
+    for t in probe_positions(length):
         changed = idx.clone()
         # Every later token changes (to a different id): a leak from any future position shows.
         changed[:, t + 1:] = (idx[:, t + 1:] + torch.randint(1, max(2, vocab), idx[:, t + 1:].shape, generator=gen)) % vocab
-        out = model(changed.to(device))
-        others = {"next-token logits": out.logits, **{f"mtp head t+{j + 2}": lg for j, lg in enumerate(out.mtp_logits)}}
-        for name, ref in outputs.items():
-            a, b = ref[:, : t + 1].float(), others[name][:, : t + 1].float()
-            diff = (a - b).abs().max().item()
-            if not diff <= CAUSALITY_RTOL * (1.0 + a.abs().max().item()):
-                return f"{name} at position {t} changed by {diff:.2e} when only tokens after it changed"
+        other = _outputs(model, changed.to(device), seed)
+        for name, ref in base.items():
+            diff = _moved(ref[:, : t + 1], other[name][:, : t + 1])
+            if diff is not None:
+                return f"{name} at position {t} changed by {diff:.2e} when only tokens after it changed ({mode} mode)"
+    if batch_size > 1:
+        # Across the batch: another sequence's tokens must not reach this one's outputs at all.
+        changed = idx.clone()
+        changed[1:] = (idx[1:] + 1) % vocab
+        other = _outputs(model, changed.to(device), seed)
+        for name, ref in base.items():
+            diff = _moved(ref[:1], other[name][:1])
+            if diff is not None:
+                return f"{name} of sequence 0 changed by {diff:.2e} when only other sequences of the batch changed ({mode} mode)"
     return None
 
 
-def check_causality(model: torch.nn.Module, seq_len: int = PROBE_TOKENS, batch_size: int = PROBE_WINDOWS,
-                    seed: int = 0) -> None:
-    """Raise UserError unless changing tokens after position t leaves every output at <= t unchanged.
+def find_leak(model: torch.nn.Module, batch_size: int = PROBE_WINDOWS, seed: int = 0) -> Optional[str]:
+    """What leaks, in eval mode or in training mode (the mode training runs in), or None."""
+    for mode in MODES:
+        with _exact_fp32(model, mode) as probe:
+            leak = _find_leak(probe, mode, batch_size, seed)
+        if leak is not None:
+            return leak
+    return None
 
-    Probes the model as configured, in exact fp32, on random tokens, for t at the start, middle and
-    end, checking the next-token logits and every multi-token-prediction head. On a leak, each active
-    modification is removed in turn from a fresh model of the same config; those whose removal makes
-    it causal are named (all active ones if no single removal does).
+
+def check_causality(model: torch.nn.Module, batch_size: int = PROBE_WINDOWS, seed: int = 0) -> None:
+    """Raise UserError unless changing tokens after position t leaves every output at <= t unchanged,
+    and changing other sequences of the batch leaves a sequence's outputs unchanged.
+
+    Probes the model as configured, in exact fp32, on random tokens over its whole context, in eval
+    and in training mode (dropout at zero), for t spread from the start to the end, checking the
+    next-token logits and every extra head. On a leak, each active modification is removed in turn
+    from a fresh model of the same config; those whose removal makes it causal are named (all active
+    ones if no single removal does).
     """
-    with _exact_fp32(model) as probe:
-        leak = _find_leak(probe, seq_len, batch_size, seed)
+    leak = find_leak(model, batch_size, seed)
     if leak is None:
         return
     cfg: ModelConfig = model.config
-    active = mods_in_config(cfg)
-    culprits = [name for name in active if _causal_without(cfg, name, model, seq_len, batch_size, seed)]
+    active = cfg.mods
+    culprits = [name for name in active if _causal_without(cfg, name, model, batch_size, seed)]
     if not active:
         blame = "the baseline model itself (no modification active)"
     else:
@@ -108,15 +161,12 @@ def check_causality(model: torch.nn.Module, seq_len: int = PROBE_TOKENS, batch_s
     raise UserError(f"causality guard failed: {leak}; the model can see the future. At fault: {blame}. Not training it")
 
 
-def _causal_without(cfg: ModelConfig, name: str, model: torch.nn.Module, seq_len: int, batch_size: int, seed: int) -> bool:
+def _causal_without(cfg: ModelConfig, name: str, model: torch.nn.Module, batch_size: int, seed: int) -> bool:
     from pileablate.model.gpt import GPT
 
-    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
-    reduced = dataclasses.replace(cfg, **{k: defaults[k] for k in REGISTRY[name].changes})
     torch.manual_seed(seed)
-    candidate = GPT(reduced).to(next(model.parameters()).device)
-    with _exact_fp32(candidate) as probe:
-        return _find_leak(probe, seq_len, batch_size, seed) is None
+    candidate = GPT(config_without(cfg, name)).to(next(model.parameters()).device)
+    return find_leak(candidate, batch_size, seed) is None
 
 
 def probe_slice(idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

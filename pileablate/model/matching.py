@@ -41,7 +41,10 @@ def count_params(cfg: ModelConfig) -> dict[str, int]:
 
 def _width_unit(cfg: ModelConfig) -> int:
     # moe experts are ffn_hidden // experts_per_token wide: hidden widths in steps of experts_per_token move every expert by one.
-    return cfg.experts_per_token if cfg.moe else 1
+    from pileablate.registry import component
+
+    unit = component("feedforward", cfg.feedforward).width_unit
+    return unit(cfg) if unit is not None else 1
 
 
 def match_to_baseline(cfg: ModelConfig, baseline: ModelConfig) -> ModelConfig:
@@ -58,19 +61,15 @@ def match_to_baseline(cfg: ModelConfig, baseline: ModelConfig) -> ModelConfig:
     # count gives the exact slope and the exact count of any other width.
     slope = count_params(replace(cfg, mlp_hidden=(width + 1) * unit))["active"] - now
     if slope <= 0:  # a user's MLP that ignores its width: the knob it declared cannot match it
-        from pileablate.model.registry import mods_in_config
-
-        raise UserError(f"{','.join(mods_in_config(cfg))}: the MLP width does not change the parameter count, so "
+        raise UserError(f"{','.join(cfg.mods)}: the MLP width does not change the parameter count, so "
                         "parameter matching cannot use it; declare size_knob=None or pass --no-match-params")
     ideal = width + (target - now) / slope
     for multiple in WIDTH_MULTIPLES:
         chosen = max(multiple, multiple * round(ideal / multiple))
         if abs(now + slope * (chosen - width) - target) <= tolerance:
             return replace(cfg, mlp_hidden=chosen * unit)
-    from pileablate.model.registry import mods_in_config
-
     nearest = (now + slope * (chosen - width)) / target - 1
     raise UserError(
-        f"{','.join(mods_in_config(cfg))} cannot be given the baseline's parameter count by the MLP width "
+        f"{','.join(cfg.mods)} cannot be given the baseline's parameter count by the MLP width "
         f"(nearest {nearest:+.1%} at width {chosen * unit}); pass --no-match-params to train it at its own size"
     )

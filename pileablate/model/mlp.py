@@ -16,7 +16,7 @@ class GeluMLP(nn.Module):
         self.c_proj = nn.Linear(hidden, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx=None) -> torch.Tensor:
         return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
 
 
@@ -30,12 +30,32 @@ class SwiGLU(nn.Module):
         self.w2 = nn.Linear(hidden, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx=None) -> torch.Tensor:
         return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
 
 
 def make_mlp(config, hidden: int | None = None) -> nn.Module:
     """The mlp component the config names (registry), `hidden` wide (default config.ffn_hidden)."""
-    from pileablate.model.registry import component
+    from pileablate.registry import component
 
     return component("mlp", config.mlp).build(config, config.ffn_hidden if hidden is None else hidden)
+
+
+class _WithoutContext(nn.Module):
+    """A user's MLP whose forward takes x alone, as the `dense` feedforward (which passes ctx too)."""
+
+    def __init__(self, mlp: nn.Module) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, x: torch.Tensor, ctx=None) -> torch.Tensor:
+        return self.mlp(x)
+
+
+def dense_feedforward(config, layer: int = 0) -> nn.Module:
+    """The `dense` feedforward: the mlp in force itself (so its weights keep GPT-2's and Llama's names)."""
+    import inspect
+
+    mlp = make_mlp(config)
+    takes_context = len(inspect.signature(mlp.forward).parameters) >= 2
+    return mlp if takes_context else _WithoutContext(mlp)

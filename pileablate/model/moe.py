@@ -17,11 +17,14 @@ from pileablate.model.mlp import make_mlp
 
 
 class MoE(nn.Module):
-    def __init__(self, config) -> None:
+    def __init__(self, config, layer: int = 0) -> None:
         super().__init__()
         self.n_experts, self.experts_per_token = config.n_experts, config.experts_per_token
+        self.aux_weight = config.moe_aux_weight
         self.router = nn.Linear(config.d_model, self.n_experts, bias=False)
-        self.experts = nn.ModuleList(make_mlp(config, config.expert_hidden) for _ in range(self.n_experts))
+        # Each expert is the dense MLP shrunk by experts_per_token, so active params per token match dense.
+        hidden = max(1, config.ffn_hidden // self.experts_per_token)
+        self.experts = nn.ModuleList(make_mlp(config, hidden) for _ in range(self.n_experts))
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For tokens x (N, D): (weights (N, k) summing to 1 per token, expert ids (N, k), probs (N, E)).
@@ -33,9 +36,10 @@ class MoE(nn.Module):
         top_logits, experts = logits.topk(self.experts_per_token, dim=-1)
         return F.softmax(top_logits, dim=-1), experts, F.softmax(logits, dim=-1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(output like x, balance loss). The loss is E * sum_e f_e * P_e: f_e the share of routing
-        slots given to expert e, P_e its mean router probability; 1.0 when perfectly balanced."""
+    def forward(self, x: torch.Tensor, ctx=None) -> torch.Tensor:
+        """Output like x; the balance loss goes to ctx ("moe_balance", weighted by moe_aux_weight). It
+        is E * sum_e f_e * P_e: f_e the share of routing slots given to expert e, P_e its mean router
+        probability; 1.0 when perfectly balanced."""
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
         weights, experts, probs = self.route(flat)
@@ -56,7 +60,9 @@ class MoE(nn.Module):
             begin += n
         share = F.one_hot(experts, self.n_experts).sum(dim=(0, 1)).float() / experts.numel()
         balance = self.n_experts * (share * probs.mean(dim=0)).sum()
-        return out.view(shape), balance
+        if ctx is not None:
+            ctx.add_loss("moe_balance", balance, self.aux_weight)
+        return out.view(shape)
 
     def inactive_params(self) -> int:
         """Parameters a token does not use: the experts it is not routed to."""

@@ -41,6 +41,6 @@ class RMSNorm(nn.Module):
 
 def make_norm(config, dim: int | None = None) -> nn.Module:
     """The norm component the config names (registry), over `dim` features (default d_model)."""
-    from pileablate.model.registry import component
+    from pileablate.registry import component
 
     return component("norm", config.norm).build(config, config.d_model if dim is None else dim)

@@ -49,3 +49,19 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     cos = cos.to(x.dtype)
     sin = sin.to(x.dtype)
     return x * cos + rotate_half(x) * sin
+
+
+class RotaryPositions(nn.Module):
+    """The `rope` position component: adds nothing to the embeddings and hands attention a rotation
+    (`ctx.rotate`) for any width it asks for among the head dim and mla's rotary part."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        dims = sorted({config.head_dim, config.rope_dim})
+        # Not a ModuleDict keyed by width: the tables are derived, never in a checkpoint.
+        self.tables = nn.ModuleList(Rotary(dim, config.seq_len, config.rope_theta) for dim in dims)
+
+    def forward(self, x: torch.Tensor, ctx) -> torch.Tensor:
+        tables = {table.dim: table(ctx.start, ctx.length) for table in self.tables}
+        ctx.rotate = lambda t: apply_rotary(t, *tables[t.shape[-1]])
+        return x

@@ -1,16 +1,23 @@
-"""gqa: grouped-query attention (the multi-head module with fewer key/value heads)."""
+"""gqa: grouped-query attention, a knob of attention (its key/value heads), not a rival attention.
 
-from pileablate.model.registry import Modification, register, register_component
+It sets the model's n_kv_head: `--mod-option gqa.kv_heads=N`, or by default a real grouping (the divisor
+of n_head nearest n_head/4), so it combines with every attention component that reads n_kv_head and
+with every score or mask hook (`--mods alibi,gqa`).
+"""
+
+from pileablate.mods import Modification, Option, register
 
 
-def _gqa(config):
-    from pileablate.model.attention import CausalSelfAttention
+def _kv_heads(values):
+    from pileablate.model.config import default_kv_heads
 
-    return CausalSelfAttention(config)  # config.kv_heads is the grouping when attention == "gqa"
+    chosen = (values.get("mod_options") or {}).get("gqa", {}).get("kv_heads", 0)
+    return chosen or default_kv_heads(values["n_head"])
 
 
-register_component("attention", "gqa", _gqa, "multi-head attention with --n-kv-head key/value heads")
 register(Modification(
-    "gqa", "grouped-query attention: --n-kv-head key/value heads (default a real grouping near n_head/4; 1 = MQA)",
-    fills={"attention": "gqa"}, incompatible=frozenset({"mla"}), reference="Ainslie et al. 2023",
+    "gqa", "grouped-query attention: key/value heads gqa.kv_heads (default a real grouping near n_head/4; 1 = MQA)",
+    sets={"n_kv_head": _kv_heads}, options={"kv_heads": Option(0, "key/value heads (must divide n_head; 1 = "
+                                                                 "multi-query); 0: the divisor of n_head nearest n_head/4")},
+    incompatible=frozenset({"mla"}), exports=frozenset({"llama"}), reference="Ainslie et al. 2023",
 ))

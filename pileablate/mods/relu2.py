@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from pileablate.model.mlp import GeluMLP
-from pileablate.model.registry import Modification, register, register_component
+from pileablate.mods import Modification, register, register_component
 
 
 class ReluSquaredMLP(GeluMLP):
     """GPT-2's MLP layers (same names, same size) with relu(x)^2 for the GELU."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx=None) -> torch.Tensor:
         return self.dropout(self.c_proj(F.relu(self.c_fc(x)).square()))
 
 

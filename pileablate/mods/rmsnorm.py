@@ -1,6 +1,6 @@
 """rmsnorm: every LayerNorm becomes RMSNorm (fp32, weight only)."""
 
-from pileablate.model.registry import Modification, register, register_component
+from pileablate.mods import Modification, register, register_component
 
 
 def _rmsnorm(config, dim):
@@ -9,7 +9,7 @@ def _rmsnorm(config, dim):
     return RMSNorm(dim, config.norm_eps)
 
 
-register_component("norm", "rmsnorm", _rmsnorm, "x / rms(x) * g, computed in fp32")
+register_component("norm", "rmsnorm", _rmsnorm, "x / rms(x) * g, computed in fp32", exports=("llama",))
 register(Modification(
     "rmsnorm", "every LayerNorm becomes RMSNorm (fp32, weight only)", fills={"norm": "rmsnorm"},
     reference="Zhang & Sennrich 2019",

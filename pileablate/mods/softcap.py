@@ -6,7 +6,7 @@ The cap is 30, Gemma 2's final-logit cap and the modded-nanogpt speedrun's first
 import torch
 from torch import nn
 
-from pileablate.model.registry import Modification, register, register_component
+from pileablate.mods import Modification, register, register_component
 
 CAP = 30.0
 

@@ -1,12 +1,13 @@
-"""warmup: linear learning-rate warmup, then constant."""
+"""warmup: linear learning-rate warmup, then constant (Goyal et al. 2017; GPT-2/3).
 
-from pileablate.model.registry import Modification, register, register_component
+The ramp goes from ~0 to --lr over --warmup-steps or the first 10% of the budget, whichever ends first.
+"""
+
+from pileablate.mods import Modification, register, register_component, warmup_factor
 
 
 def _warmup(cfg):
-    from pileablate.train.optimizer import schedule
-
-    return schedule("warmup", cfg)
+    return lambda step, progress: cfg.lr * warmup_factor(cfg, step, progress)
 
 
 register_component("schedule", "warmup", _warmup, "linear ramp over the warmup, then constant")

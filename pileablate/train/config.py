@@ -35,10 +35,9 @@ FALLBACK_DEFAULTS = {"lr": 6e-4, "batch_size": 16}
 # ratio of Hoffmann et al. 2022 ("Chinchilla"), so a default run is neither toy-short nor wasteful.
 DEFAULT_TOKENS_PER_PARAM = 20
 
-# Warmup (linear, from 0) lasts `warmup_steps` optimizer steps, or WARMUP_MAX_FRACTION of the budget
-# if that ends sooner, so a 300-step run is not spent warming up for 1000 steps.
+# Warmup (linear, from 0) lasts `warmup_steps` optimizer steps, or 10% of the budget if that ends
+# sooner (the ramp's rule: pileablate/mods/_kit.py), so a 300-step run is not spent warming up for 1000 steps.
 DEFAULT_WARMUP_STEPS = 1000
-WARMUP_MAX_FRACTION = 0.1
 
 
 AUTO_PRESET = "auto"
@@ -60,7 +59,9 @@ def machine_preset(device: str = "auto") -> tuple[str, str]:
 MODEL, OPTIMIZER, BUDGET = "Model", "Optimizer", "Budget (the first reached ends the run)"
 EVALUATION, HARDWARE = "Evaluation, logging, checkpoints", "Hardware"
 # ModelConfig fields a run may set (None: the preset's value, or the model's own default rule).
-MODEL_OPTIONS = ("n_layer", "n_head", "d_model", "seq_len", "n_kv_head", "kv_latent_dim", "n_experts", "experts_per_token", "mtp_depth")
+# (Grouped-query attention's key/value heads are gqa's own option, gqa.kv_heads: an n_kv_head given to
+# every configuration would make the baseline grouped too.)
+MODEL_OPTIONS = ("n_layer", "n_head", "d_model", "seq_len", "kv_latent_dim", "n_experts", "experts_per_token", "mtp_depth")
 _PRESET_SIZES = ("n_layer", "n_head", "d_model", "seq_len")
 
 
@@ -84,6 +85,9 @@ class TrainConfig:
     mods_files: tuple[str, ...] = option((), "Python files that register modifications (repeatable; see docs/modifications.md). "
                                              "Recorded with each file's sha256, so a resume notices a changed file.",
                                          flag="--mods-file", metavar="FILE")
+    mod_options: tuple[str, ...] = option((), "An option a modification declares, NAME.KEY=VALUE (repeatable; e.g. lion.beta2=0.95; "
+                                              "'pileablate mods' lists each one's). Given only to runs that use that modification.",
+                                          flag="--mod-option", metavar="NAME.KEY=VALUE")
     preset: str = option(AUTO_PRESET, "Model size preset: nano, micro, mini, small, medium. Default auto: small (GPT-2 124M) "
                                       "where CUDA is available, micro (0.85M, seconds per run) on a CPU.")
     data: Path = option(Path("data"), "Prepared token store (from 'pileablate prepare').")
@@ -95,7 +99,6 @@ class TrainConfig:
     n_head: Optional[int] = _model_option("n_head")
     d_model: Optional[int] = _model_option("d_model")
     seq_len: Optional[int] = _model_option("seq_len")
-    n_kv_head: Optional[int] = _model_option("n_kv_head")
     kv_latent_dim: Optional[int] = _model_option("kv_latent_dim")
     n_experts: Optional[int] = _model_option("n_experts")
     experts_per_token: Optional[int] = _model_option("experts_per_token")
@@ -112,7 +115,7 @@ class TrainConfig:
                                              "16 small/medium).", group=OPTIMIZER)
     grad_accum: int = option(1, "Micro-batches per optimizer step. Global batch = batch-size x grad-accum x processes.", group=OPTIMIZER)
     warmup_steps: Optional[int] = option(None, f"Warmup steps for 'warmup'/'cosine'. Default {DEFAULT_WARMUP_STEPS}, capped at "
-                                               f"{WARMUP_MAX_FRACTION:.0%} of the budget.", group=OPTIMIZER)
+                                               "10% of the budget.", group=OPTIMIZER)
     time_limit: Optional[float] = option(None, "Training-time budget, e.g. 30s, 90m, 1h30m (evaluation and checkpoints not counted; "
                                                "stored in seconds).", group=BUDGET, metavar="DURATION", parse=parse_duration)
     max_tokens: Optional[int] = option(None, f"Token budget, e.g. 5M, 1.5B. Without any budget: {DEFAULT_TOKENS_PER_PARAM} tokens per "
@@ -145,6 +148,7 @@ class TrainConfig:
         else:
             self.mods = tuple(self.mods)
         self.mods_files = tuple(str(f) for f in self.mods_files)
+        self.mod_options = tuple(str(o) for o in self.mod_options)
         self.trackers = parse_trackers(self.trackers)
         if self.preset == AUTO_PRESET:
             self.preset, self.preset_reason = machine_preset(self.device)
