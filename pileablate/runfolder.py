@@ -294,9 +294,11 @@ def check_same_run(run_dir: Path, old: dict, new: dict) -> list[str]:
             f"pass the --data it was trained on ({old['data']['dir']}) or a new --name"
         )
     differences = []
-    if old["model"] != new["model"]:
-        keys = sorted(k for k in set(old["model"]) | set(new["model"]) if old["model"].get(k) != new["model"].get(k))
-        differences += [f"model {k} {old['model'].get(k)} -> {new['model'].get(k)}" for k in keys]
+    old_model, new_model = old["model"], json.loads(json.dumps(new["model"]))  # tuples as JSON lists
+    # A model field the old file does not record (added since: the mods it was built with, the hooks)
+    # is not a difference, as for the training settings.
+    keys = sorted(k for k in set(old_model) | set(new_model) if k in old_model and old_model.get(k) != new_model.get(k))
+    differences += [f"model {k} {old_model.get(k)} -> {new_model.get(k)}" for k in keys]
     differences += settings_differences(old["train"], new["train"])
     if old.get("tokens_per_step") != new.get("tokens_per_step"):
         differences.append(f"tokens per step {old.get('tokens_per_step')} -> {new.get('tokens_per_step')}")

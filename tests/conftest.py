@@ -192,7 +192,7 @@ def forget_user_mods():
     yield
     import sys
 
-    if "pileablate.model.registry" not in sys.modules:
+    if "pileablate.registry" not in sys.modules:
         return
     import pileablate.mods_files as files
     from pileablate import registry

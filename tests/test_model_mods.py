@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from pileablate.errors import UserError
 from pileablate.model.build import build_model_config
-from pileablate.model.config import ModelConfig, mlp_params, swiglu_hidden
+from pileablate.model.config import ModelConfig
+from pileablate.mods.swiglu import mlp_params, swiglu_hidden
 from pileablate.model.gpt import GPT
 from pileablate.model.moe import MoE
 from pileablate.model.norms import RMSNorm
@@ -156,13 +157,13 @@ def test_rope_removes_learned_positions():
 @pytest.mark.parametrize("bias", [True, False])
 def test_swiglu_params_within_one_percent_of_gelu_mlp(d_model, bias):
     hidden = swiglu_hidden(d_model, bias)
-    gelu = mlp_params(d_model, 4 * d_model, "gelu", bias)
-    assert abs(mlp_params(d_model, hidden, "swiglu", bias) - gelu) <= 0.01 * gelu
+    gelu = mlp_params(d_model, 4 * d_model, False, bias)
+    assert abs(mlp_params(d_model, hidden, True, bias) - gelu) <= 0.01 * gelu
     if d_model % 192 == 0:
         assert hidden == 8 * d_model // 3
     with torch.device("meta"):
         mlp = GPT(tiny("swiglu", d_model=d_model, n_head=4, bias=bias, n_layer=1)).transformer.h[0].mlp
-    assert sum(p.numel() for p in mlp.parameters()) == mlp_params(d_model, hidden, "swiglu", bias)
+    assert sum(p.numel() for p in mlp.parameters()) == mlp_params(d_model, hidden, True, bias)
 
 
 def test_swiglu_equals_its_formula():

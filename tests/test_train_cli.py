@@ -138,7 +138,7 @@ def test_help_is_the_manual(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for option in ("--mods", "--preset", "--time-limit", "--max-tokens", "--max-steps", "--checkpoint-every",
-                   "--precision", "--compile", "--resume", "--n-kv-head", "--grad-accum", "--eval-tokens"):
+                   "--precision", "--compile", "--resume", "--mod-option", "--grad-accum", "--eval-tokens"):
         assert option in text
 
 

@@ -134,12 +134,14 @@ def test_default_budget_is_twenty_tokens_per_parameter():
 
 
 def test_time_limited_cosine_run_follows_the_clock_to_the_minimum_learning_rate(tmp_path, bytes_store):
-    from pileablate.train.schedule import Schedule, budget_progress
+    from pileablate.train.config import TrainConfig
+    from pileablate.train.optimizer import make_schedule
+    from pileablate.train.schedule import budget_progress
 
     summary = train(nano(tmp_path, bytes_store, mods=("cosine",), time_limit=1.0, eval_every=10_000))
     rows = read_metrics(Path(summary["run_dir"]))
     assert summary["stop_reason"] == "time_limit" and rows[-1]["elapsed_s"] >= 1.0
-    schedule = Schedule("cosine", 1e-3, 1e-4, 1000, 0.1)
+    schedule = make_schedule(TrainConfig(mods=("cosine",), lr=1e-3, min_lr=1e-4, warmup_steps=1000))
     for before, row in zip(rows, rows[1:]):  # each step's rate comes from the time used before it
         assert row["lr"] == schedule(row["step"] - 1, budget_progress(0, 0, before["elapsed_s"], time_limit=1.0))
     assert schedule(len(rows), budget_progress(0, 0, rows[-1]["elapsed_s"], time_limit=1.0)) == pytest.approx(1e-4)

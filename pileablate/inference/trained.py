@@ -16,6 +16,7 @@ def load_trained_run(run_dir, device: str = "cpu"):
     from pileablate.model.config import ModelConfig
     from pileablate.model.gpt import GPT
     from pileablate import runfolder
+    from pileablate.train.checkpoint import model_weights
 
     run_dir = Path(run_dir)
     config = runfolder.read_config(run_dir)
@@ -28,7 +29,7 @@ def load_trained_run(run_dir, device: str = "cpu"):
     load_recorded(config.get("train", {}).get("mods_files", ()))  # the run's own modifications, if any
     model = GPT(ModelConfig(**config["model"]))
     state = runfolder.load_checkpoint(run_dir, map_location=device)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(model_weights(state))
     model.to(device).eval()
     expected = config["data"]["tokenizer"]
     tokenizer = load_tokenizer(expected["spec"])

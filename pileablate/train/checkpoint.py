@@ -16,10 +16,25 @@ def checkpoint_state(model, optimizer, scaler, precision: str, progress: dict) -
             "scaler": scaler.state_dict() if precision == "fp16" else {}, "progress": progress, "rng": rng_state()}
 
 
+# Parameter paths pileablate 3 wrote under other names (multi-token heads are the objective component now).
+_VERSION_3_PATHS = {"mtp_heads.": "objective."}
+
+
+def model_weights(state: dict) -> dict:
+    """A checkpoint's model weights under this version's parameter names."""
+    weights = {}
+    for name, tensor in state["model"].items():
+        for old, new in _VERSION_3_PATHS.items():
+            if name.startswith(old):
+                name = new + name[len(old):]
+        weights[name] = tensor
+    return weights
+
+
 def restore_checkpoint(state: dict, model, optimizer, scaler, precision: str) -> dict:
     """Load `state` into the model, optimizer, loss scaler and random-number generators; returns the
     progress counters it was taken at."""
-    model.load_state_dict(state["model"])
+    model.load_state_dict(model_weights(state))
     optimizer.load_state_dict(state["optimizer"])
     if precision == "fp16" and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
