@@ -218,3 +218,82 @@ def test_flex_attention_matches_the_explicit_path_on_gpu(mods):
         a = fused(idx.cuda()).logits.float().cpu()
         b = explicit(idx).logits
     torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3)
+
+
+TRAINING_ONLY_LEAK = '''
+from pileablate.mods import CausalSelfAttention, Modification, register, register_component
+
+class Sloppy(CausalSelfAttention):
+    """Its training path forgot the mask: each position also reads the next token's values."""
+    def forward(self, x, ctx):
+        y = super().forward(x, ctx)
+        if self.training:
+            y = y.clone()
+            y[:, :-1] = y[:, :-1] + x[:, 1:]
+        return y
+
+register_component("attention", "sloppy", Sloppy)
+register(Modification("sloppy", "attention that leaks while training", fills={"attention": "sloppy"}))
+'''
+
+LATE_LEAK = '''
+from pileablate.mods import CausalSelfAttention, Modification, register, register_component
+
+class FarSighted(CausalSelfAttention):
+    """From position 300 on, each position reads the next token: invisible to a short probe."""
+    def forward(self, x, ctx):
+        y = super().forward(x, ctx)
+        if x.shape[1] > 301:
+            y = y.clone()
+            y[:, 300:-1] = y[:, 300:-1] + x[:, 301:]
+        return y
+
+register_component("attention", "farsighted", FarSighted)
+register(Modification("farsighted", "attention that leaks past position 300", fills={"attention": "farsighted"}))
+'''
+
+ROPE_ONLY_LEAK = '''
+from pileablate.mods import CausalSelfAttention, Modification, register, register_component
+
+class Sneaky(CausalSelfAttention):
+    """Leaks only when a position component rotates queries and keys: alone it passes its check."""
+    def forward(self, x, ctx):
+        y = super().forward(x, ctx)
+        if ctx.rotate is not None:
+            y = y.clone()
+            y[:, :-1] = y[:, :-1] + x[:, 1:]
+        return y
+
+register_component("attention", "sneaky", Sneaky)
+register(Modification("sneaky", "attention that leaks with rope", fills={"attention": "sneaky"}))
+'''
+
+
+@pytest.mark.parametrize("text, name, where", [(TRAINING_ONLY_LEAK, "sloppy", "training mode"),
+                                                (LATE_LEAK, "farsighted", "at position 3")])
+def test_leaks_only_in_training_or_only_far_are_refused_naming_the_modification(tmp_path, capsys, bytes_store,
+                                                                                text, name, where):
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--mods-file", str(path), "--mods", name, "--seq-len", "512", "--data", str(bytes_store),
+              "--runs-dir", str(runs), *TINY])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert f"modification '{name}'" in err and "causality guard failed" in err and where in err
+    assert not runs.exists()
+
+
+def test_a_leak_only_in_combination_is_refused_before_any_tuning_run(tmp_path, capsys, bytes_store):
+    path = tmp_path / "sneaky.py"
+    path.write_text(ROPE_ONLY_LEAK)
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ablate", "--mods-file", str(path), "--mods", "sneaky,rope", "--data", str(bytes_store),
+              "--runs-dir", str(runs), "--tune-lr", "1e-3,3e-3", *TINY])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    line = err.strip().splitlines()[-1]
+    assert "configuration 'rope+sneaky'" in line and "causality guard failed" in line and "sneaky" in line
+    assert "learning rate" not in line and not list(runs.glob("*/config.json"))

@@ -78,10 +78,10 @@ def exact_seconds(s: float) -> str:
 class AxisKind:
     """How one train option varies along an axis."""
 
-    field: str                      # the TrainConfig field
+    field: str                      # the TrainConfig field, or a modification's option NAME.KEY
     parse: Callable[[str], object]
     label: Callable[[object], str]  # the value in a folder name
-    measures: str                   # what the report plots Δ against: "parameters", "tokens" or "seq_len"
+    measures: str                   # what the report plots Δ against: "parameters", "tokens", "seq_len" or "value"
 
 
 AXES: dict[str, AxisKind] = {
@@ -94,7 +94,25 @@ AXES: dict[str, AxisKind] = {
     "max_steps": AxisKind("max_steps", _steps, lambda v: f"steps{v}", "tokens"),
     "time_limit": AxisKind("time_limit", _duration, lambda v: f"time{exact_seconds(v)}", "tokens"),
 }
-AXIS_NAMES = "preset, n_layer, n_head, d_model, seq_len, max_tokens, max_steps, time_limit"
+AXIS_NAMES = "preset, n_layer, n_head, d_model, seq_len, max_tokens, max_steps, time_limit, or a modification's option NAME.KEY"
+
+
+def _mod_option_kind(key: str) -> AxisKind:
+    """A modification's own option as an axis (`--sweep lion.beta2=0.95,0.99`): its values are typed
+    as the option declares, the runs get them as --mod-option, and the report plots Δ against them."""
+    from pileablate.registry import modification, modifications
+
+    name, _, option = key.partition(".")
+    if name not in modifications() or option not in modification(name).options:
+        known = ", ".join(f"{m.name}.{k}" for m in modifications().values() for k in m.options) or "none loaded"
+        raise UserError(f"--sweep {key}: not an axis; sweep one of {AXIS_NAMES} (modification options: {known})")
+    declared = modification(name).options[option]
+    return AxisKind(key, lambda text: declared.parse(text, f"--sweep {key}"), lambda v: f"{option}{v:g}"
+                    if isinstance(v, float) else f"{option}{v}", "value")
+
+
+def axis_kind(field: str) -> AxisKind:
+    return AXES[field] if field in AXES else _mod_option_kind(field)
 
 
 @dataclass(frozen=True)
@@ -104,7 +122,7 @@ class Axis:
 
     @property
     def kind(self) -> AxisKind:
-        return AXES[self.field]
+        return axis_kind(self.field)
 
     @property
     def option(self) -> str:
@@ -117,6 +135,8 @@ def axis_field(name: str) -> str:
     key = str(name).strip().lower().lstrip("-").replace("-", "_")
     if key in AXES:
         return key
+    if "." in key:
+        return _mod_option_kind(key).field
     if key in FIXED_OPTIONS:
         flag = "--" + key.replace("_", "-")
         raise UserError(f"--sweep {name}: {flag} cannot vary across a grid (every point shares the "
@@ -140,7 +160,7 @@ def axis_from_values(name: str, values: Sequence) -> Axis:
     """An axis from its option name and its values as text (or numbers, from TOML)."""
     field = axis_field(name)
     option = field
-    parsed = tuple(AXES[field].parse(str(v).strip()) for v in values)
+    parsed = tuple(axis_kind(field).parse(str(v).strip()) for v in values)
     if len(parsed) < 2:
         raise UserError(f"--sweep {option}: an axis needs two or more values (got {len(parsed)}); "
                         f"give one value as the train option itself")

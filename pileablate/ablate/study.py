@@ -50,6 +50,8 @@ class Study:
         check_axes(self.axes)
         base = self.ablation.base
         for axis in self.axes:
+            if "." in axis.field:  # a modification's option: the point's value replaces a --mod-option of it
+                continue
             given = getattr(base, axis.field)
             machine_chose = axis.field == "preset" and base.preset_reason is not None
             if given != default_of(TrainConfig, axis.field) and not machine_chose:
@@ -89,8 +91,11 @@ class Study:
         """The plain ablation of one point (its budget not yet fixed: see `parts`)."""
         if point is NO_POINT:
             return self.ablation
-        base = dataclasses.replace(self.ablation.base, **point.values,
-                                   runs_dir=Path(self.ablation.base.runs_dir) / point.label)
+        settings = {k: v for k, v in point.values.items() if "." not in k}
+        options = {k: v for k, v in point.values.items() if "." in k}  # a modification's option: NAME.KEY
+        given = tuple(o for o in self.ablation.base.mod_options if o.partition("=")[0].strip().lower() not in options)
+        base = dataclasses.replace(self.ablation.base, **settings, runs_dir=Path(self.ablation.base.runs_dir) / point.label,
+                                   mod_options=given + tuple(f"{k}={v}" for k, v in options.items()))
         tune_lrs = self.ablation.tune_lrs
         if tune_lrs and self.tune_spec:
             from pileablate.ablate.tuning import lr_candidates
@@ -157,7 +162,7 @@ def parts(study: Study) -> list[Part]:
         for experiment in ablation.experiments:
             try:
                 build_model_config(ablation.base.preset, experiment.mods, vocab_size,
-                                   **ablation.base.model_overrides())
+                                   mod_options=ablation.base.mod_options, **ablation.base.model_overrides())
             except UserError as err:
                 if point is NO_POINT:
                     raise
@@ -166,6 +171,19 @@ def parts(study: Study) -> list[Part]:
         base, defaulted = grid_budget(ablation.base, vocab_size)
         out.append(Part(point, dataclasses.replace(ablation, base=base), default_budget=defaulted))
     return out
+
+
+def check_configurations(ready: Sequence[Part]) -> None:
+    """Every configuration's modifications pass the causality probe together before any run starts, so
+    a leak is refused as one, never blamed on a learning rate that 'did not finish'."""
+    from pileablate.model.build import PRESETS
+    from pileablate.model.guards import check_configuration
+
+    for part in ready:
+        base = part.ablation.base
+        context = base.seq_len or PRESETS.get(base.preset, {}).get("seq_len", 1024)
+        for experiment in part.ablation.experiments:
+            check_configuration(experiment.mods, base.mod_options, context, part.key(experiment.label))
 
 
 def run_study(study: Study, console=None) -> AblationResult:
@@ -182,6 +200,7 @@ def run_study(study: Study, console=None) -> AblationResult:
     ready = parts(study)
     console.print(describe(study, ready), highlight=False)
     check_store(study.ablation.base.data, console)  # once here, not in every run (or every worker at once)
+    check_configurations(ready)
     phases = Phases(study, ready, console)
     phases.check_tuning()
     design = checked_design(study)

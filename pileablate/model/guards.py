@@ -169,6 +169,30 @@ def _causal_without(cfg: ModelConfig, name: str, model: torch.nn.Module, batch_s
     return find_leak(candidate, batch_size, seed) is None
 
 
+# The context of the check each configuration of a study passes before any of its runs (nano-sized, so
+# it costs seconds on a CPU; each run's own guard then probes the real model on its device).
+PREFLIGHT_MAX_CONTEXT = 1024
+
+
+def check_configuration(mods, mod_options, seq_len: int, label: str) -> None:
+    """The causality probe of a configuration's modifications together, on a nano model over the run's
+    context (at most PREFLIGHT_MAX_CONTEXT): UserError naming the configuration, before any tuning run
+    could blame a leak on the learning rate."""
+    from pileablate.model.build import build_model_config
+    from pileablate.model.gpt import GPT
+
+    cfg = build_model_config("nano", mods, 257, seq_len=min(seq_len, PREFLIGHT_MAX_CONTEXT), mod_options=mod_options)
+    if not cfg.mods:
+        return  # the baseline and trainer-only modifications: the model every test suite run probes
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        probe = GPT(cfg)
+    try:
+        check_causality(probe)
+    except UserError as err:
+        raise UserError(f"configuration '{label}': {err}; no run of the study was started") from None
+
+
 def probe_slice(idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The part of a batch the guards look at: its first PROBE_WINDOWS windows, first PROBE_TOKENS tokens."""
     return idx[:PROBE_WINDOWS, :PROBE_TOKENS], targets[:PROBE_WINDOWS, :PROBE_TOKENS]

@@ -80,15 +80,15 @@ class Configuration:
 
     @property
     def other_rates(self) -> dict[str, list[float]]:
-        """Rates of optimizers beside the one `--lr` names (muon's hidden matrices at a multiple of it):
-        optimizer name -> the rates its runs used. Empty for a configuration with one optimizer."""
+        """Rates of optimizers other than `--lr` itself (muon's hidden matrices at a multiple of it, a
+        user's optimizer at its lr_scale): optimizer name -> the rates its runs used. Empty when every
+        optimizer ran at --lr."""
         rates: dict[str, set] = {}
         for run in self.runs:
             recorded = run.config.get("learning_rates") or {}
-            if len(recorded) > 1:
-                for name, rate in recorded.items():
-                    if run.lr is None or abs(float(rate) - run.lr) > 1e-12 * max(1.0, run.lr):
-                        rates.setdefault(name, set()).add(float(rate))
+            for name, rate in recorded.items():
+                if run.lr is None or abs(float(rate) - run.lr) > 1e-12 * max(1.0, run.lr):
+                    rates.setdefault(name, set()).add(float(rate))
         return {name: sorted(values) for name, values in rates.items()}
 
 

@@ -23,7 +23,9 @@ from pileablate.report.trend import Trend, trend
 # the report does not import: a report needs no torch and no ablate).
 MEASURE = {"preset": "parameters", "n_layer": "parameters", "n_head": "parameters", "d_model": "parameters",
            "seq_len": "seq_len", "max_tokens": "tokens", "max_steps": "tokens", "time_limit": "tokens"}
+# A modification's option (NAME.KEY) is plotted against its own value.
 MEASURE_TEXT = {"parameters": ("parameters (the baseline's, active)", "with model size"),
+                "value": ("the swept option's value", "with the option"),
                 "tokens": ("tokens per run (the baseline's)", "with training tokens"),
                 "seq_len": ("context length (tokens)", "with context length")}
 PRESET_ORDER = ("nano", "micro", "mini", "small", "medium")
@@ -51,6 +53,9 @@ class Point:
             return base.params_active
         if measure == "tokens":
             return base.mean("tokens")
+        if measure == "value":
+            value = self.values.get(self.axes[0]) if self.axes else None
+            return float(value) if isinstance(value, (int, float)) else None
         seq = [(r.config.get("model") or {}).get("seq_len") for r in base.runs]
         return float(seq[0]) if seq and seq[0] else None
 
@@ -76,6 +81,9 @@ def recorded(run: Run, axis: str):
         return run.config.get("preset")
     if axis in ("max_tokens", "max_steps", "time_limit"):
         return (run.config.get("train") or {}).get(axis)
+    if "." in axis:  # a modification's option: what the run was given (a run without that modification: None)
+        given = dict(o.split("=", 1) for o in (run.config.get("train") or {}).get("mod_options") or ())
+        return given.get(axis)  # as text: "lion.beta2=0.95" records 0.95 as written
     return (run.config.get("model") or {}).get(axis)
 
 
@@ -86,7 +94,7 @@ def check_point(run: Run) -> None:
         if run.role == "tuning" and axis in ("max_tokens", "max_steps", "time_limit"):
             continue
         made = recorded(run, axis)
-        if made is not None and made != value:
+        if made is not None and (str(made) != str(value) if "." in axis else made != value):
             raise UserError(f"{run.path} was made with {axis} {made}, but lies in the folder of sweep point "
                             f"{run.point} ({axis} {value}); move it out of that folder")
 
@@ -152,7 +160,7 @@ def scaling(points: list[Point]) -> Optional[Scaling]:
         return None
     axes = swept[0].axes
     first = axes[0]
-    result = Scaling(axes, swept, MEASURE.get(first, "parameters"))
+    result = Scaling(axes, swept, MEASURE.get(first, "value" if "." in first else "parameters"))
     slices: dict[tuple, list[Point]] = {}
     for point in swept:
         slices.setdefault(point.slice_of(first), []).append(point)

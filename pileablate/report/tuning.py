@@ -99,6 +99,12 @@ def tuning_results(runs: list[Run], names: Optional[dict[tuple[str, ...], str]] 
         name = names.get(mods) or (",".join(mods) if mods else "baseline")
         points = [tuning_point(r) for r in members]
         tuning = Tuning(name=name, mods=mods, runs=members, losses=_losses_by_lr(points))
+        refused = next((r for r in members if (r.summary or {}).get("stop_reason") == "guard_failed"), None)
+        if refused is not None:  # a leak or a broken model, whatever the rate: never "no rate finished"
+            error = (refused.summary.get("guards") or {}).get("error") or "a guard failed before training"
+            tuning.problem = f"{name}: refused before training at every learning rate: {error}"
+            results.append(tuning)
+            continue
         try:
             tuning.chosen, tuning.at_edge = choose_lr(points, name)
         except UserError as err:

@@ -148,8 +148,14 @@ def time_guards(preset: str, device: str, vocab_size: int = GPT2_VOCAB, limit_s:
     return check
 
 
+# Score and mask hooks run on FlexAttention on a GPU: ALiBi and a sliding window from the examples.
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+HOOKED = ["--mods-file", str(EXAMPLES / "alibi.py"), "--mods-file", str(EXAMPLES / "sliding_window.py"),
+          "--mod-option", "window.size=256"]
+
+
 def train_command(data: Path, runs: Path, name: str, preset: str, mods: str, steps: int, compile: bool,
-                  processes: int = 1, device: str = "cuda") -> list[str]:
+                  processes: int = 1, device: str = "cuda", extra: tuple = ()) -> list[str]:
     launcher = [sys.executable]
     if processes > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
@@ -157,7 +163,7 @@ def train_command(data: Path, runs: Path, name: str, preset: str, mods: str, ste
                       "--preset", preset, "--max-steps", str(steps), "--log-every", "1", "--eval-every", "1000000",
                       "--eval-tokens", "16384", "--checkpoint-every", "1000000", "--device", device,
                       "--precision", "auto"]
-    return cmd + (["--mods", mods] if mods else []) + (["--compile"] if compile else [])
+    return cmd + (["--mods", mods] if mods else []) + (["--compile"] if compile else []) + list(extra)
 
 
 def measure_run(run_dir: Path, steps: int, warmup: int, check: Check) -> None:
@@ -181,10 +187,10 @@ def measure_run(run_dir: Path, steps: int, warmup: int, check: Check) -> None:
 
 
 def run_training(data: Path, runs: Path, label: str, mods: str, compile: bool, args, deadline: float,
-                 processes: int = 1) -> Check:
+                 processes: int = 1, extra: tuple = ()) -> Check:
     name = f"{label}{'-compile' if compile else ''}{f'-ddp{processes}' if processes > 1 else ''}"
     check = Check(f"{args.preset} {label}{' --compile' if compile else ''}{f' x{processes} DDP' if processes > 1 else ''}")
-    cmd = train_command(data, runs, name, args.preset, mods, args.steps, compile, processes, args.device)
+    cmd = train_command(data, runs, name, args.preset, mods, args.steps, compile, processes, args.device, extra)
     rc, output, check.wall_s = _run(cmd, deadline)
     if rc == 0:
         measure_run(runs / name, args.steps, args.warmup, check)
@@ -242,9 +248,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="pileablate-gpu-check-") as tmp:
         data = make_token_store(Path(tmp) / "data")
         runs = Path(tmp) / "runs"
-        for label, mods in (("baseline", ""), ("all", "all"), ("moe", "moe")):
+        for label, mods, extra in (("baseline", "", ()), ("all", "all", ()), ("moe", "moe", ()),
+                                   ("alibi+window-flex", "alibi,window", tuple(HOOKED))):
             for compile in (False, True):
-                checks.append(run_training(data, runs, label, mods, compile, args, deadline))
+                checks.append(run_training(data, runs, label, mods, compile, args, deadline, extra=extra))
                 print(f"  {checks[-1].name}: {'ok' if checks[-1].ok else 'FAIL'}", flush=True)
         if gpus >= 2:
             checks.append(run_training(data, runs, "baseline", "", False, args, deadline, processes=2))
