@@ -1,1 +1,1 @@
-"""Model: one GPT whose parts are switched by named modifications (see registry.py)."""
+"""Model: one GPT assembled from the components the registry (pileablate/registry.py) names by slot."""
