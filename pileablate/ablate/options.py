@@ -63,6 +63,10 @@ class AblateOptions:
                                  group=EXECUTION, metavar="K/N")
     stage: str = option("all", "tune, train or all: with --tune-lr a job array runs the tuning runs first (--stage tune), "
                                "then the reported ones (--stage train).", group=EXECUTION)
+    no_wait: bool = option(False, "Runs that another process is training (it holds the run folder's lock) are skipped; "
+                                  "by default the command then waits for them before its report (and resumes at once "
+                                  "one whose process died). With --no-wait it reports them as being trained by pid P "
+                                  "on host H instead. A --task never waits.", group=EXECUTION)
     dry_run: bool = option(False, "Print the plan (runs, budget, what is finished or will resume) and stop.", group=EXECUTION)
     emit: Optional[str] = option(None, "Write sbatch job-array scripts for this ablation and the submit.sh that submits them "
                                        "into RUNS/slurm/, and stop (nothing trains here).", group=SLURM, metavar="slurm")

@@ -8,7 +8,9 @@ tuning run of its configuration.
 
 Recovery is by re-running submit.sh: it asks `python -m pileablate.ablate.slurm pending` which tasks
 still have unfinished runs (tasks.json lists each task's runs) and submits only those; a run stopped
-mid-way resumes from its checkpoint. A time-out signals the task's shell early (`--signal`), which
+mid-way resumes from its checkpoint. A task whose run is held (pileablate.runlock: a task is training
+it) is running and is not submitted again; a copy that starts anyway finds its runs held, leaves them
+to their holder and exits 0. A time-out signals the task's shell early (`--signal`), which
 forwards SIGTERM to the run so that it checkpoints before Slurm kills it.
 """
 
@@ -221,12 +223,18 @@ def write_scripts(study, args: Sequence[str], tasks: Optional[int], request: Slu
 
 
 def pending_tasks(listing: dict, stage: str) -> list[int]:
-    """1-based ids of the stage's tasks with a run that is new or unfinished (failed runs stay as they are)."""
+    """1-based ids of the stage's tasks with a run that is new or unfinished (failed runs stay as they are),
+    leaving out a task with a run that a process holds: the task is running (it trains its runs one after
+    another), and a second copy of it would only find its runs taken."""
     from pileablate.ablate.runner import run_state
 
     runs_dir = Path(listing["runs_dir"])
-    return [k for k, runs in enumerate(listing["stages"][stage], start=1)
-            if any(run_state(runs_dir / name).action in ("train", "resume") for name in runs)]
+    pending = []
+    for k, runs in enumerate(listing["stages"][stage], start=1):
+        actions = {run_state(runs_dir / name).action for name in runs}
+        if "held" not in actions and actions & {"train", "resume"}:
+            pending.append(k)
+    return pending
 
 
 def array_spec(ids: Sequence[int]) -> str:

@@ -58,7 +58,7 @@ def ablate(ctx: typer.Context, **options) -> None:
     ablation = Ablation(base, experiments, [base.seed + i for i in range(most or count)],
                         tune_lrs=_tune_rates(given.tune_lr, base), tune_seeds=given.tune_seeds,
                         tune_budget=given.tune_budget, jobs=given.jobs, devices=devices, task=_parse_task(given.task),
-                        stage=given.stage)
+                        stage=given.stage, no_wait=given.no_wait)
     if given.emit is not None and given.emit != "slurm":
         raise UserError(f"--emit {given.emit!r}: only 'slurm' is supported")
     if given.emit is not None and most is not None:
