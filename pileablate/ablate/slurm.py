@@ -7,7 +7,8 @@ starts after the first succeeded (`--dependency=afterok`), because each reported
 tuning run of its configuration.
 
 Recovery is by re-running submit.sh: it asks `python -m pileablate.ablate.slurm pending` which tasks
-still have unfinished runs (tasks.json lists each task's runs) and submits only those; a run stopped
+still have unfinished runs (tasks.json lists each task's runs) and are not in the queue (`squeue`, for
+the arrays it noted in jobs.txt), and submits only those; a run stopped
 mid-way resumes from its checkpoint. A task whose run is held (pileablate.runlock: a task is training
 it) is running and is not submitted again; a copy that starts anyway finds its runs held, leaves them
 to their holder and exits 0. A time-out signals the task's shell early (`--signal`), which
@@ -38,6 +39,7 @@ SIGNAL_LEAD_S = 120
 # CPU threads per run when not given: a GPU run needs few (host work, data); a CPU run computes on them.
 DEFAULT_CPUS = {"gpu": 8, "cpu": 4}
 PATH_OPTIONS = ("--data", "--runs-dir")
+JOBS_FILE = "jobs.txt"   # beside tasks.json: "STAGE JOB" for every array submit.sh submitted
 _MEMORY = re.compile(r"^\d+[KMGT]?$")
 
 
@@ -168,19 +170,25 @@ def submit_script(stages: Sequence[str], runs_dir: Path) -> str:
     lines = ["#!/bin/bash",
              "# Submits the ablation's job arrays, each stage after the previous one succeeded. Its arguments go to",
              "# every sbatch (bash submit.sh --partition=debug). Run it again after a failure, a cancel or a",
-             "# time-out: it submits only the tasks whose runs are unfinished; stopped runs resume from checkpoints.",
+             "# time-out: it submits only the tasks whose runs are unfinished and that are neither queued nor",
+             "# running (squeue, jobs.txt); stopped runs resume from checkpoints.",
              "set -euo pipefail", 'cd "$(dirname "$0")"', 'after=""']
     for stage in stages:
         lines += [
+            # The stage's tasks still queued or running (squeue) are not submitted again; the next stage
+            # waits for them as for the ones submitted now.
+            f"queued=$({python} -m pileablate.ablate.slurm queued tasks.json {stage})",
             f"pending=$({python} -m pileablate.ablate.slurm pending tasks.json {stage})",
             'if [ -n "$pending" ]; then',
             f'  job=$(sbatch --parsable --array="$pending" ${{after:+"--dependency=afterok:$after"}} ${{1+"$@"}} '
             f"{stage}.sbatch)",
             '  job="${job%%;*}"',
+            f"  {python} -m pileablate.ablate.slurm record tasks.json {stage} \"$job\"",
             f'  echo "submitted {stage}.sbatch (tasks $pending): job $job"',
-            '  after="$job"',
+            '  after="$job${queued:+:$queued}"',
             "else",
-            f'  echo "{stage}: every task has finished; nothing to submit"',
+            f'  echo "{stage}: every task has finished or is queued; nothing to submit"',
+            '  after="$queued"',
             "fi",
         ]
     lines += [f'echo "when it has finished: pileablate report {shlex.quote(str(runs_dir))}"', ""]
@@ -222,19 +230,44 @@ def write_scripts(study, args: Sequence[str], tasks: Optional[int], request: Slu
     return scripts + [submit]
 
 
-def pending_tasks(listing: dict, stage: str) -> list[int]:
+def pending_tasks(listing: dict, stage: str, queued: Sequence[int] = ()) -> list[int]:
     """1-based ids of the stage's tasks with a run that is new or unfinished (failed runs stay as they are),
-    leaving out a task with a run that a process holds: the task is running (it trains its runs one after
-    another), and a second copy of it would only find its runs taken."""
+    leaving out the tasks still in the scheduler's queue (`queued`) and a task with a run that a process
+    holds: that task is running (it trains its runs one after another), and a second copy of it would
+    only find its runs taken."""
     from pileablate.ablate.runner import run_state
 
     runs_dir = Path(listing["runs_dir"])
     pending = []
     for k, runs in enumerate(listing["stages"][stage], start=1):
         actions = {run_state(runs_dir / name).action for name in runs}
-        if "held" not in actions and actions & {"train", "resume"}:
+        if k not in queued and "held" not in actions and actions & {"train", "resume"}:
             pending.append(k)
     return pending
+
+
+def record_job(tasks_json: Path, stage: str, job: str) -> None:
+    """submit.sh notes each array it submitted (RUNS/slurm/jobs.txt), to ask the scheduler about it later."""
+    with open(Path(tasks_json).parent / JOBS_FILE, "a", encoding="utf-8") as jobs:
+        jobs.write(f"{stage} {job}\n")
+
+
+def queued_tasks(tasks_json: Path, stage: str) -> dict[int, str]:
+    """{task id: "JOB_TASK"} of the stage's tasks that `squeue` lists (pending, running, completing) among
+    the arrays submit.sh submitted; empty where squeue is missing or fails (then the locks alone keep a
+    running task from being trained twice)."""
+    path = Path(tasks_json).parent / JOBS_FILE
+    jobs = {line.split()[1] for line in (path.read_text().splitlines() if path.is_file() else [])
+            if line.split()[:1] == [stage]}
+    if not jobs or shutil.which("squeue") is None:
+        return {}
+    try:
+        done = subprocess.run(["squeue", "-h", "-r", "-o", "%F %K"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    listed = [line.split() for line in done.stdout.splitlines()] if done.returncode == 0 else []
+    return {int(task): f"{job}_{task}" for job, task, *_ in (row for row in listed if len(row) >= 2)
+            if job in jobs and task.isdigit()}
 
 
 def array_spec(ids: Sequence[int]) -> str:
@@ -286,12 +319,24 @@ def fit_warnings(request: SlurmRequest) -> list[str]:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`python -m pileablate.ablate.slurm pending TASKS_JSON STAGE`: submit.sh asks which tasks to resubmit."""
-    if len(argv) != 3 or argv[0] != "pending":
-        print("usage: python -m pileablate.ablate.slurm pending RUNS/slurm/tasks.json STAGE", file=sys.stderr)
+    """What submit.sh asks, `python -m pileablate.ablate.slurm COMMAND TASKS_JSON STAGE [JOB]`:
+    `pending` the tasks to submit (an --array list), `queued` the stage's tasks still in the queue
+    (JOB_TASK:JOB_TASK..., for the next stage's dependency), `record JOB` notes a submitted array."""
+    arity = {"pending": 3, "queued": 3, "record": 4}
+    if not argv or arity.get(argv[0]) != len(argv):
+        print("usage: python -m pileablate.ablate.slurm pending|queued RUNS/slurm/tasks.json STAGE\n"
+              "       python -m pileablate.ablate.slurm record RUNS/slurm/tasks.json STAGE JOB", file=sys.stderr)
         return 2
-    listing = json.loads(Path(argv[1]).read_text())
-    print(array_spec(pending_tasks(listing, argv[2])))
+    command, tasks_json, stage = argv[:3]
+    if command == "record":
+        record_job(Path(tasks_json), stage, argv[3])
+        return 0
+    queued = queued_tasks(Path(tasks_json), stage)
+    if command == "queued":
+        print(":".join(queued[k] for k in sorted(queued)))
+        return 0
+    listing = json.loads(Path(tasks_json).read_text())
+    print(array_spec(pending_tasks(listing, stage, queued=list(queued))))
     return 0
 
 
