@@ -5,8 +5,10 @@
 Installs nothing. In a temporary folder it starts munged and a one-node cluster (2 CPUs) with a
 configuration of its own, emits a CPU grid with lr tuning (two stages, one CPU per task), submits it,
 cancels one tuning task mid-run (`scancel`) and checks that the training stage was dropped rather than
-left pending, runs submit.sh again (which must resubmit only that task, then the training stage), and
-compares every run's final losses with the same grid run locally on one thread: they must be identical.
+left pending, runs submit.sh again (which must resubmit only that task, then the training stage) and at
+once a third time (it must submit nothing: those tasks are queued or running), checks that
+every run was trained by one task at a time (its metrics' steps strictly increase)
+and compares every run's final losses with the same grid run locally on one thread: they must be identical.
 Stops everything it started, even on failure. Exit 0 when every check holds, 1 otherwise, 2 without Slurm.
 Must be run as root (the daemons run as the invoking user, which Slurm requires to be root here).
 """
@@ -213,6 +215,16 @@ def cancel_mid_run(cluster: Cluster, runs: Path, jobs: dict) -> str:
         raise CheckFailed(f"the training array did not end after the cancelled tuning task: {train_states}")
 
 
+def trained_twice(runs: Path) -> dict[str, list[int]]:
+    """Runs whose metrics repeat or reorder a step (what two tasks training one run at once leave)."""
+    problems = {}
+    for metrics in runs.glob("*/metrics.jsonl"):
+        steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if line.strip()]
+        if not steps or any(b <= a for a, b in zip(steps, steps[1:])):
+            problems[metrics.parent.name] = steps
+    return problems
+
+
 def too_big_warning(cluster: Cluster) -> str:
     """What `--emit slurm --cpus-per-run 4` warns here, asked of this cluster's sinfo (in process: no torch start)."""
     from pileablate.ablate.slurm import fit_warnings, make_request
@@ -251,6 +263,11 @@ def check(work: Path) -> list[str]:
         if second.get("tune", ("", ""))[1] != "2" or "train" not in second:
             raise CheckFailed(f"the second submit.sh submitted {second}; expected tuning task 2, then training")
         done.append(f"re-submitted: {', '.join(f'{s} tasks {t}' for s, (_, t) in second.items())}")
+        third = submit(cluster, remote)  # at once: what the second one submitted is queued or running
+        queued = cluster.out(["squeue", "-h", "-r", "-o", "%F_%K %T"]).split("\n")
+        if third:
+            raise CheckFailed(f"submit.sh run again while the arrays ran submitted {third}; expected nothing")
+        done.append(f"submit.sh run again while they ran ({', '.join(q for q in queued if q)}): submitted nothing")
         wait_for(cluster.idle, DEADLINE_S, "the resubmitted arrays to finish")
         done.append(f"cluster finished at {time.monotonic() - start:.0f} s")
         reference.join()
@@ -258,6 +275,10 @@ def check(work: Path) -> list[str]:
     finally:
         cluster.stop()
         reference.stop()
+    twice = trained_twice(remote)
+    if twice:
+        raise CheckFailed(f"runs trained more than once: {twice}")
+    done.append("every run trained by one task at a time: its metrics' steps strictly increase")
     ours, theirs = final_losses(local), final_losses(remote)
     if ours != theirs:
         raise CheckFailed(f"final losses differ:\n local   {ours}\n cluster {theirs}")
