@@ -106,3 +106,20 @@ def test_a_checkpoint_on_a_full_disk_is_one_line_and_the_run_resumes_to_the_same
     want, got = read_metrics(reference / "rope-s0"), read_metrics(runs / "rope-s0")
     assert [r["step"] for r in got] == list(range(1, 13))
     assert [(r["train_loss"], r.get("val_loss")) for r in got] == [(r["train_loss"], r.get("val_loss")) for r in want]
+
+
+def test_a_full_disk_in_a_jobs_worker_reaches_the_parent_as_the_same_error(tmp_path, monkeypatch):
+    """`ablate --jobs N`: the worker says which write failed (a run left resumable, not failed) and the
+    parent raises it as its own, for the CLI's one line."""
+    from pileablate.ablate import parallel
+    from pileablate.train.config import TrainConfig
+
+    target = tmp_path / "runs" / "rope-s0" / "ckpt" / "latest.pt"
+
+    def full(cfg, console=None):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    monkeypatch.setattr("pileablate.train.trainer.train", full)
+    code, reason = parallel._train_one(TrainConfig(), str(tmp_path / "train.log"))
+    assert code == parallel.WRITE_FAILED
+    assert OSError(*reason).filename == str(target) and OSError(*reason).errno == errno.ENOSPC
