@@ -139,8 +139,12 @@ def train_phase(train_plan, configs: Sequence, plan: Sequence[PlannedRun], conso
     outcomes, interrupted = train_plan(configs, plan, console)
     runs = {p.title: (cfg, p) for cfg, p in zip(configs, plan)}
     while wait and not interrupted and (held := [o.run.title for o in outcomes if o.state.action == "held"]):
-        runlock.wait_while_held([Path(runs[t][0].runs_dir) / runs[t][1].name for t in held],
-                                on_wait=lambda holders: _say_waiting(console, holders))
+        try:
+            runlock.wait_while_held([Path(runs[t][0].runs_dir) / runs[t][1].name for t in held],
+                                    on_wait=lambda holders: _say_waiting(console, holders))
+        except KeyboardInterrupt:  # nothing of ours is running: nothing to save
+            raise AblationInterrupted("interrupted while waiting for runs that other processes are training; "
+                                      "re-run the same command to continue") from None
         again, interrupted = train_plan([runs[t][0] for t in held], [runs[t][1] for t in held], console)
         retried = {o.run.title: o for o in again}
         outcomes = [retried.get(o.run.title, o) for o in outcomes]

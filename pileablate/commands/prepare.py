@@ -27,7 +27,8 @@ def prepare(verify: Optional[Path] = None, **options) -> None:
     Examples: 'pileablate prepare --rows 1M' (The Pile, GPT-2 tokens, into data/);
     'pileablate prepare --source sample --tokenizer bytes' (offline). Interrupted? Run the same
     command again: it continues from the last committed chunk.
-    'pileablate prepare --verify data' checks a store for damage.
+    'pileablate prepare --verify data' checks a store for damage; '--dry-run' estimates the tokens, disk
+    and time first.
     """
     if verify is not None:
         from pileablate.data.verify import report_store
@@ -37,4 +38,9 @@ def prepare(verify: Optional[Path] = None, **options) -> None:
     from pileablate.data.prepare import prepare as run_prepare
 
     cfg = PrepareConfig(**from_command_line(PrepareConfig, options))
+    if cfg.dry_run:
+        from pileablate.data.estimate import print_estimate
+
+        print_estimate(cfg, stdout_console())
+        return
     run_prepare(cfg, console=stderr_console(), summary_console=stdout_console())

@@ -71,6 +71,9 @@ class PrepareConfig:
         None, "Tokenizer processes (default: one per available core). The store is the same whatever the number.",
         metavar="N", min=1,
     )
+    dry_run: bool = option(False, "Estimate what this prepare costs and stop, writing nothing: the tokens, the disk and "
+                                  "the time at --task's N tasks and --workers, from the first 8 MB of the first source, "
+                                  "read and tokenized as prepare would.")
 
     def __post_init__(self) -> None:
         self.sources = list(self.sources or ["pile"])
