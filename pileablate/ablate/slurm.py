@@ -65,9 +65,13 @@ class SlurmRequest:
         return lines + [f"#SBATCH {line}" for line in self.extra]
 
 
-def make_request(device: str, gpus: Optional[int], cpus: Optional[int], *, partition=None, account=None, qos=None,
-                 mem=None, extra: Sequence[str] = (), setup=None, time=None) -> SlurmRequest:
-    """The request of runs on `device` (the runs' --device): no GPU for CPU runs; checks the user's values."""
+def make_request(device: str, gpus: Optional[int], cpus: Optional[int], slurm=None) -> SlurmRequest:
+    """The request of runs on `device` (the runs' --device): no GPU for CPU runs; checks the user's values
+    (`slurm`: the SlurmOptions given, none by default)."""
+    from pileablate.slurm_options import SlurmOptions
+
+    slurm = slurm or SlurmOptions()
+    mem, extra, setup = slurm.slurm_mem, slurm.slurm_extra, slurm.slurm_setup
     on_cpu = device == "cpu"
     if on_cpu and gpus:
         raise UserError(f"--gpus-per-run {gpus} with --device cpu: the runs would not use them; drop --gpus-per-run")
@@ -80,8 +84,8 @@ def make_request(device: str, gpus: Optional[int], cpus: Optional[int], *, parti
             raise UserError(f"--slurm-extra {line!r}: give one sbatch option, such as --constraint=a100")
     if setup is not None and "\n" in setup:
         raise UserError("--slurm-setup: give one line of commands separated by ';'")
-    return SlurmRequest(gpus=gpus, cpus=cpus, partition=partition, account=account, qos=qos, mem=mem,
-                        extra=tuple(extra), setup=setup, time=time)
+    return SlurmRequest(gpus=gpus, cpus=cpus, partition=slurm.slurm_partition, account=slurm.slurm_account,
+                        qos=slurm.slurm_qos, mem=mem, extra=tuple(extra), setup=setup, time=slurm.slurm_time)
 
 
 def slurm_time(seconds: float) -> str:
