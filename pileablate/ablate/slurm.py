@@ -127,37 +127,49 @@ def python_command(request: SlurmRequest) -> str:
 def _resources_comment(request: SlurmRequest) -> list[str]:
     threads = f"{request.cpus} CPU thread{'s' if request.cpus != 1 else ''}"
     if not request.gpus:
-        return [f"# Each run is one process on {threads} (OMP_NUM_THREADS and torch's threads follow the task's",
-                "# CPUs; the thread count changes the last digits of the losses and is recorded in config.json)."]
-    return [f"# Each run is one process on {request.gpus} GPU(s) with {threads}. For multi-GPU DDP runs, run the",
-            "# command under torchrun --standalone --nproc_per_node=G -m pileablate ablate ... in place of",
-            "# python -m pileablate, and ask for G GPUs per task with --gpus-per-run G."]
+        return [f"Each run is one process on {threads} (OMP_NUM_THREADS and torch's threads follow the task's",
+                "CPUs; the thread count changes the last digits of the losses and is recorded in config.json)."]
+    return [f"Each run is one process on {request.gpus} GPU(s) with {threads}. For multi-GPU DDP runs, run the",
+            "command under torchrun --standalone --nproc_per_node=G -m pileablate ablate ... in place of",
+            "python -m pileablate, and ask for G GPUs per task with --gpus-per-run G."]
 
 
-def array_script(*, stage: str, args: Sequence[str], tasks: int, runs: int, time: str, why_time: str,
-                 request: SlurmRequest, log_dir: Path, workdir: Path) -> str:
-    command = [python_command(request), "-m", "pileablate", "ablate", *map(shlex.quote, args), "--stage", stage,
-               '--task "${SLURM_ARRAY_TASK_ID}/' + str(tasks) + '"']
+@dataclass(frozen=True)
+class Job:
+    """One sbatch script: `python -m pileablate <command>`, as an array of `tasks` tasks (each given
+    `--task K/N`) or, without tasks, one job."""
+
+    name: str                   # --job-name
+    label: str                  # what the log's first line calls it ("pileablate ablate, stage tune")
+    command: tuple[str, ...]    # after `python -m pileablate`
+    about: tuple[str, ...]      # the script's opening comment
+    tasks: Optional[int] = None
+
+
+def sbatch_script(job: Job, *, time: str, request: SlurmRequest, log_dir: Path, workdir: Path) -> str:
+    command = [python_command(request), "-m", "pileablate", *map(shlex.quote, job.command)]
+    if job.tasks:
+        command.append('--task "${SLURM_ARRAY_TASK_ID}/' + str(job.tasks) + '"')
+        array = [f"#SBATCH --array=1-{job.tasks}", f"#SBATCH --output={log_dir}/task-%a_job-%A.out"]
+        which = f"task ${{SLURM_ARRAY_TASK_ID}} of {job.tasks} (job ${{SLURM_ARRAY_JOB_ID}})"
+    else:
+        array, which = [f"#SBATCH --output={log_dir}/job-%j.out"], "job ${SLURM_JOB_ID}"
     return "\n".join([
         "#!/bin/bash",
-        f"# pileablate ablate, stage '{stage}': {runs} runs in {tasks} array tasks.",
-        f"# Time limit: {why_time}.",
-        *_resources_comment(request),
-        f"#SBATCH --job-name=pileablate-{stage}",
-        f"#SBATCH --array=1-{tasks}",
+        *(f"# {line}" for line in job.about),
+        f"#SBATCH --job-name={job.name}",
         f"#SBATCH --time={time}",
         *request.directives(),
         # Early enough for the run to reach a step boundary and checkpoint (Slurm's own kill wait is ~30 s).
         f"#SBATCH --signal=B:USR1@{SIGNAL_LEAD_S}",
         "#SBATCH --kill-on-invalid-dep=yes",
-        f"#SBATCH --output={log_dir}/task-%a_job-%A.out",
+        *array,
         "set -euo pipefail",
         f"cd {shlex.quote(str(workdir))}",
         *([request.setup] if request.setup else []),
         f'export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-{request.cpus}}}"',
         'export MKL_NUM_THREADS="$OMP_NUM_THREADS"',
-        f'echo "pileablate ablate, stage {stage}: task ${{SLURM_ARRAY_TASK_ID}} of {tasks} '
-        '(job ${SLURM_ARRAY_JOB_ID}) on $(hostname), $OMP_NUM_THREADS CPU threads"',
+        f'echo "{job.label}: {which} on $(hostname), $OMP_NUM_THREADS CPU threads"',
         # In the background, so that the shell can forward the time-out's signal as SIGTERM: the run checkpoints.
         " ".join(command) + " &",
         "run=$!",
@@ -169,14 +181,11 @@ def array_script(*, stage: str, args: Sequence[str], tasks: int, runs: int, time
     ])
 
 
-def submit_script(stages: Sequence[str], runs_dir: Path) -> str:
+def submit_script(stages: Sequence[str], about: Sequence[str], last: Sequence[str]) -> str:
+    """submit.sh: each stage's array (the tasks `pending` names) after the previous stage, then `last`
+    (lines run with $after, the jobs the last stage's tasks are in)."""
     python = shlex.quote(sys.executable)
-    lines = ["#!/bin/bash",
-             "# Submits the ablation's job arrays, each stage after the previous one succeeded. Its arguments go to",
-             "# every sbatch (bash submit.sh --partition=debug). Run it again after a failure, a cancel or a",
-             "# time-out: it submits only the tasks whose runs are unfinished and that are neither queued nor",
-             "# running (squeue, jobs.txt); stopped runs resume from checkpoints.",
-             "set -euo pipefail", 'cd "$(dirname "$0")"', 'after=""']
+    lines = ["#!/bin/bash", *(f"# {line}" for line in about), "set -euo pipefail", 'cd "$(dirname "$0")"', 'after=""']
     for stage in stages:
         lines += [
             # The stage's tasks still queued or running (squeue) are not submitted again; the next stage
@@ -195,8 +204,11 @@ def submit_script(stages: Sequence[str], runs_dir: Path) -> str:
             '  after="$queued"',
             "fi",
         ]
-    lines += [f'echo "when it has finished: pileablate report {shlex.quote(str(runs_dir))}"', ""]
-    return "\n".join(lines)
+    return "\n".join(lines + list(last) + [""])
+
+
+RESUBMIT = ("every sbatch (bash submit.sh --partition=debug). Run it again after a failure, a cancel or a time-out:",
+            "it submits only the tasks with work left that are neither queued nor running (squeue, jobs.txt).")
 
 
 def run_folder(planned) -> str:
@@ -223,13 +235,18 @@ def write_scripts(study, args: Sequence[str], tasks: Optional[int], request: Slu
         log_dir = out / "logs" / stage
         log_dir.mkdir(parents=True, exist_ok=True)  # sbatch does not make it: a task would fail to start
         path = out / f"{stage}.sbatch"
-        path.write_text(array_script(stage=stage, args=args, tasks=n, runs=len(plan), time=time, why_time=why,
-                                     request=request, log_dir=log_dir, workdir=Path.cwd()))
+        job = Job(f"pileablate-{stage}", f"pileablate ablate, stage {stage}", ("ablate", *args, "--stage", stage),
+                  (f"pileablate ablate, stage '{stage}': {len(plan)} runs in {n} array tasks.", f"Time limit: {why}.",
+                   *_resources_comment(request)), tasks=n)
+        path.write_text(sbatch_script(job, time=time, request=request, log_dir=log_dir, workdir=Path.cwd()))
         scripts.append(path)
         listing[stage] = task_runs(plan, n)
     (out / "tasks.json").write_text(json.dumps({"runs_dir": str(runs_dir), "stages": listing}, indent=1) + "\n")
     submit = out / "submit.sh"
-    submit.write_text(submit_script([stage for stage, _ in stages], runs_dir))
+    about = ("Submits the ablation's job arrays, each stage after the previous one succeeded. Its arguments go to",
+             *RESUBMIT, "Stopped runs resume from their checkpoints.")
+    last = [f'echo "when it has finished: pileablate report {shlex.quote(str(runs_dir))}"']
+    submit.write_text(submit_script([stage for stage, _ in stages], about, last))
     os.chmod(submit, 0o755)
     return scripts + [submit]
 
