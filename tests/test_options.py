@@ -17,7 +17,7 @@ from pileablate.options import exposed_fields, flag_of, help_of
 from pileablate.slurm_options import SlurmOptions
 from pileablate.train.config import TrainConfig
 
-COMMANDS = {"train": [TrainConfig], "prepare": [PrepareConfig], "generate": [GenerateOptions],
+COMMANDS = {"train": [TrainConfig], "prepare": [PrepareConfig, SlurmOptions], "generate": [GenerateOptions],
             "ablate": [AblateOptions, SlurmOptions, TrainConfig]}
 
 

@@ -357,7 +357,12 @@ def main(argv: Sequence[str]) -> int:
         print(":".join(queued[k] for k in sorted(queued)))
         return 0
     listing = json.loads(Path(tasks_json).read_text())
-    print(array_spec(pending_tasks(listing, stage, queued=list(queued))))
+    if "out" in listing:  # prepare's array (pileablate.data.slurm_array): parts, not runs
+        from pileablate.data.slurm_array import pending_tasks as pending_parts
+
+        print(array_spec(pending_parts(listing, queued=list(queued))))
+    else:
+        print(array_spec(pending_tasks(listing, stage, queued=list(queued))))
     return 0
 
 
