@@ -1,12 +1,16 @@
-"""`ablate --emit slurm` against a real Slurm scheduler: a one-node cluster on localhost, started here.
+"""`ablate --emit slurm` and `prepare --emit slurm` against a real Slurm scheduler: a one-node cluster on localhost.
 
     python benchmarks/slurm_check.py          # needs slurmctld, slurmd and munged (Debian: apt-get install slurm-wlm)
 
 Installs nothing. In a temporary folder it starts munged and a one-node cluster (2 CPUs) with a
 configuration of its own, emits a CPU grid with lr tuning (two stages, one CPU per task), submits it,
 cancels one tuning task mid-run (`scancel`) and checks that the training stage was dropped rather than
-left pending, runs submit.sh again (which must resubmit only that task, then the training stage), and
-compares every run's final losses with the same grid run locally on one thread: they must be identical.
+left pending, runs submit.sh again (which must resubmit only that task, then the training stage) and at
+once a third time (it must submit nothing: those tasks are queued or running), checks that
+every run was trained by one task at a time (its metrics' steps strictly increase)
+and compares every run's final losses with the same grid run locally on one thread: they must be identical.
+Then `prepare --emit slurm` of two shards: its two tasks and the verification job after them must complete
+and hold the documents of the same store made by one process here.
 Stops everything it started, even on failure. Exit 0 when every check holds, 1 otherwise, 2 without Slurm.
 Must be run as root (the daemons run as the invoking user, which Slurm requires to be root here).
 """
@@ -31,7 +35,7 @@ CLIENTS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo")
 GRID = ["--mods", "rope", "--tune-lr", "3e-3", "--preset", "nano", "--max-tokens", "48000", "--eval-tokens", "1024",
         "--eval-every", "40", "--log-every", "5", "--device", "cpu"]
 CANCELLED_RUN = "tune-rope-lr0.003-s1000"   # task 2 of the tuning array
-DEADLINE_S = 170   # the whole check, start-up to clean-up; every wait ends by then
+DEADLINE_S = 230   # the whole check, start-up to clean-up; every wait ends by then
 _deadline = time.monotonic() + DEADLINE_S
 
 
@@ -213,6 +217,61 @@ def cancel_mid_run(cluster: Cluster, runs: Path, jobs: dict) -> str:
         raise CheckFailed(f"the training array did not end after the cancelled tuning task: {train_states}")
 
 
+def trained_twice(runs: Path) -> dict[str, list[int]]:
+    """Runs whose metrics repeat or reorder a step (what two tasks training one run at once leave)."""
+    problems = {}
+    for metrics in runs.glob("*/metrics.jsonl"):
+        steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if line.strip()]
+        if not steps or any(b <= a for a, b in zip(steps, steps[1:])):
+            problems[metrics.parent.name] = steps
+    return problems
+
+
+def documents(store: Path) -> dict[str, list[bytes]]:
+    """Each split's documents (their tokens), in a fixed order: what two stores must hold alike."""
+    from pileablate.data.store import TokenSplit
+
+    splits = {}
+    for split in ("train", "val"):
+        tokens = TokenSplit(store / split)
+        splits[split] = sorted(tokens.document(i).tobytes() for i in range(tokens.num_documents))
+    return splits
+
+
+def check_prepare(work: Path, cluster: Cluster) -> list[str]:
+    """`prepare --emit slurm` on the cluster (2 tasks, then the verification) gives the store of one process:
+    the same documents in each split, from two shards of standard-library source."""
+    from pileablate.data.config import PrepareConfig
+    from pileablate.data.prepare import prepare
+    from pileablate.data.sources import sample_files
+
+    shards, out, reference = work / "shards", work / "prepared", work / "prepared-here"
+    shards.mkdir()
+    files = sample_files()[:200]
+    for i in range(2):
+        (shards / f"{i:02d}.jsonl").write_text("".join(json.dumps({"text": p.read_text(errors="replace")}) + "\n"
+                                                       for p in files[i::2]))
+    prepare(PrepareConfig(sources=[str(shards)], out=reference, tokenizer="bytes", workers=1))
+    pileablate("prepare", "--source", str(shards), "--tokenizer", "bytes", "--out", str(out), "--emit", "slurm",
+               "--workers", "1", cwd=work)  # one task per shard
+    text = subprocess.run(["bash", str(out / "slurm" / "submit.sh")], env=cluster.env, capture_output=True,
+                          text=True, check=True).stdout
+    verify = re.search(r"submitted verify\.sbatch: job (\d+)", text)
+    if "submitted prepare.sbatch (tasks 1-2)" not in text or not verify:
+        raise CheckFailed(f"prepare's submit.sh submitted: {text}")
+    wait_for(cluster.idle, DEADLINE_S, "prepare's array and its verification to finish")
+    states = cluster.job_states(verify.group(1))
+    log = out / "slurm" / "logs" / "verify" / f"job-{verify.group(1)}.out"
+    if states != ["COMPLETED"] or "parts match manifest.json" not in log.read_text():
+        raise CheckFailed(f"the verification job ended {states}: {log.read_text()[-1000:]}")
+    ours, theirs = documents(out), documents(reference)
+    if ours != theirs:
+        raise CheckFailed(f"the array's store holds other documents than one process's: "
+                          f"{ {k: len(v) for k, v in ours.items()} } vs { {k: len(v) for k, v in theirs.items()} }")
+    return [f"prepare --emit slurm: 2 tasks, then --verify (completed), hold the documents of one process's store "
+            f"({len(ours['train'])} train, {len(ours['val'])} val)"]
+
+
 def too_big_warning(cluster: Cluster) -> str:
     """What `--emit slurm --cpus-per-run 4` warns here, asked of this cluster's sinfo (in process: no torch start)."""
     from pileablate.ablate.slurm import fit_warnings, make_request
@@ -251,13 +310,23 @@ def check(work: Path) -> list[str]:
         if second.get("tune", ("", ""))[1] != "2" or "train" not in second:
             raise CheckFailed(f"the second submit.sh submitted {second}; expected tuning task 2, then training")
         done.append(f"re-submitted: {', '.join(f'{s} tasks {t}' for s, (_, t) in second.items())}")
+        third = submit(cluster, remote)  # at once: what the second one submitted is queued or running
+        queued = cluster.out(["squeue", "-h", "-r", "-o", "%F_%K %T"]).split("\n")
+        if third:
+            raise CheckFailed(f"submit.sh run again while the arrays ran submitted {third}; expected nothing")
+        done.append(f"submit.sh run again while they ran ({', '.join(q for q in queued if q)}): submitted nothing")
         wait_for(cluster.idle, DEADLINE_S, "the resubmitted arrays to finish")
         done.append(f"cluster finished at {time.monotonic() - start:.0f} s")
+        done += check_prepare(work, cluster)
         reference.join()
         done.append(f"local grid: {len(final_losses(local))} runs, finished at {time.monotonic() - start:.0f} s")
     finally:
         cluster.stop()
         reference.stop()
+    twice = trained_twice(remote)
+    if twice:
+        raise CheckFailed(f"runs trained more than once: {twice}")
+    done.append("every run trained by one task at a time: its metrics' steps strictly increase")
     ours, theirs = final_losses(local), final_losses(remote)
     if ours != theirs:
         raise CheckFailed(f"final losses differ:\n local   {ours}\n cluster {theirs}")

@@ -116,6 +116,13 @@ def main(argv: Optional[list[str]] = None) -> None:
             raise
         typer.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)
+    except OSError as err:  # a full disk, a quota, a read-only place: the write named the file (writes.py)
+        from pileablate.writes import is_write_error, one_line
+
+        if debug or not is_write_error(err):
+            raise
+        typer.echo(f"error: {one_line(err)}", err=True)
+        sys.exit(2)
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(1)

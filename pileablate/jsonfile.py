@@ -1,4 +1,4 @@
-"""JSON files that are never half-written, and read back with a one-line error when broken.
+"""JSON (and text) files that are never half-written, and read back with a one-line error when broken.
 
 `write_json_atomic` writes a temporary file in the same directory, fsyncs it and renames it over the
 target, so a reader (or a process killed mid-write) sees the old file or the new one, never a torn
@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 
 from pileablate.errors import UserError
+from pileablate.writes import writing
 
 TEMP_SUFFIX = ".tmp"
 
@@ -47,21 +48,27 @@ def _alive(pid: int) -> bool:
 
 def write_json_atomic(path, data) -> None:
     """Write `data` as indented JSON to `path` atomically (temp file, fsync, os.replace)."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write `text` to `path` atomically: a temporary file beside it, fsynced, renamed over `path`. A
+    failed write (a full disk) removes the temporary file and leaves the old `path` as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique temporary name: two processes (e.g. --task workers sharing a directory) never share one.
-    # ("x" mode creates it exclusively, with the usual permissions under the umask.)
-    tmp = path.with_name(f"{temp_prefix(path)}{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A unique temporary name: two processes (e.g. --task workers sharing a directory) never share one.
+        # ("x" mode creates it exclusively, with the usual permissions under the umask.)
+        tmp = path.with_name(f"{temp_prefix(path)}{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            with open(tmp, "x", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     _fsync_directory(path.parent)
 
 

@@ -4,6 +4,8 @@
     RUNS/<name>/summary.json    how it stands: running, stopped, finished or failed, and its losses
     RUNS/<name>/metrics.jsonl   one row per logged step (appended; a torn last line is tolerated)
     RUNS/<name>/ckpt/latest.pt  everything needed to continue exactly (torch.load(weights_only=True))
+    RUNS/<name>/error.txt       the traceback of a run that crashed (its summary says "failed", "crashed")
+    RUNS/<name>/.lock           held by the process training the run (pileablate.runlock)
     RUNS/<point>/point.json     a sweep point's values, beside the runs made at that point
     RUNS/study.json             the study's design (margin, sequential design), for the report
 
@@ -27,11 +29,13 @@ from pathlib import Path
 from typing import Optional
 
 from pileablate.errors import UserError
-from pileablate.jsonfile import read_json, write_json_atomic
+from pileablate.jsonfile import read_json, write_json_atomic, write_text_atomic
+from pileablate.writes import writing
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
+ERROR_FILE = "error.txt"       # the traceback of a run that crashed
 CHECKPOINT_FILE = Path("ckpt") / "latest.pt"
 POINT_FILE = "point.json"
 STUDY_FILE = "study.json"  # a study's design, in its top runs folder
@@ -125,6 +129,13 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     write_json_atomic(Path(run_dir) / SUMMARY_FILE, summary)
 
 
+def write_error(run_dir: Path, text: str) -> Path:
+    """The traceback of a run that crashed, kept beside its summary; returns its path."""
+    path = Path(run_dir) / ERROR_FILE
+    write_text_atomic(path, text)
+    return path
+
+
 def write_point(folder: Path, point: dict) -> None:
     write_json_atomic(Path(folder) / POINT_FILE, point)
 
@@ -166,15 +177,19 @@ def save_checkpoint(run_dir: Path, state: dict) -> None:
     import torch
 
     path = checkpoint_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Through a Python file: a full disk is then an OSError (ENOSPC), where torch.save(path) says
+            # only "unexpected pos".
+            with open(tmp, "wb") as handle:
+                torch.save(state, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(run_dir: Path, map_location="cpu") -> dict:
@@ -216,18 +231,17 @@ class MetricsLog:
             notes.append(f"{self.path.name}: dropped {len(rows) - len(kept)} row(s) logged after the checkpoint "
                          f"at step {step} (those steps are trained again)")
         if notes or (text and not text.endswith("\n")):  # the next row must start on a line of its own
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
-            tmp.replace(self.path)
+            write_text_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
         return notes
 
     def write(self, row: dict) -> None:
         if not self.enabled:
             return
-        if self._handle is None:
-            self._handle = open(self.path, "a", encoding="utf-8")
-        self._handle.write(json.dumps(row) + "\n")
-        self._handle.flush()
+        with writing(self.path):  # a row torn by a full disk is a torn last line: dropped on resume
+            if self._handle is None:
+                self._handle = open(self.path, "a", encoding="utf-8")
+            self._handle.write(json.dumps(row) + "\n")
+            self._handle.flush()
 
     def close(self) -> None:
         if self._handle is not None:

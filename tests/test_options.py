@@ -14,10 +14,11 @@ from pileablate.data.config import PrepareConfig
 from pileablate.errors import UserError
 from pileablate.inference.options import GenerateOptions
 from pileablate.options import exposed_fields, flag_of, help_of
+from pileablate.slurm_options import SlurmOptions
 from pileablate.train.config import TrainConfig
 
-COMMANDS = {"train": [TrainConfig], "prepare": [PrepareConfig], "generate": [GenerateOptions],
-            "ablate": [AblateOptions, TrainConfig]}
+COMMANDS = {"train": [TrainConfig], "prepare": [PrepareConfig, SlurmOptions], "generate": [GenerateOptions],
+            "ablate": [AblateOptions, SlurmOptions, TrainConfig]}
 
 
 def _command(name: str):

@@ -131,7 +131,29 @@ def test_submit_forwards_its_arguments_and_resubmits_only_unfinished_tasks(bytes
     _finish(runs, "rope-s0")
     out = subprocess.run(["bash", *submit], env=env_with(bin_dir), check=True, capture_output=True, text=True).stdout
     assert _submitted(log) == [["--parsable", "--array=1", "train.sbatch"]]  # no dependency on a stage not submitted
-    assert "tune: every task has finished" in out
+    assert "tune: every task has finished or is queued" in out
+
+
+def test_submit_again_while_the_arrays_are_queued_submits_nothing_and_waits_for_what_still_runs(bytes_store, tmp_path):
+    """submit.sh asks squeue (for the arrays it noted in jobs.txt) which tasks are still queued or running:
+    those are not submitted twice, and a resubmitted next stage depends on them."""
+    runs, bin_dir, log, queue = tmp_path / "runs", tmp_path / "bin", tmp_path / "sbatch.log", tmp_path / "queue"
+    emit(bytes_store, runs, "--device", "cpu")
+    fake_tool(bin_dir, "sbatch", f'echo "$@" >> {log}\necho "$(wc -l < {log});cluster"')
+    fake_tool(bin_dir, "squeue", f'[ "$*" = "-h -r -o %F %K" ] && cat {queue}')
+    submit = ["bash", str(runs / "slurm" / "submit.sh")]
+    subprocess.run(submit, env=env_with(bin_dir), check=True, capture_output=True)
+    assert (runs / "slurm" / "jobs.txt").read_text() == "tune 1\ntrain 2\n"
+
+    log.unlink()
+    queue.write_text("1 1\n1 2\n2 1\n2 2\n99 1\n")  # both arrays queued (and another user's job)
+    out = subprocess.run(submit, env=env_with(bin_dir), check=True, capture_output=True, text=True).stdout
+    assert not log.exists()
+    assert "tune: every task has finished or is queued" in out and "train: every task" in out
+
+    queue.write_text("1 2\n")  # tuning task 1 failed, so the training array was dropped; task 2 still runs
+    out = subprocess.run(submit, env=env_with(bin_dir), check=True, capture_output=True, text=True).stdout
+    assert [a[1:3] for a in _submitted(log)] == [["--array=1", "tune.sbatch"], ["--array=1-2", "--dependency=afterok:1:1_2"]]
 
 
 def test_a_time_out_signal_reaches_the_run_as_sigterm(bytes_store, tmp_path):

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Sequence
 
+from pileablate import runlock
 from pileablate.ablate.plan import Experiment, PlannedRun, plan_runs, plan_tuning, tuning_seeds
 from pileablate.ablate.runner import Outcome
 from pileablate.runfolder import BUDGET_FIELDS
@@ -42,6 +44,7 @@ class Ablation:
     devices: Optional[str] = None       # --device cuda:0,cuda:1: one concurrent run per device (base.device: their kind)
     task: Optional[tuple[int, int]] = None  # (K, N): only every N-th run from the K-th (a job array's task)
     stage: str = "all"                  # "tune", "train" or "all" (a job array runs the stages apart)
+    no_wait: bool = False               # runs another process is training: report them as they stand
 
     def __post_init__(self) -> None:
         base = self.base
@@ -77,6 +80,12 @@ class Ablation:
     @property
     def tuning(self) -> bool:
         return bool(self.tune_lrs)
+
+    @property
+    def waits(self) -> bool:
+        """Whether a phase waits for its runs that other processes are training. A job array's task does
+        not: a run held by another task (or a resubmitted copy of this one) is that task's to finish."""
+        return not self.no_wait and self.task is None
 
     def tuning_plan(self) -> list[PlannedRun]:
         if not self.tuning:
@@ -120,13 +129,35 @@ def run_ablation(ablation: Ablation, console=None) -> AblationResult:
     return run_study(Study(ablation), console)
 
 
-def train_phase(train_plan, configs: Sequence, plan: Sequence[PlannedRun], console, result: AblationResult) -> None:
-    """Train one phase's runs (`parallel.plan_trainer`); an interrupt stops the study, checkpoints kept."""
+def train_phase(train_plan, configs: Sequence, plan: Sequence[PlannedRun], console, result: AblationResult,
+                wait: bool = True) -> None:
+    """Train one phase's runs (`parallel.plan_trainer`); an interrupt stops the study, checkpoints kept.
+
+    Runs that other processes were training are skipped; with `wait`, the phase then waits for them and
+    hands them to `train_plan` again whenever one is let go: finished by its holder, it is skipped;
+    left unfinished (its holder was killed), it is resumed here at once."""
     outcomes, interrupted = train_plan(configs, plan, console)
+    runs = {p.title: (cfg, p) for cfg, p in zip(configs, plan)}
+    while wait and not interrupted and (held := [o.run.title for o in outcomes if o.state.action == "held"]):
+        try:
+            runlock.wait_while_held([Path(runs[t][0].runs_dir) / runs[t][1].name for t in held],
+                                    on_wait=lambda holders: _say_waiting(console, holders))
+        except KeyboardInterrupt:  # nothing of ours is running: nothing to save
+            raise AblationInterrupted("interrupted while waiting for runs that other processes are training; "
+                                      "re-run the same command to continue") from None
+        again, interrupted = train_plan([runs[t][0] for t in held], [runs[t][1] for t in held], console)
+        retried = {o.run.title: o for o in again}
+        outcomes = [retried.get(o.run.title, o) for o in outcomes]
     result.outcomes += outcomes
     if interrupted:
         raise AblationInterrupted(f"interrupted at run {len(outcomes)}/{len(plan)} ({outcomes[-1].run.title}); "
                                   "checkpoints are saved. Re-run the same command to continue where it stopped")
+
+
+def _say_waiting(console, holders: dict) -> None:
+    listed = ", ".join(f"{path.name} ({holder})" for path, holder in holders.items())
+    console.print(f"waiting for {len(holders)} run(s) that other processes are training: {listed} (--no-wait: "
+                  "report them as they stand)", highlight=False)
 
 
 class AblationInterrupted(UserError):

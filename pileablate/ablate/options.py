@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import Optional
 
 from pileablate.options import option
+from pileablate.slurm_options import SLURM
 
 STUDY, TUNING = "Study", "Learning-rate tuning"
-EXECUTION, SLURM = "Execution", "SLURM job arrays (with --emit slurm)"
+EXECUTION = "Execution"
 # The groups a job array's tasks repeat (with the train options); the others say how to run them here.
 FORWARDED_TO_TASKS = (STUDY, TUNING)
 
 
 @dataclass
 class AblateOptions:
-    """The command line of `ablate` beside the train options."""
+    """The command line of `ablate` beside the train options (and the scheduler's, `SlurmOptions`)."""
 
     mods: Optional[str] = option(None, "Comma list of modifications: runs the baseline, each alone, and all together. "
                                        "Default: warmup,cosine,rmsnorm,rope,swiglu (the seven experiments).", group=STUDY)
@@ -63,6 +64,10 @@ class AblateOptions:
                                  group=EXECUTION, metavar="K/N")
     stage: str = option("all", "tune, train or all: with --tune-lr a job array runs the tuning runs first (--stage tune), "
                                "then the reported ones (--stage train).", group=EXECUTION)
+    no_wait: bool = option(False, "Runs that another process is training (it holds the run folder's lock) are skipped; "
+                                  "by default the command then waits for them before its report (and resumes at once "
+                                  "one whose process died). With --no-wait it reports them as being trained by pid P "
+                                  "on host H instead. A --task never waits.", group=EXECUTION)
     dry_run: bool = option(False, "Print the plan (runs, budget, what is finished or will resume) and stop.", group=EXECUTION)
     emit: Optional[str] = option(None, "Write sbatch job-array scripts for this ablation and the submit.sh that submits them "
                                        "into RUNS/slurm/, and stop (nothing trains here).", group=SLURM, metavar="slurm")
@@ -70,14 +75,3 @@ class AblateOptions:
     gpus_per_run: Optional[int] = option(None, "GPUs per array task (default: 1, none with --device cpu).", group=SLURM, min=0)
     cpus_per_run: Optional[int] = option(None, "CPUs per array task, the run's thread count (default: 8 with a GPU, 4 on a "
                                                "CPU).", group=SLURM, min=1)
-    slurm_time: Optional[str] = option(None, "The array's time limit (default: from --time-limit).", group=SLURM,
-                                       metavar="[D-]HH:MM:SS")
-    slurm_partition: Optional[str] = option(None, "sbatch --partition.", group=SLURM)
-    slurm_account: Optional[str] = option(None, "sbatch --account.", group=SLURM)
-    slurm_qos: Optional[str] = option(None, "sbatch --qos.", group=SLURM)
-    slurm_mem: Optional[str] = option(None, "sbatch --mem (16G).", group=SLURM, metavar="SIZE")
-    slurm_extra: tuple[str, ...] = option((), "Any other #SBATCH line, repeatable (--constraint=a100).", group=SLURM,
-                                          metavar="OPTION")
-    slurm_setup: Optional[str] = option(None, "Shell commands each task runs first (\"module load cuda; source "
-                                              "venv/bin/activate\"); the command then uses the python they put on PATH.",
-                                        group=SLURM, metavar="COMMANDS")

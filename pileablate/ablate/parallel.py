@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 from pileablate.ablate.plan import PlannedRun
-from pileablate.ablate.runner import Outcome, run_grid, run_state
+from pileablate.ablate.runner import NOT_TRAINED, Outcome, held_state, run_grid, run_state
 from pileablate.errors import UserError
 from pileablate.runfolder import read_summary
+from pileablate.writes import writing
 
-# How a run ended, as a worker reports it with the reason (a failure's message, else None).
-FINISHED, FAILED, STOPPED = 0, 1, 130
+# How a run ended, as a worker reports it with the reason (a failure's message, the holder of a held
+# run, the (errno, strerror, file) of a failed write, else None).
+FINISHED, FAILED, HELD, WRITE_FAILED, STOPPED = 0, 1, 2, 3, 130
 
 
 @dataclass(frozen=True)
@@ -98,19 +100,25 @@ def _train_one(cfg, log_path: str) -> tuple[int, Optional[str]]:
     run, never the worker."""
     from rich.console import Console
 
+    from pileablate.runlock import RunHeld
     from pileablate.train.session import RunFailed
     from pileablate.train.trainer import train
+    from pileablate.writes import is_write_error
 
-    with open(log_path, "a", encoding="utf-8") as log:
+    with writing(log_path), open(log_path, "a", encoding="utf-8") as log:
         console = Console(file=log, soft_wrap=True, force_terminal=False)
         try:
             summary = train(cfg, console=console)
+        except RunHeld as err:  # another process claimed it since the parent looked: it is theirs
+            return HELD, str(err.holder)
         except RunFailed as err:
             console.print(f"failed: {err}", highlight=False)
             return FAILED, str(err)
         except KeyboardInterrupt:  # Ctrl-C before the run could checkpoint: it starts or resumes on re-run
             return STOPPED, None
         except Exception as err:  # a crash in a run must reach the parent as a failed run
+            if is_write_error(err):  # a full disk stops the study (the parent raises it), the run resumable
+                return WRITE_FAILED, (err.errno, err.strerror, err.filename)
             console.print(f"error: {err!r}", highlight=False)
             return FAILED, repr(err)
     return (STOPPED if summary.get("status") == "stopped" else FINISHED), None
@@ -132,7 +140,8 @@ class _Worker:
             self.process.start()
             child_end.close()
         log = Path(cfg.runs_dir) / planned.name / "train.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
+        with writing(log):
+            log.parent.mkdir(parents=True, exist_ok=True)
         self.pipe.send((cfg, str(log)))
         self.job = (cfg, planned, state)
 
@@ -182,19 +191,21 @@ class WorkerPool:
         outcomes: dict[str, Outcome] = {}
         workers = self._workers
         interrupted = False
+        write_failures: list[tuple] = []
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             with _LiveRuns(console) as live:
-                while pending or _busy(workers):
+                while (pending and not interrupted) or _busy(workers):
                     while pending and not interrupted and any(w.job is None for w in workers):
                         cfg, planned = pending.pop(0)
                         state = run_state(Path(cfg.runs_dir) / planned.name)
-                        if state.action in ("skip", "failed"):
+                        if state.action in NOT_TRAINED:
                             outcomes[planned.title] = Outcome(planned, state, read_summary(Path(cfg.runs_dir) / planned.name))
                             continue
                         worker = next(w for w in workers if w.job is None)
                         worker.start_run(self._context, dataclasses.replace(cfg, device=worker.slot.device), planned, state)
-                    interrupted |= _reap(workers, outcomes, console)
+                    interrupted |= _reap(workers, outcomes, console, write_failures)
+                    interrupted |= bool(write_failures)  # nothing more is started; the running runs end
                     live.show(_busy(workers))
                     time.sleep(0.2)
         except KeyboardInterrupt:
@@ -205,10 +216,12 @@ class WorkerPool:
                 if worker.process.is_alive():
                     os.kill(worker.process.pid, signal.SIGTERM)
             while _busy(workers):
-                _reap(workers, outcomes, console)
+                _reap(workers, outcomes, console, write_failures)
                 time.sleep(0.1)
         finally:
             signal.signal(signal.SIGTERM, previous)
+        if write_failures:  # as if the write had failed here: the CLI says it in one line
+            raise OSError(*write_failures[0])
         return [outcomes[p.title] for p in plan if p.title in outcomes], interrupted
 
 
@@ -227,8 +240,9 @@ def _busy(workers: Sequence[_Worker]) -> list[_Worker]:
     return [w for w in workers if w.job is not None]
 
 
-def _reap(workers: Sequence[_Worker], outcomes: dict, console) -> bool:
-    """Collect ended runs; True when one of them was interrupted."""
+def _reap(workers: Sequence[_Worker], outcomes: dict, console, write_failures: list) -> bool:
+    """Collect ended runs; True when one of them was interrupted. A failed write is added to
+    `write_failures` (the run is left as it was, to resume)."""
     interrupted = False
     for worker in _busy(workers):
         ended = worker.ended()
@@ -241,6 +255,12 @@ def _reap(workers: Sequence[_Worker], outcomes: dict, console) -> bool:
         error = None
         if code == STOPPED:
             interrupted = True
+        elif code == HELD:
+            state = held_state(reason)
+            console.print(f"[dim]{planned.title} · {state.detail}: skipped[/dim]", highlight=False)
+        elif code == WRITE_FAILED:
+            write_failures.append(reason)
+            continue
         elif code != FINISHED:
             error = f"{reason}; see {Path(cfg.runs_dir) / planned.name / 'train.log'}"
             console.print(f"[red]{planned.title} failed[/red] ({error})", highlight=False)

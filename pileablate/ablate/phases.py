@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from pileablate.ablate.ablation import AblationResult, train_phase
 from pileablate.ablate.plan import PlannedRun, format_lr
-from pileablate.ablate.runner import check_existing, data_identity, run_state
+from pileablate.ablate.runner import UNFINISHED, check_existing, data_identity, run_state
 from pileablate.ablate.study import Part, Study, build_over, ordered, run_dir
 from pileablate.errors import UserError
 
@@ -46,7 +46,7 @@ class Phases:
         """This task's share of these runs, each with its TrainConfig."""
         share = self.study.share(pairs)
         train_phase(self.train_plan, [part.ablation.config_for(p) for part, p in share], [p for _, p in share],
-                    self.console, self.result)
+                    self.console, self.result, wait=self.study.ablation.waits)
 
     def tune(self) -> bool:
         """The tuning phase; False when this invocation stops after it (`--stage tune`)."""
@@ -81,9 +81,11 @@ class Phases:
         return chosen_lrs(part.ablation, self.tuning_of(part))
 
     def _require_finished(self, pairs: Pairs) -> None:
-        unfinished = [p.title for part, p in pairs if run_state(run_dir(part, p)).action in ("train", "resume")]
+        states = [(p.title, run_state(run_dir(part, p))) for part, p in pairs]
+        unfinished = [(title, state) for title, state in states if state.action in UNFINISHED]
         if unfinished:
-            raise UserError(f"{len(unfinished)} tuning runs are not finished ({unfinished[0]}, ...); run "
+            title, state = unfinished[0]
+            raise UserError(f"{len(unfinished)} tuning runs are not finished ({title}: {state.detail}, ...); run "
                             "--stage tune to the end first")
 
     def _extend_edges(self) -> None:

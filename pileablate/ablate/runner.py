@@ -3,7 +3,8 @@
 Fairness is the trainer's job per run (same data order for a seed, same validation windows); the
 runner's job across runs is the equal budget and not losing work: a finished run is skipped, an
 interrupted one resumed (the trainer continues a run directory it finds), a failed one left as it is
-for the report to flag.
+for the report to flag, and one that another process is training (it holds the run's lock,
+`pileablate.runlock`) left to that process.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from pileablate import runlock
 from pileablate.ablate.plan import PlannedRun
 from pileablate.errors import UserError
 
@@ -24,15 +26,28 @@ from pileablate.runfolder import BUDGET_FIELDS, read_summary, same_budget as _sa
 class RunState:
     """What re-running a planned run will do."""
 
-    action: str   # "train" (new), "skip" (finished), "resume" (interrupted), "failed"
+    action: str   # "train" (new), "skip" (finished), "resume" (interrupted), "failed", "held" (by another process)
     detail: str
+
+
+# What is not finished yet: trained here, resumed here, or being trained by another process.
+UNFINISHED = ("train", "resume", "held")
+# What this process does not train now (a held run may be trained here once its holder has let go).
+NOT_TRAINED = ("skip", "failed", "held")
 
 
 def budget_of(cfg) -> dict:
     return {k: getattr(cfg, k) for k in BUDGET_FIELDS}
 
 
+def held_state(holder) -> RunState:
+    return RunState("held", f"being trained by {holder}")
+
+
 def run_state(run_dir: Path) -> RunState:
+    holder = runlock.holder(run_dir)
+    if holder is not None:  # first: another process is changing what the files say
+        return held_state(holder)
     summary = read_summary(run_dir) or {}
     status, steps = summary.get("status"), summary.get("steps") or 0
     if status == "failed":
@@ -141,7 +156,7 @@ def run_grid(configs: Sequence, plan: Sequence[PlannedRun], console) -> tuple[li
         header = (f"run {position}/{len(plan)}: {planned.title} · mods "
                   f"{','.join(planned.mods) or 'baseline'} · seed {planned.seed}"
                   + (f" · lr {cfg.lr:.3g}" if cfg.lr is not None else ""))
-        if state.action in ("skip", "failed"):
+        if state.action in NOT_TRAINED:
             console.print(f"[dim]{header} · {state.detail}: skipped[/dim]", highlight=False)
             outcomes.append(Outcome(planned, state, read_summary(run_dir)))
             continue
@@ -151,6 +166,10 @@ def run_grid(configs: Sequence, plan: Sequence[PlannedRun], console) -> tuple[li
         start = time.monotonic()
         try:
             summary = train(cfg, console=console)
+        except runlock.RunHeld as err:  # claimed by another process since the look above
+            console.print(f"[dim]{planned.title} · being trained by {err.holder}: skipped[/dim]", highlight=False)
+            outcomes.append(Outcome(planned, held_state(err.holder), read_summary(run_dir)))
+            continue
         except RunFailed as err:
             # One modification failing its guards or going non-finite must not cost the other runs.
             console.print(f"[red]{planned.title} failed:[/red] {err}", highlight=False)

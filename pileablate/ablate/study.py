@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 from pileablate.ablate.ablation import Ablation, AblationFailed, AblationResult
 from pileablate.ablate.axes import Axis, Point, check_axes, points
 from pileablate.ablate.plan import PlannedRun, format_lr
-from pileablate.ablate.runner import budget_of, data_identity, grid_budget, run_state
+from pileablate.ablate.runner import UNFINISHED, budget_of, data_identity, grid_budget, run_state
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
 
@@ -223,7 +223,7 @@ def run_study(study: Study, console=None) -> AblationResult:
 
 def task_done(study: Study, phases) -> AblationResult:
     """A task of a job array (or the tuning stage) ends without a report: the others may still run."""
-    left = [p for part, p in phases.planned if run_state(run_dir(part, p)).action in ("train", "resume")]
+    left = [p for part, p in phases.planned if run_state(run_dir(part, p)).action in UNFINISHED]
     phases.console.print(f"done: this share of the plan ({len(phases.result.outcomes)} runs); {len(left)} runs of "
                          f"the stage are not finished yet. When every task has finished: pileablate report "
                          f"{study.ablation.base.runs_dir}", highlight=False)

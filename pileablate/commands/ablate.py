@@ -1,7 +1,7 @@
 """`pileablate ablate`: the grid (baseline, each modification alone, all together) × seeds, equal budgets.
 
-Its options are `AblateOptions`' fields and `TrainConfig`'s (every run shares those); this module turns
-them into one `Study` (an `Ablation` at one or more points), which `pileablate.ablate.study` runs.
+Its options are `AblateOptions`' fields, `SlurmOptions`' and `TrainConfig`'s (every run shares those); this
+module turns them into one `Study` (an `Ablation` at one or more points), which `pileablate.ablate.study` runs.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import typer
 
 from pileablate.ablate.options import FORWARDED_TO_TASKS, AblateOptions
 from pileablate.options import from_command_line, parameters, with_parameters
+from pileablate.slurm_options import SlurmOptions
 from pileablate.train.config import TrainConfig
 
 # The train options every run shares, less `mods` (ablate's --mods names what to ablate) and the internal
@@ -20,7 +21,7 @@ from pileablate.train.config import TrainConfig
 _TRAIN_PARAMETERS = parameters(TrainConfig, exclude=("mods", "tuning"), hidden=("name", "resume"))
 
 
-@with_parameters(parameters(AblateOptions), _TRAIN_PARAMETERS, context=True)
+@with_parameters(parameters(AblateOptions), parameters(SlurmOptions), _TRAIN_PARAMETERS, context=True)
 def ablate(ctx: typer.Context, **options) -> None:
     """Run the ablation grid over seeds with one budget for every run, then print the report.
 
@@ -58,7 +59,7 @@ def ablate(ctx: typer.Context, **options) -> None:
     ablation = Ablation(base, experiments, [base.seed + i for i in range(most or count)],
                         tune_lrs=_tune_rates(given.tune_lr, base), tune_seeds=given.tune_seeds,
                         tune_budget=given.tune_budget, jobs=given.jobs, devices=devices, task=_parse_task(given.task),
-                        stage=given.stage)
+                        stage=given.stage, no_wait=given.no_wait)
     if given.emit is not None and given.emit != "slurm":
         raise UserError(f"--emit {given.emit!r}: only 'slurm' is supported")
     if given.emit is not None and most is not None:
@@ -66,7 +67,7 @@ def ablate(ctx: typer.Context, **options) -> None:
     study = Study(ablation, _sweep_axes(given.sweep, given.grid), tune_spec=given.tune_lr, max_seeds=most,
                   margin=given.margin)
     if given.emit is not None:
-        _emit_slurm(study, given, _forwarded_args(ctx))
+        _emit_slurm(study, given, SlurmOptions(**from_command_line(SlurmOptions, options)), _forwarded_args(ctx))
     elif given.dry_run:
         from pileablate.ablate.cost import print_plan
 
@@ -103,6 +104,7 @@ def _forwarded_args(ctx: typer.Context) -> list[str]:
     from pileablate.options import as_args
 
     here_only = {f.name for f in fields(AblateOptions) if f.metadata["cli"].group not in FORWARDED_TO_TASKS}
+    here_only |= {f.name for f in fields(SlurmOptions)}
     return as_args(ctx.command, ctx, keep=lambda name: name not in here_only)
 
 
@@ -139,14 +141,12 @@ def _parse_task(text: Optional[str]):
     return None if text is None else parse_share(text, "--task")
 
 
-def _emit_slurm(study, given: AblateOptions, args: list[str]) -> None:
+def _emit_slurm(study, given: AblateOptions, slurm: SlurmOptions, args: list[str]) -> None:
     from pileablate.ablate.slurm import fit_warnings, make_request, write_scripts
     from pileablate.ablate.study import parts
     from pileablate.console import stderr_console
 
-    request = make_request(study.ablation.base.device, given.gpus_per_run, given.cpus_per_run,
-                           partition=given.slurm_partition, account=given.slurm_account, qos=given.slurm_qos,
-                           mem=given.slurm_mem, extra=given.slurm_extra, setup=given.slurm_setup, time=given.slurm_time)
+    request = make_request(study.ablation.base.device, given.gpus_per_run, given.cpus_per_run, slurm)
     parts(study)  # the data and every configuration's model are checked before any script is written
     files = write_scripts(study, args, given.array_tasks, request)
     console = stderr_console()

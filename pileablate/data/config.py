@@ -12,6 +12,7 @@ from typing import Optional
 
 from pileablate import units
 from pileablate.options import option
+from pileablate.slurm_options import SLURM
 
 DEFAULT_VAL_ROWS = 5000
 DEFAULT_CHUNK_TOKENS = 64_000_000
@@ -71,6 +72,14 @@ class PrepareConfig:
         None, "Tokenizer processes (default: one per available core). The store is the same whatever the number.",
         metavar="N", min=1,
     )
+    emit: Optional[str] = option(None, "Write a SLURM job array of --task K/N prepares into --out, a verification job "
+                                       "after it and the submit.sh that submits both, into OUT/slurm/, and stop (nothing "
+                                       "is prepared here).", group=SLURM, metavar="slurm")
+    array_tasks: Optional[int] = option(None, "With --emit slurm: the array's tasks, N of --task K/N (default: one per "
+                                              "train source, 30 for the Pile).", group=SLURM, min=1)
+    dry_run: bool = option(False, "Estimate what this prepare costs and stop, writing nothing: the tokens, the disk and "
+                                  "the time at --task's N tasks and --workers, from the first 8 MB of the first source, "
+                                  "read and tokenized as prepare would.")
 
     def __post_init__(self) -> None:
         self.sources = list(self.sources or ["pile"])

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from pileablate.errors import UserError
+from pileablate.writes import writing
 
 TOKENS_COLUMN = "tokens"
 PART_GLOB = "part-*.arrow"
@@ -100,31 +101,34 @@ class PartWriter:
             raise ValueError("a record batch of 2**31 tokens or more; lower batch_tokens")
         column = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
         batch = pa.record_batch([column], names=[TOKENS_COLUMN])
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._sink = pa.OSFile(str(self._tmp), "wb")
-            self._writer = pa.ipc.new_file(self._sink, pa.schema([(TOKENS_COLUMN, arrow_token_type(self.dtype))]))
-        self._writer.write_batch(batch)
+        with writing(self.path):
+            if self._writer is None:
+                self._open()
+            self._writer.write_batch(batch)
         self._docs = []
         self._buffered = 0
 
     def commit(self) -> dict:
         """Finish the file and move it into place. Returns {file, rows, tokens, sha256} (file = name)."""
         self._flush()
-        if self._writer is None:  # no documents: still a valid (empty) part
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._sink = pa.OSFile(str(self._tmp), "wb")
-            self._writer = pa.ipc.new_file(self._sink, pa.schema([(TOKENS_COLUMN, arrow_token_type(self.dtype))]))
-        self._writer.close()
-        self._sink.close()
-        fd = os.open(self._tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(self._tmp, self.path)
+        with writing(self.path):
+            if self._writer is None:  # no documents: still a valid (empty) part
+                self._open()
+            self._writer.close()
+            self._sink.close()
+            fd = os.open(self._tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self._tmp, self.path)
         self._writer = self._sink = None
         return {"file": self.path.name, "rows": self.rows, "tokens": self.tokens, "sha256": _sha256_file(self.path)}
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._sink = pa.OSFile(str(self._tmp), "wb")
+        self._writer = pa.ipc.new_file(self._sink, pa.schema([(TOKENS_COLUMN, arrow_token_type(self.dtype))]))
 
     def abort(self) -> None:
         """Drop what was written since the last commit (the temporary file)."""

@@ -14,8 +14,6 @@ part whatever the memo says: damage on the disk itself (bit rot) leaves a file's
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -169,23 +167,12 @@ def verify_store(directory, *, rehash: bool = False, console=None) -> StoreCheck
     return StoreCheck(directory, checks)
 
 
-@contextlib.contextmanager
 def memo_lock(directory: Path):
-    """An exclusive lock on DIR/.verified.lock while the memo is read, filled and written; none where
-    the store cannot be written to or the file system has no locks (then work may be repeated, no more)."""
-    try:
-        fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            pass
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    """An exclusive lock on DIR/.verified.lock while the memo is read, filled and written (none where
+    the store cannot be written to or the file system has no locks: then work may be repeated, no more)."""
+    from pileablate.runlock import exclusive
+
+    return exclusive(directory / LOCK)
 
 
 def _size(path: Path) -> int:

@@ -4,13 +4,13 @@ and the plots (PNG and SVG) into one folder.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional
 
 from pileablate import runfolder
+from pileablate.writes import writing
 from pileablate.runfolder import STUDY_FILE
 from pileablate.report.aggregate import PARAMS_FLAG_FRACTION, Configuration, group_runs
 from pileablate.report.checks import (
@@ -219,9 +219,9 @@ def _sweep_report(runs: list[Run], compared: list[Run], notes: list[str], delta_
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from pileablate.jsonfile import write_text_atomic
+
+    write_text_atomic(path, text)  # a full disk leaves the previous file whole
 
 
 def _header(report: Report) -> list[str]:
@@ -392,10 +392,22 @@ def markdown(report: Report, plot_dir: Optional[str] = "plots") -> str:
     return "\n".join(lines)
 
 
+REPORT_LOCK = ".report.lock"
+
+
 def write_report(report: Report, out_dir: Path, plots: bool = True) -> dict[str, Path]:
-    """Write every file of the report; returns name -> path (plots as `plots/<stem>.png`)."""
+    """Write every file of the report; returns name -> path (plots as `plots/<stem>.png`). Two processes
+    ending one study at once (two `ablate` commands on one runs folder) write it one after the other."""
+    from pileablate.runlock import exclusive
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive(out_dir / REPORT_LOCK), writing(out_dir):  # a plot that fails to write is said as the folder
+        return _write_files(report, out_dir, plots)
+
+
+def _write_files(report: Report, out_dir: Path, plots: bool) -> dict[str, Path]:
     files: dict[str, Path] = {}
     if plots:
         from pileablate.report.plots import build_figures, save_figure

@@ -77,6 +77,16 @@ def _implausible_loss(run: Run, train_tail: Optional[float]) -> Optional[str]:
     return None
 
 
+def being_trained(run: Run) -> Optional[str]:
+    """"being trained by pid P on host H" for a run another process holds now (pileablate.runlock)."""
+    from pileablate.runlock import holder
+
+    if run.status == "finished":
+        return None
+    who = holder(run.path)
+    return None if who is None else f"being trained by {who}"
+
+
 def run_flags(run: Run) -> list[str]:
     """Every warning about one run, each a short phrase for the table and report."""
     flags: list[str] = []
@@ -84,6 +94,8 @@ def run_flags(run: Run) -> list[str]:
     reason = run.summary.get("stop_reason")
     if status == "failed":
         flags.append(f"failed ({reason or 'unknown reason'})")
+    elif being_trained(run):
+        flags.append(being_trained(run))
     elif status in ("running", "stopped", "unknown") and reason not in ("time_limit", "max_tokens", "max_steps"):
         flags.append(f"incomplete: {status}" + (f" ({reason})" if reason else ""))
     flags += _guard_failures(run)
@@ -120,7 +132,7 @@ def exclusion_reason(run: Run) -> Optional[str]:
     if status == "failed":
         return f"failed ({reason or 'unknown reason'})"
     if status != "finished":
-        return f"unfinished: {status}" + (f" ({reason})" if reason else "")
+        return being_trained(run) or f"unfinished: {status}" + (f" ({reason})" if reason else "")
     guards = _guard_failures(run)
     if guards:
         return guards[0]

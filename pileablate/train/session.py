@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 from rich.console import Console
 
-from pileablate import __version__, runfolder
+from pileablate import __version__, runfolder, runlock
 from pileablate.errors import UserError
 from pileablate.runfolder import MetricsLog
 from pileablate.train import config as tc
@@ -413,6 +413,8 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     schedule = make_schedule(cfg)
     schedule_kind = schedule.kind
     run_dir = cfg.runs_dir / cfg.name
+    if info.is_main:  # one process per run folder, before anything in it is read (RunHeld otherwise)
+        runlock.claim(run_dir)
     config = _run_config(cfg, model_cfg, data, schedule_kind, precision, info, device)
     config["learning_rates"] = learning_rates(make_optimizer(model, cfg, torch.device("cpu")), cfg.lr)
     resuming = _continue_or_start(run_dir, config, cfg, info, say)

@@ -16,10 +16,12 @@ from typing import Optional
 import torch
 from rich.console import Console
 
+from pileablate import runlock
 from pileablate.console import stderr_console
 from pileablate.trackers import Trackers, group_name, open_tracker, tensorboard_dir
 from pileablate.train.clock import StepClock
 from pileablate.train.config import DEFAULT_TOKENS_PER_PARAM, TrainConfig, validate
+from pileablate.train.crash import recording_crashes
 from pileablate.train.display import LiveDisplay
 from pileablate.train.distributed import dist_info_from_env, init_distributed, shutdown_distributed
 from pileablate.train.hardware import autocast_context, pick_device
@@ -29,8 +31,9 @@ from pileablate.train.session import AlreadyFinished, Ending, LossInterval, RunF
 def train(cfg: TrainConfig, console: Optional[Console] = None) -> dict:
     """Run (or continue) one training run; returns its summary (also in RUNS/<name>/summary.json).
 
-    Raises UserError for bad input, and RunFailed (a UserError, with `.summary`) when the run fails a
-    guard or produces a non-finite or implausible loss.
+    Raises UserError for bad input (RunHeld when another process is training this run), and RunFailed
+    (a UserError, with `.summary`) when the run fails a guard, produces a non-finite or implausible loss,
+    or crashes (its traceback in RUNS/<name>/error.txt).
     """
     validate(cfg)
     info = dist_info_from_env()
@@ -38,12 +41,14 @@ def train(cfg: TrainConfig, console: Optional[Console] = None) -> dict:
     init_distributed(info, device)
     finished = False
     try:
-        try:
-            session = open_session(cfg, info, device, console or stderr_console())
-        except AlreadyFinished as done:
-            summary = done.summary
-        else:
-            summary = run_to_end(session)
+        with runlock.claims():  # the run folder open_session claims is released however the run ends
+            try:
+                session = open_session(cfg, info, device, console or stderr_console())
+            except AlreadyFinished as done:
+                summary = done.summary
+            else:
+                with recording_crashes(session):
+                    summary = run_to_end(session)
         finished = True
         return summary
     finally:
