@@ -297,3 +297,35 @@ def test_a_leak_only_in_combination_is_refused_before_any_tuning_run(tmp_path, c
     line = err.strip().splitlines()[-1]
     assert "configuration 'rope+sneaky'" in line and "causality guard failed" in line and "sneaky" in line
     assert "learning rate" not in line and not list(runs.glob("*/config.json"))
+
+
+def test_a_run_folder_of_pileablate_3_still_resumes_reports_and_generates(tmp_path, bytes_store, one_torch_thread):
+    """Version 3 stored moe and mtp as booleans, gqa as an attention of its own, the MTP heads as
+    `mtp_heads.*`: such a folder is read as this version names it and continues exactly."""
+    runs = tmp_path / "runs"
+    common = ["--mods", "moe,mtp,gqa", "--data", str(bytes_store), "--runs-dir", str(runs), "--preset", "nano",
+              "--eval-every", "5", "--eval-tokens", "2048", "--log-every", "5"]
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", *common, "--name", "whole", "--max-steps", "10"]).exit_code == 0
+    assert runner.invoke(app, ["train", *common, "--name", "old", "--max-steps", "5"]).exit_code == 0
+    config_path = runs / "old" / "config.json"
+    config = json.loads(config_path.read_text())
+    model = config["model"]
+    for added in ("feedforward", "objective", "scores", "masks", "mods", "mod_options"):
+        model.pop(added)
+    model.update(moe=True, mtp=True, attention="gqa", n_kv_head=None)
+    config["train"].pop("mod_options")
+    config["train"]["n_kv_head"] = None
+    config_path.write_text(json.dumps(config))
+    checkpoint = runs / "old" / "ckpt" / "latest.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    state["model"] = {k.replace("objective.", "mtp_heads.", 1): v for k, v in state["model"].items()}
+    torch.save(state, checkpoint)
+    resumed = runner.invoke(app, ["train", *common, "--name", "old", "--max-steps", "10"])
+    assert resumed.exit_code == 0, (resumed.output, resumed.exception)
+    final = {name: json.loads((runs / name / "summary.json").read_text())["final_val_loss"] for name in ("old", "whole")}
+    assert final["old"] == final["whole"]
+    report = runner.invoke(app, ["report", str(runs), "--no-plots"])
+    assert report.exit_code == 0, report.output
+    generated = runner.invoke(app, ["generate", str(runs / "old"), "--prompt", "a", "-n", "3"])
+    assert generated.exit_code == 0, generated.output
