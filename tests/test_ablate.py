@@ -208,6 +208,10 @@ def test_dry_run_prints_the_plan_and_trains_nothing(bytes_store, tmp_path):
         assert f"{name}-s3" in result.stdout and f"{name}-s4" in result.stdout
     assert "14 runs" in result.stdout
     assert not (tmp_path / "runs").exists()
+    # The default budget's passes over the store, said before anything runs (stderr), with why it repeats data.
+    manifest = json.loads((bytes_store / "manifest.json").read_text())
+    assert "passes over the train split" in result.stderr and f"of {manifest['splits']['train']['tokens']:,} tokens" \
+        in result.stderr
 
 
 def test_default_budget_is_the_baselines_and_the_same_for_every_run(bytes_store):
@@ -237,6 +241,9 @@ def test_default_budget_is_the_baselines_and_the_same_for_every_run(bytes_store)
         (["--resume"], "resumes interrupted runs by itself"),
         (["--mods", "gqa,mla"], "cannot be combined"),
         (["--mods", "warp"], "unknown modification"),
+        (["--max-tokens", "1e99"], "beyond any use"),
+        (["--max-steps", "10000000000000000"], "beyond any use"),
+        (["--sweep", "max_tokens=1M,1e99"], "beyond any use"),
     ],
 )
 def test_bad_options_are_one_line_errors(bytes_store, tmp_path, args, message):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pileablate.report.checks import exclusion_reason, run_flags, train_loss_tail
+from pileablate.report.checks import exclusion_reason, repeated_data_flag, run_flags, train_loss_tail
 from pileablate.report.compare import compare
 from pileablate.report.runs import Run
 from pileablate.report.stats import Difference, mean, std, with_holm
@@ -117,6 +117,9 @@ def _group(runs: list[Run]) -> list[Configuration]:
                 config.excluded[run.name] = reason
             for flag in run_flags(run):
                 config.flags.append(flag if len(members) == 1 else f"{run.name}: {flag}")
+        repeated = repeated_data_flag(members)
+        if repeated:
+            config.flags.append(repeated)
         if not config.counted:
             config.flags.append("no run counts (see excluded runs): no figures, no Δ")
         configs.append(config)
