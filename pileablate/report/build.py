@@ -83,7 +83,9 @@ class Report:
 
     def headline(self) -> str:
         """The verdicts in one line: 'rope helps by 0.11 [0.09, 0.13]; rmsnorm: no effect beyond ±0.01; ...'."""
-        return summary_line(self.verdicts)
+        apart = [f"{c.name}: not comparable ({'; '.join(c.not_comparable)})" for c in self.configurations
+                 if c.not_comparable]
+        return "; ".join([summary_line(self.verdicts)] * bool(self.verdicts or not apart) + apart)
 
     def rule(self) -> str:
         """How the verdicts were reached, including the sequential rule of a `--seeds auto` study."""
@@ -270,7 +272,10 @@ def _statistics(configs: list[Configuration]) -> list[str]:
         d = c.delta
         if c.is_baseline:
             continue
-        if d is None:
+        if c.not_comparable:
+            lines.append(f"- {c.name}: no Δ: not comparable with the baseline ({'; '.join(c.not_comparable)}); "
+                         "only the modifications, the learning rate and the seed may differ.")
+        elif d is None:
             lines.append(f"- {c.name}: no Δ (no run of it, or of the baseline, counts).")
         elif d.p is None:
             lines.append(f"- {c.name}: Δ {d.delta:+.4f}; {d.why}.")

@@ -129,6 +129,8 @@ def _train_loss(config: Configuration) -> str:
 def _verdict(config: Configuration) -> str:
     if config.is_baseline:
         return "(baseline)"
+    if config.not_comparable:
+        return "not comparable"
     return config.verdict.short if config.verdict is not None else DASH
 
 
@@ -220,7 +222,8 @@ def summary_rows(configs: list[Configuration], delta_metric: str) -> list[dict]:
 def _verdict_cells(config: Configuration) -> dict:
     v = config.verdict
     if v is None:
-        return {"verdict": "baseline" if config.is_baseline else "", "verdict_margin": "",
+        word = "baseline" if config.is_baseline else "not comparable" if config.not_comparable else ""
+        return {"verdict": word, "verdict_margin": "",
                 "verdict_seeds_needed": "", "verdict_mde": ""}
     return {"verdict": v.word, "verdict_margin": v.margin, "verdict_seeds_needed": _num(v.seeds_needed),
             "verdict_mde": _num(v.mde)}
