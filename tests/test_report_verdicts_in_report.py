@@ -118,7 +118,9 @@ def test_the_terminal_table_fits_100_columns_with_one_line_per_configuration(tmp
     assert max(len(line) for line in lines) <= 100 and "parameters -12.0%" in out.getvalue()
     for name, delta in (("rope", "-0.107* [-0.115, -0.100]"), ("rmsnorm", "+0.000 [-0.001, +0.001]")):
         row = next(line for line in lines if line.lstrip().startswith(name))
-        assert delta in row and "± " in row  # Δ, its interval and the val loss unbroken on the row
+        assert delta in row and (" 1.9" in row or " 2.0" in row)  # Δ, its interval and the val loss unbroken on the row
+    # The lesser columns degrade first (issue 30): the seeds' spread is listed below the table at 100 columns.
+    assert any(line.startswith("± std: baseline ± ") for line in lines)
     assert "tokens/s" not in out.getvalue() and "p (Holm)" not in out.getvalue()  # those are in report.md
 
 
