@@ -50,7 +50,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def render(log: str, seconds: float | None, runs_dir: Path) -> str:
+def render(log: str, seconds: float | None, runs_dir: Path, machine: str = "our 2-core machine") -> str:
     """The README block: measured line, the verdicts, the table and when each configuration stopped."""
     from pileablate.report.build import build_report
     from pileablate.report.table import _delta_with_interval, _verdict, format_mean_std, lr_text
@@ -60,7 +60,7 @@ def render(log: str, seconds: float | None, runs_dir: Path) -> str:
     took = "" if seconds is None else f"{int(seconds // 60)} min {int(seconds % 60)} s for "
     lines = [
         f"**Results** (measured by `python benchmarks/demo_readme.py`, which runs `rm -rf demo; make demo` once and "
-        f"writes this block; on our 2-core machine: {took}prepare, {tuning} tuning runs, {reported} reported runs in "
+        f"writes this block; on {machine}: {took}prepare, {tuning} tuning runs, {reported} reported runs in "
         f"{rounds} rounds and the report). Validation loss in nats/token on the held-out Python source (lower is "
         "better). The numbers are deterministic for a given torch build, thread count and CPU (floating-point "
         "results also depend on the CPU); wall times are not. The report's first line:",
@@ -97,13 +97,14 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="do not remove demo/ first (reuses finished runs)")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--render-only", type=Path, metavar="LOG", help="write the block from a saved demo log")
+    parser.add_argument("--machine", default="our 2-core machine", help="where it ran, as the README says it")
     args = parser.parse_args()
     if args.render_only:
         log, seconds = args.render_only.read_text(), None
     else:
         log, seconds = run_demo(args.keep)
         (ROOT / "demo" / "make-demo.log").write_text(log)
-    write_block(args.readme, render(log, seconds, ROOT / "demo" / "runs"))
+    write_block(args.readme, render(log, seconds, ROOT / "demo" / "runs", args.machine))
     print(f"{args.readme}: demo results written", file=sys.stderr)
 
 

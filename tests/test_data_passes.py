@@ -8,22 +8,12 @@ import random
 
 import pytest
 from conftest import jsonl
+from test_generate_cli import cli
 
-from pileablate.cli import main
 from pileablate.data.config import PrepareConfig
 from pileablate.data.prepare import prepare
 from pileablate.errors import UserError
 from pileablate.train.passes import MAX_PASSES, budget_tokens, check_passes, describe_passes, repeat_warning
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +46,7 @@ def test_a_run_beyond_one_pass_is_warned_before_it_starts_and_flagged_in_the_rep
     data, train_tokens = tiny_store
     steps = train_tokens // 256 * 2  # about two passes
     runs = tmp_path / "runs"
-    code, _, err = run_cli(capsys, "train", "--data", str(data), "--runs-dir", str(runs), "--preset", "nano",
+    code, _, err = cli(capsys, "train", "--data", str(data), "--runs-dir", str(runs), "--preset", "nano",
                            "--device", "cpu", "--batch-size", "4", "--max-steps", str(steps), "--eval-every", "1000",
                            "--eval-tokens", "1024", "--log-every", "5")
     assert code == 0, err
@@ -67,7 +57,7 @@ def test_a_run_beyond_one_pass_is_warned_before_it_starts_and_flagged_in_the_rep
     summary = json.loads((runs / "baseline-s0" / "summary.json").read_text())
     assert summary["epochs"] > 1
 
-    code, out, err = run_cli(capsys, "report", str(runs))
+    code, out, err = cli(capsys, "report", str(runs))
     assert code == 0, err
     assert "repeated data" in " ".join(out.split())
     assert "repeated data" in (runs / "report.md").read_text()
@@ -75,7 +65,7 @@ def test_a_run_beyond_one_pass_is_warned_before_it_starts_and_flagged_in_the_rep
 
 def test_a_budget_beyond_any_use_is_refused_before_anything_is_written(tmp_path, capsys, tiny_store):
     data, _ = tiny_store
-    code, _, err = run_cli(capsys, "train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--preset",
+    code, _, err = cli(capsys, "train", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--preset",
                            "nano", "--device", "cpu", "--max-tokens", "1e99")
     assert code == 2
     assert err.strip().splitlines()[-1].startswith("error: a budget of 1e+99 tokens")
