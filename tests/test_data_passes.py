@@ -70,3 +70,20 @@ def test_a_budget_beyond_any_use_is_refused_before_anything_is_written(tmp_path,
     assert code == 2
     assert err.strip().splitlines()[-1].startswith("error: a budget of 1e+99 tokens")
     assert not (tmp_path / "runs" / "baseline-s0" / "config.json").exists()
+
+
+def test_ablate_dry_run_at_the_largest_budget_allowed_prints_counts_people_read(tmp_path, tiny_store):
+    from typer.testing import CliRunner
+
+    from pileablate.cli import app
+
+    data, train_tokens = tiny_store
+    result = CliRunner().invoke(app, ["ablate", "--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--preset",
+                                      "nano", "--seeds", "auto", "--max-tokens", str(MAX_PASSES * train_tokens),
+                                      "--dry-run"])
+    assert result.exit_code == 0, result.output
+    import re
+
+    # counts with units, never '1e+90G' (params x tokens, a FLOP-like product, stays in scientific notation)
+    assert not re.search(r"e\+\d+[kMGT]", result.output) and re.search(r"\d(\.\d+)?T\b", result.output)
+    assert "passes over the train split" in result.output and "warning:" in result.output
