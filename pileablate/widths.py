@@ -43,7 +43,7 @@ def fit_table(table, width: int, keep: Sequence[str], drop_first: Sequence[str] 
     """(the table with the columns that fit `width`, the headers dropped). Columns named in `keep` are
     never dropped; the others go in the order of `drop_first`, then from the right."""
     shown = copy.copy(table)
-    shown.columns = list(table.columns)
+    shown.columns = [copy.copy(c) for c in table.columns]  # renumbered below: the caller's table stays as it is
     headers = [str(c.header) for c in table.columns]
     order = [h for h in drop_first if h in headers] + [h for h in reversed(headers) if h not in drop_first]
     order = [h for h in order if h not in keep]
