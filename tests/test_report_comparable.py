@@ -71,3 +71,27 @@ def test_seeds_that_differ_in_a_setting_are_two_configurations_not_one(hand_made
     assert names == ["baseline [seq_len 32]", "baseline [seq_len 64]"]
     assert differences(settings(load_run(runs / "baseline-s1")), settings(load_run(runs / "baseline-s0"))) == \
         ["seq_len 32 vs 64"]
+
+
+def copy_run(source, target) -> None:
+    """A copy of a run under another name."""
+    import shutil
+
+    shutil.copytree(source, target)
+    for file in ("config.json", "summary.json"):
+        data = json.loads((target / file).read_text())
+        data["name"] = target.name
+        (target / file).write_text(json.dumps(data))
+
+
+def test_runs_of_one_name_that_differ_in_mods_and_settings_get_names_of_their_own(hand_made, tmp_path):
+    runs = tmp_path / "runs"
+    # two cosine seeds at batch 4, a baseline at batch 8, rope at batch 8 and (edited below) at batch 4
+    sources = {"x-s0": "baseline-s0", "x-s1": "cosine-s0", "x-s2": "rope-s0", "x-s3": "cosine-s1", "x-s4": "rope-s1"}
+    for name, source in sources.items():
+        copy_run(hand_made / source, runs / name)
+    config = json.loads((runs / "x-s2" / "config.json").read_text())
+    config["train"]["batch_size"] = 4
+    (runs / "x-s2" / "config.json").write_text(json.dumps(config))
+    names = sorted(c.name for c in build_report([runs]).configurations)
+    assert names == ["x [baseline]", "x [cosine]", "x [rope, batch_size 4]", "x [rope, batch_size 8]"]

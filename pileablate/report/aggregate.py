@@ -131,14 +131,15 @@ def _group(runs: list[Run]) -> list[Configuration]:
 
 def _label(name: str, mods: tuple, key: str, groups: dict) -> str:
     """The configuration's name; where runs of one name differ in modifications or settings, each group
-    says what sets it apart ('rope [batch_size 1]')."""
-    twins = [(m, k, members) for (n, m, k), members in groups.items() if n == name and (m, k) != (mods, key)]
+    says what sets it apart ('rope [batch_size 1]', 'x [swiglu]', 'x [rope, batch_size 4]')."""
+    twins = [(m, members) for (n, m, k), members in groups.items() if n == name and (m, k) != (mods, key)]
     if not twins:
         return name
-    if all(m != mods for m, _, _ in twins):
-        return f"{name} [{','.join(mods) or 'baseline'}]"
-    mine = settings(groups[(name, mods, key)][0])
-    return f"{name} [{distinguishing(mine, [settings(members[0]) for _, _, members in twins])}]"
+    apart = [",".join(mods) or "baseline"] if any(m != mods for m, _ in twins) else []
+    same_mods = [settings(members[0]) for m, members in twins if m == mods]
+    if same_mods:
+        apart.append(distinguishing(settings(groups[(name, mods, key)][0]), same_mods))
+    return f"{name} [{', '.join(apart)}]"
 
 
 def _size_difference(config: Configuration, baseline: Configuration) -> None:
