@@ -16,9 +16,12 @@ def stderr_console():
 
 
 def stdout_console():
-    """Results (tables) on stdout: rich's width on a terminal; wide enough for a 16-column table, with
-    messages unwrapped, when piped into a file."""
+    """Results (tables) on stdout: rich's width on a terminal; piped into a file, the COLUMNS the
+    environment sets (tables fit it, pileablate.widths), else wide enough for a 16-column table, with
+    messages unwrapped."""
     from rich.console import Console
 
+    from pileablate.widths import columns_from_env
+
     console = Console()
-    return console if console.is_terminal else Console(width=220, soft_wrap=True)
+    return console if console.is_terminal else Console(width=columns_from_env(220), soft_wrap=True)

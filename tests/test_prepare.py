@@ -296,3 +296,26 @@ def test_counts_parse_suffixes_and_reject_nonsense():
     for bad in ("0/2", "3/2", "x"):
         with pytest.raises(UserError):
             parse_task(bad)
+
+
+def test_a_store_with_nothing_to_train_on_is_refused_and_leaves_nothing_behind(tmp_path, capsys):
+    """Plain text in a .jsonl (every record invalid JSON) and --rows 0 are one-line errors (exit 2); the
+    corrected command then runs without --overwrite."""
+    src = tmp_path / "plain.jsonl"
+    src.write_text("".join(f"just a line of text {i}\n" for i in range(40)))
+    out = tmp_path / "data"
+    code, _, stderr = run_cli(capsys, "-s", str(src), "-t", "bytes", "-o", str(out))
+    assert code == 2
+    line = error_line(stderr)
+    assert "no train documents" in line and "invalid_json 40" in line
+    assert not out.exists()
+
+    code, _, stderr = run_cli(capsys, "-s", "sample", "-t", "bytes", "-o", str(out), "--rows", "0")
+    assert code == 2 and "--rows 0 leaves nothing to train on" in error_line(stderr)
+    assert not out.exists()
+
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(jsonl([{"text": t} for t in make_texts(60)]))
+    code, _, stderr = run_cli(capsys, "-s", str(good), "-t", "bytes", "-o", str(out), "--val-rows", "5")
+    assert code == 0, stderr
+    assert read_manifest(out)["splits"]["train"]["rows"] > 0

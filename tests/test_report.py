@@ -17,7 +17,8 @@ import pytest
 
 from pileablate.report.build import PLOTS, build_report, markdown, write_report
 from pileablate.report.plots import (
-    final_val_bar_figure,
+    delta_over_training_figure,
+    final_delta_figure,
     loss_vs_time_figure,
     loss_vs_tokens_figure,
     lr_schedule_figure,
@@ -196,15 +197,23 @@ def test_each_figure_has_the_expected_curves(tmp_path):
     seven_runs(tmp_path / "runs", seeds=(0, 1))
     report = build_report([tmp_path / "runs"])
     configs = report.configurations
-    n_runs = 14
-    # per run: raw train, smoothed train, validation
-    assert len(loss_vs_tokens_figure(configs).axes[0].lines) == 3 * n_runs
-    assert len(loss_vs_time_figure(configs).axes[0].lines) == 3 * n_runs
+    names = [c.name for c in configs]
+    # One line per configuration (the mean over its seeds) with its band, the baseline drawn last (on top).
+    for figure in (loss_vs_tokens_figure(configs), loss_vs_time_figure(configs)):
+        ax = figure.axes[0]
+        assert [line.get_label().split(",")[0] for line in ax.lines] == names[1:] + names[:1]
+        assert len(ax.collections) == 7 and all(line.get_label().endswith("2 seeds") for line in ax.lines)
     grid = runs_grid_figure(configs)
     panels = [ax for ax in grid.axes if ax.get_visible()]
-    assert len(panels) == n_runs and all(len(ax.lines) == 3 for ax in panels)
-    bars = final_val_bar_figure(configs).axes[0]
-    assert len(bars.patches) == 7
+    # a panel per configuration beside the baseline: the baseline's mean, each seed, the configuration's mean
+    assert len(panels) == 6 and all(len(ax.lines) == 4 for ax in panels)
+    assert len({ax.get_ylim() for ax in panels}) == 1  # one shared y axis
+    deltas = delta_over_training_figure(configs).axes[0]
+    assert [line.get_label() for line in deltas.lines if not line.get_label().startswith("_")] == [
+        f"{n}, 2 paired seeds" for n in names[1:]]
+    final = final_delta_figure(configs).axes[0]
+    assert [t.get_text() for t in final.get_xticklabels()] == [f"{n}\nn=2" for n in names[1:]]
+    assert not final.patches  # no bars from zero (they hid differences of a tenth)
     # synthetic schedules: constant for all but warmup (and all, which includes warmup)
     assert sorted(line.get_label() for line in lr_schedule_figure(configs).axes[0].lines) == [
         "baseline, cosine, rmsnorm, rope, swiglu", "warmup, all"]
@@ -367,17 +376,19 @@ def test_holm_correction_runs_over_every_comparison_of_the_report(tmp_path):
     assert all(c.delta.significant == (c.delta.p_adjusted < 0.05) for c in others)
 
 
-@pytest.mark.parametrize("change, aspect", [
-    (dict(budget={"time_limit": None, "max_tokens": None, "max_steps": 40}), "budget"),
-    (dict(eval_tokens=8192), "validation windows"),
+@pytest.mark.parametrize("change, difference", [
+    (dict(budget={"time_limit": None, "max_tokens": None, "max_steps": 40}), "max_steps 40 vs 50"),
+    (dict(eval_tokens=8192), "eval_tokens 8192 vs 4096"),
 ])
-def test_seeds_that_do_not_pair_fall_back_to_welch_and_the_report_says_why(tmp_path, change, aspect):
+def test_a_configuration_on_another_budget_or_validation_windows_is_not_compared(tmp_path, change, difference):
+    """Seeds that could only be compared unpaired (Welch) once are now not compared at all: a budget or
+    validation windows other than the baseline's measure something else (issue 30)."""
     runs = three_seed_grid(tmp_path / "runs", {f"rope-s{s}": change for s in range(3)})
     report = build_report([runs])
     rope = next(c for c in report.configurations if c.name == "rope")
-    assert rope.delta.test == "welch" and rope.delta.why == f"Welch: not the same {aspect} for each seed"
+    assert rope.delta is None and rope.not_comparable == [difference] and "rope" not in report.verdicts
     md = markdown(report, None)
-    assert f"Welch: not the same {aspect} for each seed" in md.split("## Statistics")[1]
+    assert f"not comparable with the baseline ({difference})" in md.split("## Statistics")[1]
 
 
 def test_parameter_difference_is_shown_and_flagged_above_two_percent(tmp_path):
@@ -397,15 +408,16 @@ def test_parameter_difference_is_shown_and_flagged_above_two_percent(tmp_path):
     assert float(rows["gqa"]["params_vs_baseline_pct"]) == pytest.approx(-12.0)
 
 
-def test_final_loss_figure_draws_each_delta_with_its_interval(tmp_path):
+def test_final_delta_figure_draws_each_delta_with_its_interval_and_each_seeds_paired_difference(tmp_path):
     runs = three_seed_grid(tmp_path / "runs")
     configs = build_report([runs]).configurations
-    fig = final_val_bar_figure(configs)
-    deltas = fig.axes[1]
+    deltas = final_delta_figure(configs).axes[0]
     assert len(deltas.containers) == 2  # rope and swiglu: one error bar each
     rope = next(c for c in configs if c.name == "rope")
     low, high = deltas.containers[0].lines[2][0].get_segments()[0][:, 1]
     assert (low, high) == pytest.approx(rope.delta.ci)
+    dots = deltas.collections[0].get_offsets()[:, 1]  # rope's seeds: 1.90-2.00, 1.93-2.02, 1.91-2.01
+    assert sorted(dots) == pytest.approx([-0.1, -0.1, -0.09])
 
 
 # ---- learning-rate tuning -------------------------------------------------------------------------
@@ -473,7 +485,10 @@ def test_lr_sensitivity_figure_has_one_curve_per_configuration_on_a_log_axis(tmp
     ax = lr_sensitivity_figure(report.tuning, report.configurations).axes[0]
     assert ax.get_xscale() == "log"
     curves = {line.get_label(): list(line.get_xdata()) for line in ax.lines}
-    assert curves == {"baseline": [3e-4, 1e-3, 3e-3], "rope": [1e-3, 3e-3]}
+    assert curves == {"baseline (chosen 0.001)": [3e-4, 1e-3, 3e-3], "rope (chosen 0.003)": [1e-3, 3e-3]}
+    # Every rate tried is a labelled tick (a log axis would label only 1e-3), and only those.
+    assert list(ax.get_xticks()) == [3e-4, 1e-3, 3e-3]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.0003", "0.001", "0.003"]
 
 
 def test_the_terminal_shows_runs_that_do_not_count_and_the_tuning(tmp_path):

@@ -135,6 +135,16 @@ class Part:
     point: Point
     ablation: Ablation
     default_budget: bool = False   # the budget is the baseline's default at this point (none was given)
+    train_tokens: int = 0          # tokens in the store's train split (what a budget's passes are counted in)
+
+    def passes(self) -> str:
+        """'0.0067 passes over the train split (...)', and a warning when a run sees its data more than once."""
+        from pileablate.ablate.cost import tokens_per_run
+        from pileablate.train.passes import describe_passes, repeat_warning
+
+        tokens = tokens_per_run(self.ablation.base)
+        warning = repeat_warning(tokens, self.train_tokens, self.default_budget)
+        return describe_passes(tokens, self.train_tokens) + (f"; warning: {warning}" if warning else "")
 
     def key(self, label: str) -> str:
         """A configuration as the report names it: 'rope', or 'micro/rope' in a sweep."""
@@ -153,9 +163,12 @@ def parts(study: Study) -> list[Part]:
     """Every point's ablation with its budget fixed (the baseline's default at that point when none is
     given) and every configuration's model checked at that point: a size that cannot be built is a
     one-line error before anything runs."""
+    from pileablate.ablate.cost import tokens_per_run
     from pileablate.model.build import build_model_config
+    from pileablate.train.passes import check_passes, train_split_tokens
 
     vocab_size, _ = data_identity(study.ablation.base.data)
+    train_tokens = train_split_tokens(study.ablation.base.data)
     out = []
     for point in study.points:
         ablation = study.at(point)
@@ -169,7 +182,9 @@ def parts(study: Study) -> list[Part]:
                 raise UserError(f"--sweep point {point.label} ({point.describe()}), {experiment.label}: "
                                 f"{err}") from None
         base, defaulted = grid_budget(ablation.base, vocab_size)
-        out.append(Part(point, dataclasses.replace(ablation, base=base), default_budget=defaulted))
+        check_passes(tokens_per_run(base), train_tokens)
+        out.append(Part(point, dataclasses.replace(ablation, base=base), default_budget=defaulted,
+                        train_tokens=train_tokens))
     return out
 
 
@@ -290,11 +305,13 @@ def describe(study: Study, ready: Sequence[Part]) -> str:
         seeds = f"{first} to {study.max_seeds} seeds (--seeds auto)"
         n_runs = f"{n_runs // n_seeds * first} to {n_runs}"
     if not study.is_sweep:
+        passes = ready[0].passes()
         return (f"ablation: {len(ablation.experiments)} configurations × {seeds} = {n_runs} runs{tuning} · preset "
-                f"{ablation.base.preset} · budget {describe_budget(budget_of(ready[0].ablation.base))} per run · "
-                f"{ablation.base.runs_dir}")
+                f"{ablation.base.preset} · budget {describe_budget(budget_of(ready[0].ablation.base))} per run"
+                + (f" = {passes}" if passes else "") + f" · {ablation.base.runs_dir}")
     budgets = "; ".join(f"{part.point.label} {describe_budget(budget_of(part.ablation.base))}"
-                        + (" (default)" if part.default_budget else "") for part in ready)
+                        + (" (default)" if part.default_budget else "")
+                        + (f" = {part.passes()}" if part.passes() else "") for part in ready)
     default = (f" · (default): the baseline's {DEFAULT_TOKENS_PER_PARAM} tokens per parameter at that point"
                if any(part.default_budget for part in ready) else "")
     return (f"sweep: {len(ready)} points × {len(ablation.experiments)} configurations × {seeds} = {n_runs} runs"

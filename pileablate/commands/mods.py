@@ -23,6 +23,7 @@ def mods(
 
     from pileablate.mods_files import load_mods_files
     from pileablate.registry import ALIASES, SEED_MODS, incompatible_with, modifications
+    from pileablate.widths import FittedTable, name_dropped
 
     load_mods_files(mods_file or ())
     registry = modifications()
@@ -47,4 +48,5 @@ def mods(
                           + [f"--mod-option {m.name}.{k}={o.default}" for k, o in m.options.items()])
         table.add_row(m.name, escape(slots), escape(m.summary), (m.size_knob or "none (unmatched)") if m.target == "model" else "-",
                       ", ".join(sorted(incompatible_with(m.name))) or "-", escape(m.reference), escape(m.origin))
-    Console(soft_wrap=False).print(table)
+    Console(soft_wrap=False).print(FittedTable(table, keep=("name", "what it changes", "reference"),
+                                               below=name_dropped("a wider terminal shows them; --json has everything")))

@@ -23,7 +23,7 @@ def report(
     ),
     margin: Optional[float] = typer.Option(
         None, "--margin", metavar="NATS", help="Differences within ±NATS (nats/token) count as no effect "
-        "(equivalence test). Default: the study's (study.json), else 0.01.", show_default=False,
+        "(equivalence test). Default: the margin ablate recorded in RUNS_DIR/study.json, else 0.01.", show_default=False,
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw the plots (PNG and SVG)."),
     tracker: Optional[List[str]] = typer.Option(

@@ -343,6 +343,21 @@ def _merged_manifest(out: Path, states: list[dict], sources: list[Source], token
     )
 
 
+def _refuse_empty(out: Path, manifest: dict) -> None:
+    """A finished store with no train token is a mistake in the input, not data: say why and remove it,
+    so that the corrected command starts afresh (no --overwrite needed)."""
+    if manifest["splits"]["train"]["tokens"] > 0:
+        return
+    skipped = manifest.get("skipped") or {}
+    why = ", ".join(f"{reason} {count:,}" for reason, count in skipped.items()) or "the sources hold no records"
+    _clear(out)
+    for folder in (out / "train", out / "val", out):  # the folders this run made, when nothing else is in them
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    raise UserError(f"no train documents in {', '.join(manifest['sources'])} (skipped: {why}); prepare needs JSON "
+                    f"lines with a string 'text' field; nothing was kept in {out}")
+
+
 def _load_states(out: Path, n: int) -> list[Optional[dict]]:
     states = []
     for k in range(1, n + 1):
@@ -371,6 +386,9 @@ def prepare(cfg: PrepareConfig, console=None, summary_console=None, profile: Opt
             raise UserError(f"--{name.replace('_', '-')} must be 0 or more")
     if cfg.chunk_tokens < 1:
         raise UserError("--chunk-tokens must be at least 1")
+    for name in ("rows", "tokens"):  # a store without train documents cannot train anything
+        if getattr(cfg, name) == 0:
+            raise UserError(f"--{name} 0 leaves nothing to train on; give a positive count, or omit it to take all")
     # Everything that can fail on bad input fails here, before anything is written.
     tokenizer = load_tokenizer(cfg.tokenizer)
     sources = resolve_sources(cfg.sources)
@@ -426,6 +444,7 @@ def prepare(cfg: PrepareConfig, console=None, summary_console=None, profile: Opt
     states = _load_states(out, n)
     if all(s is not None and s["done"] for s in states):
         manifest = _merged_manifest(out, states, sources, tokenizer, cfg, n)
+        _refuse_empty(out, manifest)
         write_json_atomic(out / MANIFEST, manifest)
     else:
         waiting = sum(1 for s in states if s is None or not s["done"])

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from pileablate.report.checks import exclusion_reason, run_flags, train_loss_tail
+from pileablate.report.checks import exclusion_reason, repeated_data_flag, run_flags, train_loss_tail
+from pileablate.report.comparable import differences, distinguishing, not_comparable_flag, settings, settings_key
 from pileablate.report.compare import compare
 from pileablate.report.runs import Run
 from pileablate.report.stats import Difference, mean, std, with_holm
@@ -31,6 +32,8 @@ class Configuration:
     params_vs_baseline: Optional[float] = None  # active parameters / the baseline's - 1
     point: Optional[str] = None  # the sweep point (its runs' folder); None outside a sweep
     verdict: Optional[object] = None  # report.verdict.Verdict against the baseline (set by build_report)
+    settings: dict = field(default_factory=dict)      # comparable.settings of its runs (all alike)
+    not_comparable: list[str] = field(default_factory=list)  # settings that differ from the baseline's: no Δ
 
     @property
     def label(self) -> str:
@@ -100,27 +103,43 @@ def _order(config: Configuration) -> tuple:
 
 
 def _group(runs: list[Run]) -> list[Configuration]:
-    """Seeds of one configuration share a name up to `-sN` and the same modifications."""
+    """Seeds of one configuration share a name up to `-sN`, the same modifications and every other
+    recorded setting but the learning rate (comparable.settings): a seed trained at another batch size
+    is another configuration, not another seed."""
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.configuration, run.mods), []).append(run)
-    names = [name for name, _ in groups]
+        groups.setdefault((run.configuration, run.mods, settings_key(run)), []).append(run)
     configs = []
-    for (name, mods), members in groups.items():
-        # Two hand-named runs with the same prefix but different modifications stay apart and say so.
-        label = name if names.count(name) == 1 else f"{name} [{','.join(mods) or 'baseline'}]"
+    for (name, mods, key), members in groups.items():
+        config = Configuration(name=_label(name, mods, key, groups), mods=mods, runs=members,
+                               settings=settings(members[0]))
         members.sort(key=lambda r: (r.seed is None, r.seed or 0, r.name))
-        config = Configuration(name=label, mods=mods, runs=members)
         for run in members:
             reason = exclusion_reason(run)
             if reason:
                 config.excluded[run.name] = reason
             for flag in run_flags(run):
                 config.flags.append(flag if len(members) == 1 else f"{run.name}: {flag}")
+        repeated = repeated_data_flag(members)
+        if repeated:
+            config.flags.append(repeated)
         if not config.counted:
             config.flags.append("no run counts (see excluded runs): no figures, no Δ")
         configs.append(config)
     return configs
+
+
+def _label(name: str, mods: tuple, key: str, groups: dict) -> str:
+    """The configuration's name; where runs of one name differ in modifications or settings, each group
+    says what sets it apart ('rope [batch_size 1]', 'x [swiglu]', 'x [rope, batch_size 4]')."""
+    twins = [(m, members) for (n, m, k), members in groups.items() if n == name and (m, k) != (mods, key)]
+    if not twins:
+        return name
+    apart = [",".join(mods) or "baseline"] if any(m != mods for m, _ in twins) else []
+    same_mods = [settings(members[0]) for m, members in twins if m == mods]
+    if same_mods:
+        apart.append(distinguishing(settings(groups[(name, mods, key)][0]), same_mods))
+    return f"{name} [{', '.join(apart)}]"
 
 
 def _size_difference(config: Configuration, baseline: Configuration) -> None:
@@ -140,12 +159,21 @@ def group_runs(runs: list[Run], delta_key: str = "final_val_loss", common_seeds:
     baselines = [c for c in configs if not c.mods]
     # In a sweep the name carries the point ('micro/baseline').
     baseline = next((c for c in baselines if c.name.rsplit("/", 1)[-1] == "baseline"),
-                    baselines[0] if baselines else None)
+                    next((c for c in baselines if c.name.rsplit("/", 1)[-1].startswith("baseline")),
+                         baselines[0] if baselines else None))
     if baseline is not None:
         baseline.is_baseline = True
-        others = [c for c in configs if c is not baseline]
+        others = []
+        for config in configs:
+            config.not_comparable = [] if config is baseline else differences(config.settings, baseline.settings)
+            flag = not_comparable_flag(config.not_comparable)
+            if flag:
+                config.flags.append(flag)
+            elif config is not baseline:
+                others.append(config)
         for config in others:
             _size_difference(config, baseline)
+        # Only comparable configurations are tested, and only they share Holm's correction.
         deltas = with_holm([compare(c.counted, baseline.counted, delta_key, common_seeds) for c in others])
         for config, delta in zip(others, deltas):
             config.delta = delta

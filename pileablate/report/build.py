@@ -28,7 +28,7 @@ from pileablate.report.listings import (
     tuning_rows,
 )
 from pileablate.report.runs import Run, check_same_data, load_runs
-from pileablate.report.stats import SIGNIFICANCE_RULE
+from pileablate.report.stats import ALPHA, SIGNIFICANCE_RULE
 from pileablate.report.table import (
     RUN_COLUMNS,
     SUMMARY_COLUMNS,
@@ -55,7 +55,7 @@ from pileablate.report.verdict import (
 
 # Written by `ablate` into its runs folder: the margin and, for `--seeds auto`, the sequential design.
 
-PLOTS = ("loss_vs_tokens", "loss_vs_time", "runs_grid", "final_val_loss", "lr_schedule")
+PLOTS = ("loss_vs_tokens", "delta_over_training", "final_val_loss", "runs_grid", "loss_vs_time", "lr_schedule")
 TUNING_PLOT = "lr_sensitivity"  # drawn when the runs include learning-rate tuning runs
 
 
@@ -83,7 +83,9 @@ class Report:
 
     def headline(self) -> str:
         """The verdicts in one line: 'rope helps by 0.11 [0.09, 0.13]; rmsnorm: no effect beyond ±0.01; ...'."""
-        return summary_line(self.verdicts)
+        apart = [f"{c.name}: not comparable ({'; '.join(c.not_comparable)})" for c in self.configurations
+                 if c.not_comparable]
+        return "; ".join([summary_line(self.verdicts)] * bool(self.verdicts or not apart) + apart)
 
     def rule(self) -> str:
         """How the verdicts were reached, including the sequential rule of a `--seeds auto` study."""
@@ -270,17 +272,29 @@ def _statistics(configs: list[Configuration]) -> list[str]:
         d = c.delta
         if c.is_baseline:
             continue
-        if d is None:
+        if c.not_comparable:
+            lines.append(f"- {c.name}: no Δ: not comparable with the baseline ({'; '.join(c.not_comparable)}); "
+                         "only the modifications, the learning rate and the seed may differ.")
+        elif d is None:
             lines.append(f"- {c.name}: no Δ (no run of it, or of the baseline, counts).")
         elif d.p is None:
             lines.append(f"- {c.name}: Δ {d.delta:+.4f}; {d.why}.")
         else:
-            verdict = "significant" if d.significant else "not significant"
             t = "" if d.t is None else f"t = {d.t:.3f}, "
             lines.append(f"- {c.name}: Δ {d.delta:+.4f}, 95% CI [{d.ci[0]:+.4f}, {d.ci[1]:+.4f}]; {d.why}: "
-                         f"{t}df = {d.df:.3g}, p = {d.p:.3g}, Holm-adjusted p = {d.p_adjusted:.3g} ({verdict})"
+                         f"{t}df = {d.df:.3g}, p = {d.p:.3g}, Holm-adjusted p = {d.p_adjusted:.3g} ({_significance(d)})"
                          + _verdict_detail(c.verdict) + ".")
     return lines + [""]
+
+
+def _significance(d) -> str:
+    """'significant: Holm-adjusted p below 5%', or not, at a sequential study's per-look level; beside an
+    interval that excludes zero, why the two do not disagree: the interval is this comparison's alone."""
+    level = f"{d.level:.2%}".replace(".00%", "%") + (", the sequential design's per-look level" if d.level < ALPHA else "")
+    if d.significant:
+        return f"significant: Holm-adjusted p below {level}"
+    alone = "; the 95% interval excludes zero for this comparison alone" if d.ci and d.ci[0] * d.ci[1] > 0 else ""
+    return f"not significant: Holm-adjusted p not below {level}{alone}"
 
 
 # One train loss everywhere (tables, CSVs, flags), said once in report.md.
@@ -346,14 +360,16 @@ def _flags(report: Report) -> list[str]:
 
 
 CAPTIONS = {
-    "loss_vs_tokens": "Train (faint raw, thin smoothed) and validation (bold) loss against tokens, one line per "
-                      "seed, one colour per configuration, the baseline black",
-    "loss_vs_time": "The same against wall-clock time",
-    "runs_grid": "One panel per run",
-    "final_val_loss": "Final validation loss per configuration (bars from zero, ±1 std over seeds) and Δ with its "
-                      "95% interval and verdict",
-    "lr_schedule": "Learning-rate schedules",
-    TUNING_PLOT: "Learning-rate sensitivity: final tuning loss against lr",
+    "loss_vs_tokens": "Validation loss against tokens: one line per configuration (mean over its seeds, band from "
+                      "the lowest to the highest seed), the baseline black and on top, zoomed to where they differ",
+    "delta_over_training": "Δ against the baseline over training, paired by seed (mean and its 95% interval): "
+                           "whether a gap is opening or closing at the budget's end",
+    "final_val_loss": "Final Δ against the baseline: 95% interval, each seed's paired difference as a dot, n seeds "
+                      "and the verdict",
+    "runs_grid": "Each configuration against the baseline, one panel each (seeds thin, shared zoomed axis)",
+    "loss_vs_time": "Validation loss against training time",
+    "lr_schedule": "Learning-rate schedules, computed from step 0",
+    TUNING_PLOT: "Learning-rate sensitivity: final tuning loss against lr, every rate tried labelled, the chosen starred",
 }
 
 

@@ -121,6 +121,15 @@ def run_flags(run: Run) -> list[str]:
     return flags
 
 
+def repeated_data_flag(runs: list[Run]) -> Optional[str]:
+    """Runs that saw their train data more than once (a budget beyond one pass over the store): a
+    setting the reader must know of, as repeated tokens are easier to predict than new ones."""
+    passes = [float(r.summary["epochs"]) for r in runs if r.summary.get("epochs") is not None]
+    if not passes or max(passes) <= 1:
+        return None
+    return f"repeated data: {max(passes):.2f} passes over the train split (tokens seen more than once)"
+
+
 def exclusion_reason(run: Run) -> Optional[str]:
     """Why a run must stay out of every mean, Δ, interval and test; None when it counts.
 

@@ -129,6 +129,8 @@ def _train_loss(config: Configuration) -> str:
 def _verdict(config: Configuration) -> str:
     if config.is_baseline:
         return "(baseline)"
+    if config.not_comparable:
+        return "not comparable"
     return config.verdict.short if config.verdict is not None else DASH
 
 
@@ -220,7 +222,8 @@ def summary_rows(configs: list[Configuration], delta_metric: str) -> list[dict]:
 def _verdict_cells(config: Configuration) -> dict:
     v = config.verdict
     if v is None:
-        return {"verdict": "baseline" if config.is_baseline else "", "verdict_margin": "",
+        word = "baseline" if config.is_baseline else "not comparable" if config.not_comparable else ""
+        return {"verdict": word, "verdict_margin": "",
                 "verdict_seeds_needed": "", "verdict_mde": ""}
     return {"verdict": v.word, "verdict_margin": v.margin, "verdict_seeds_needed": _num(v.seeds_needed),
             "verdict_mde": _num(v.mde)}
@@ -279,30 +282,37 @@ def display_rows(configs: list[Configuration]) -> list[list[str]]:
     return [[cell(c) for _, cell in DISPLAY_COLUMNS] for c in configs]
 
 
-# The terminal's compact table (it fits 100 columns); report.md and summary.csv keep every column.
-# Flags are sentences: the table refers to them by number and lists them below it.
+# The terminal's compact table; report.md and summary.csv keep every column. Configuration, verdict and Δ
+# are always shown whole; at a narrow width the standard deviation goes first, then the lr, the flag
+# references and the loss (what they said is listed below the table). Flags are sentences: the table
+# refers to them by number and lists them below it.
 COMPACT_COLUMNS: tuple[tuple[str, Callable[[Configuration], str]], ...] = (
     ("configuration", lambda c: c.name),
     ("verdict", _verdict),
     ("Δ [95% interval]", _delta_with_interval),
-    ("val loss", lambda c: format_mean_std(c.mean("final_val_loss"), c.std("final_val_loss"))),
+    ("val loss", lambda c: format_float(c.mean("final_val_loss"))),
+    ("± std", lambda c: "" if c.std("final_val_loss") is None else f"± {c.std('final_val_loss'):.3f}"),
     ("lr", lr_text),
 )
+COMPACT_KEEP = ("configuration", "verdict", "Δ [95% interval]")
+COMPACT_DROP_FIRST = ("± std", "lr", "flags", "val loss")
 
 
 def rich_table(configs: list[Configuration], title: str = "pileablate report"):
-    """The compact table, then its flags, numbered: numbers never wrap (a number broken over two lines
-    reads as two); the configuration folds when the terminal is narrow."""
+    """The compact table, fitted to the terminal's width (pileablate.widths), then its flags, numbered:
+    numbers never wrap (a number broken over two lines reads as two)."""
     from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    from pileablate.widths import FittedTable
+
     table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for header, _ in COMPACT_COLUMNS:
-        table.add_column(header, justify="left" if header in ("configuration", "verdict") else "right",
-                         no_wrap=header != "configuration", overflow="fold",
-                         min_width=8 if header == "configuration" else None)
+        text = header in ("configuration", "verdict")
+        table.add_column(header, justify="left" if text else "right", no_wrap=header != "configuration",
+                         overflow="fold")
     table.add_column("flags", style="yellow", no_wrap=True)
     notes: list[str] = []
     for config in configs:
@@ -312,9 +322,18 @@ def rich_table(configs: list[Configuration], title: str = "pileablate report"):
             refs.append(str(len(notes)))
         table.add_row(*[cell(config) for _, cell in COMPACT_COLUMNS], f"[{','.join(refs)}]" if refs else "",
                       style="bold" if config.is_baseline else None)
-    if not notes:
-        return table
-    return Group(table, *(Text(note, style="yellow") for note in notes))
+
+    def below(dropped: list[str]) -> list:
+        """What a dropped column said, one line each (the flags are listed below anyway)."""
+        cells = dict(COMPACT_COLUMNS)
+        if "val loss" in dropped:  # the loss and its spread in one line
+            dropped = [h for h in dropped if h != "± std"]
+            cells["val loss"] = lambda c: format_mean_std(c.mean("final_val_loss"), c.std("final_val_loss"))
+        return [Text(f"{header}: " + " · ".join(f"{c.name} {cells[header](c)}" for c in configs), style="dim")
+                for header in dropped if header in cells]
+
+    fitted = FittedTable(table, COMPACT_KEEP, COMPACT_DROP_FIRST, below)
+    return Group(fitted, *(Text(note, style="yellow") for note in notes))
 
 
 def markdown_grid(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -46,8 +46,8 @@ GPU_PRESET, CPU_PRESET = "small", "micro"
 
 
 def machine_preset(device: str = "auto") -> tuple[str, str]:
-    """(preset, why): `small` (GPT-2 124M) when the run will train on CUDA, else `micro`, which trains
-    in seconds on a CPU; an explicit --preset never comes here."""
+    """(preset, why): `small` (GPT-2 124M) when the run will train on CUDA, else `micro`, small enough for
+    a CPU; an explicit --preset never comes here."""
     import torch
 
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
@@ -89,7 +89,8 @@ class TrainConfig:
                                               "'pileablate mods' lists each one's). Given only to runs that use that modification.",
                                           flag="--mod-option", metavar="NAME.KEY=VALUE")
     preset: str = option(AUTO_PRESET, "Model size preset: nano, micro, mini, small, medium. Default auto: small (GPT-2 124M) "
-                                      "where CUDA is available, micro (0.85M, seconds per run) on a CPU.")
+                                      "where CUDA is available, micro (0.85M) on a CPU: its default budget, 17M tokens, takes about 20 "
+                                      "minutes on 2 CPU cores (14k tokens/s, benchmarks/README.md).")
     data: Path = option(Path("data"), "Prepared token store (from 'pileablate prepare').")
     runs_dir: Path = option(Path("runs"), "Where run directories are written.")
     name: Optional[str] = option(None, "Run name (directory under --runs-dir). Default: the modifications and seed, e.g. 'rope+swiglu-s0'.")

@@ -8,6 +8,8 @@ from typing import Optional
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
+from pileablate.widths import fit_pieces
+
 
 def _fmt_loss(value: Optional[float]) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
@@ -28,9 +30,11 @@ class LiveDisplay:
     def __init__(self, console: Console, enabled: bool = True):
         self.enabled = enabled
         self.console = console
+        # At 80 columns: 'train' + a short bar + the percentage leave the figures about 60 characters.
+        self._bar_width = 10 if console.width < 120 else 30
         self._progress = Progress(
             TextColumn("[bold]train[/bold]"),
-            BarColumn(),
+            BarColumn(bar_width=self._bar_width),
             TaskProgressColumn(),
             TextColumn("{task.fields[info]}"),
             console=console,
@@ -53,7 +57,12 @@ class LiveDisplay:
         if not self.enabled or self._task is None:
             return
         left = elapsed_s * (1 - progress) / progress if progress > 0 else None
-        info = (f"step {step} · loss {_fmt_loss(train_loss)} · val {_fmt_loss(val_loss)} · lr {lr:.2e} · "
-                f"{(tokens_per_s or 0):,.0f} tok/s · epoch {epoch:.2f} · "
-                f"{_fmt_duration(elapsed_s)} elapsed · {_fmt_duration(left)} left")
-        self._progress.update(self._task, completed=progress, info=info)
+        # (priority, piece) in display order: step, loss and time left always, the rest as the width allows.
+        pieces = [(0, f"step {step}"), (0, f"loss {_fmt_loss(train_loss)}"), (0, f"{_fmt_duration(left)} left"),
+                  (1, f"val {_fmt_loss(val_loss)}"), (2, f"{_fmt_duration(elapsed_s)} elapsed"),
+                  (3, f"{(tokens_per_s or 0):,.0f} tok/s"), (4, f"lr {lr:.2e}"), (5, f"epoch {epoch:.2f}")]
+        self._progress.update(self._task, completed=progress, info=fit_pieces(pieces, self.info_width()))
+
+    def info_width(self) -> int:
+        """What the figures may take of the line: the width less 'train', the bar, '100%' and the gaps."""
+        return self.console.width - len("train") - self._bar_width - len("100%") - 3

@@ -35,6 +35,7 @@ from pileablate.train.distributed import DistInfo, reduce_max, reduce_sum, share
 from pileablate.train.hardware import autocast_context, configure_backends, pick_precision
 from pileablate.train.metrics import MIN_PLAUSIBLE_BITS_PER_BYTE, bits_per_byte, peak_flops
 from pileablate.train.optimizer import NamedSchedule, learning_rates, make_optimizer, make_schedule, set_learning_rate
+from pileablate.train.passes import budget_tokens, check_passes
 from pileablate.train.schedule import budget_progress
 
 
@@ -410,6 +411,7 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     counts = model.num_params()
     cfg = resolve_config(requested, mods, counts["active"])
     data = RunData.open(cfg, model_cfg.seq_len, manifest, info)
+    check_passes(budget_tokens(cfg.max_tokens, cfg.max_steps, data.tokens_per_step), data.windows.split.num_tokens)
     schedule = make_schedule(cfg)
     schedule_kind = schedule.kind
     run_dir = cfg.runs_dir / cfg.name

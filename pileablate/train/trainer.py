@@ -25,6 +25,7 @@ from pileablate.train.crash import recording_crashes
 from pileablate.train.display import LiveDisplay
 from pileablate.train.distributed import dist_info_from_env, init_distributed, shutdown_distributed
 from pileablate.train.hardware import autocast_context, pick_device
+from pileablate.train.passes import budget_tokens, describe_passes, repeat_warning
 from pileablate.train.session import AlreadyFinished, Ending, LossInterval, RunFailed, Session, budget_reached, open_session
 
 
@@ -169,6 +170,12 @@ def print_header(s: Session) -> None:
         f"{' or '.join(budget)} · train data {s.data.windows.split.num_tokens:,} tokens"
         + (f" · from step {p.step}" if s.resuming else "")
     )
+    tokens, train_tokens = budget_tokens(cfg.max_tokens, cfg.max_steps, s.tokens_per_step), s.data.windows.split.num_tokens
+    if tokens is not None:
+        s.say(f"data: the budget is {describe_passes(tokens, train_tokens)}")
+    warning = repeat_warning(tokens, train_tokens, default_budget)
+    if warning:
+        s.say(f"[yellow]warning:[/yellow] {warning}")
 
 
 class StopRequest:
