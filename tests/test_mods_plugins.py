@@ -220,53 +220,28 @@ def test_flex_attention_matches_the_explicit_path_on_gpu(mods):
     torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3)
 
 
-TRAINING_ONLY_LEAK = '''
+def leaky_attention(name: str, when: str, start: int) -> str:
+    """A user's file: multi-head attention that, when `when` holds, also hands each position from
+    `start` on the next token."""
+    return f'''
 from pileablate.mods import CausalSelfAttention, Modification, register, register_component
 
-class Sloppy(CausalSelfAttention):
-    """Its training path forgot the mask: each position also reads the next token's values."""
+class Leaky(CausalSelfAttention):
     def forward(self, x, ctx):
         y = super().forward(x, ctx)
-        if self.training:
+        if {when}:
             y = y.clone()
-            y[:, :-1] = y[:, :-1] + x[:, 1:]
+            y[:, {start}:-1] = y[:, {start}:-1] + x[:, {start + 1}:]
         return y
 
-register_component("attention", "sloppy", Sloppy)
-register(Modification("sloppy", "attention that leaks while training", fills={"attention": "sloppy"}))
+register_component("attention", "{name}", Leaky)
+register(Modification("{name}", "attention that leaks when {when}", fills={{"attention": "{name}"}}))
 '''
 
-LATE_LEAK = '''
-from pileablate.mods import CausalSelfAttention, Modification, register, register_component
 
-class FarSighted(CausalSelfAttention):
-    """From position 300 on, each position reads the next token: invisible to a short probe."""
-    def forward(self, x, ctx):
-        y = super().forward(x, ctx)
-        if x.shape[1] > 301:
-            y = y.clone()
-            y[:, 300:-1] = y[:, 300:-1] + x[:, 301:]
-        return y
-
-register_component("attention", "farsighted", FarSighted)
-register(Modification("farsighted", "attention that leaks past position 300", fills={"attention": "farsighted"}))
-'''
-
-ROPE_ONLY_LEAK = '''
-from pileablate.mods import CausalSelfAttention, Modification, register, register_component
-
-class Sneaky(CausalSelfAttention):
-    """Leaks only when a position component rotates queries and keys: alone it passes its check."""
-    def forward(self, x, ctx):
-        y = super().forward(x, ctx)
-        if ctx.rotate is not None:
-            y = y.clone()
-            y[:, :-1] = y[:, :-1] + x[:, 1:]
-        return y
-
-register_component("attention", "sneaky", Sneaky)
-register(Modification("sneaky", "attention that leaks with rope", fills={"attention": "sneaky"}))
-'''
+TRAINING_ONLY_LEAK = leaky_attention("sloppy", "self.training", 0)  # a training path that forgot the mask
+LATE_LEAK = leaky_attention("farsighted", "x.shape[1] > 301", 300)  # invisible to a probe of 256 tokens
+ROPE_ONLY_LEAK = leaky_attention("sneaky", "ctx.rotate is not None", 0)  # alone (learned positions) it passes
 
 
 @pytest.mark.parametrize("text, name, where", [(TRAINING_ONLY_LEAK, "sloppy", "training mode"),

@@ -388,12 +388,14 @@ def schedule_curve(run: Run) -> Optional[tuple[np.ndarray, list[float]]]:
     if not per_step or not steps or train.get("lr") is None:
         return None
     # What a schedule component reads of a run's settings (docs/modifications.md).
-    settings = SimpleNamespace(mods=tuple(train.get("mods") or ()), lr=float(train["lr"]),
+    settings = SimpleNamespace(mods=tuple(run.config.get("mods") or train.get("mods") or ()), lr=float(train["lr"]),
                                min_lr=float(train.get("min_lr") or 0.0), warmup_steps=int(train.get("warmup_steps") or 0),
                                mod_options=tuple(train.get("mod_options") or ()))
     try:
         schedule = make_schedule(settings)
     except (UserError, AttributeError, TypeError, ValueError):
+        return None
+    if schedule.kind != run.config.get("schedule"):  # not the schedule the run recorded: draw what it logged
         return None
     logged = [(0.0, 0.0)] + [(float(r["step"]), float(r["elapsed_s"])) for r in run.metrics
                              if r.get("step") is not None and r.get("elapsed_s") is not None]
