@@ -22,6 +22,7 @@ from pileablate.errors import UserError
 ENTRY_POINT_GROUP = "pileablate.mods"
 _SEP = "#sha256="
 _loaded: dict[str, str] = {}  # absolute path -> sha256 of the loaded version
+_checked: set[str] = set()  # sha256 of the files whose modifications passed check_modification here
 _entry_points_loaded = False
 
 
@@ -92,11 +93,13 @@ def _load_file(path: Path, digest: str) -> None:
             unregister(origin)
             raise UserError(f"--mods-file {path} does not import: {type(err).__name__}: {err}".splitlines()[0]) from None
     try:
-        for added in [n for n in modifications() if n not in before]:
-            check_modification(added)
+        if digest not in _checked:  # the check builds each modification alone: the same file passes it again
+            for added in [n for n in modifications() if n not in before]:
+                check_modification(added)
     except UserError:
         unregister(origin)
         raise
+    _checked.add(digest)
     _loaded[origin] = digest
 
 
