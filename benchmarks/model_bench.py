@@ -7,8 +7,11 @@ last commit before the plug-in redesign), on the same random batches, each in a 
 imports only its own copy of the package. Rounds alternate old / new so machine noise hits both; the
 median round is reported, and the ratio is old ms/step / new ms/step (>= 0.95: no slowdown).
 
+With --losses it also trains nano runs (30 steps) of several configurations under both revisions on
+one small store and prints their validation losses side by side: they must be equal to the last digit.
+
 Usage: .venv/bin/python benchmarks/model_bench.py [--against REV] [--preset micro] [--mods baseline,all]
-       [--steps 30] [--warmup 5] [--rounds 3] [--threads 2]
+       [--steps 30] [--warmup 5] [--rounds 3] [--threads 2] [--losses]
 """
 
 from __future__ import annotations
@@ -52,8 +55,40 @@ print(json.dumps({"ms": 1000 * sum(times) / len(times), "tokens": 16 * cfg.seq_l
 """
 
 
+TRAIN = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from pileablate.cli import main
+main(sys.argv[2:])
+"""
+SAME_LOSS_MODS = ("baseline", "all", "moe,mtp,gqa", "muon,postnorm")
+
+
+def val_loss(package_root: Path, store: Path, runs: Path, mods: str) -> str:
+    args = ["train", "--data", str(store), "--runs-dir", str(runs), "--name", mods.replace(",", "+"), "--preset", "nano",
+            "--max-steps", "30", "--eval-every", "15", "--eval-tokens", "4096", "--log-every", "5"]
+    args += [] if mods == "baseline" else ["--mods", mods]
+    out = subprocess.run([sys.executable, "-c", TRAIN, str(package_root), *args], capture_output=True, text=True,
+                         check=True, cwd=tempfile.gettempdir())
+    return next(f for f in out.stdout.split() if f.startswith("val_loss=")).split("=", 1)[1]
+
+
+def same_losses(old: Path, tmp: Path) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from helpers.stores import prepare_for_tests  # the test suite's small store
+
+    store = tmp / "store"
+    prepare_for_tests(store, train_tokens=400_000, val_tokens=40_000)
+    print("\n| mods | old val loss (30 nano steps) | new val loss | equal |")
+    print("|---|---|---|---|")
+    for mods in SAME_LOSS_MODS:
+        before, now = val_loss(old, store, tmp / "old-runs", mods), val_loss(ROOT, store, tmp / "new-runs", mods)
+        print(f"| {mods} | {before} | {now} | {'yes' if before == now else 'NO'} |", flush=True)
+
+
 def extract(revision: str, into: Path) -> Path:
     """The package as it was at `revision`, in a folder of its own."""
+    into.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "pileablate"], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return into
@@ -74,9 +109,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--losses", action="store_true", help="also compare nano runs' validation losses")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        old = extract(args.against, Path(tmp))
+        old = extract(args.against, Path(tmp) / "old")
         print(f"preset {args.preset}, batch 16, CPU fp32, {args.threads} thread(s); {args.rounds} rounds of "
               f"{args.steps} steps after {args.warmup}; old = {args.against}, new = the working tree")
         print("| mods | old ms/step | new ms/step | ratio old/new |")
@@ -89,6 +125,8 @@ def main() -> None:
                 rounds.append((before / now, before, now))
             ratio, before, now = sorted(rounds)[len(rounds) // 2]
             print(f"| {mods} | {before:.1f} | {now:.1f} | **{ratio:.2f}x** |", flush=True)
+        if args.losses:
+            same_losses(old, Path(tmp))
 
 
 if __name__ == "__main__":
