@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
 
@@ -149,9 +150,12 @@ def write_study(folder: Path, design: dict) -> None:
     write_json_atomic(Path(folder) / STUDY_FILE, design)
 
 
-def budget_of(train: dict) -> dict:
-    """The budget fields of a config.json "train" dict (or `TrainConfig.to_json()`); None where unset."""
-    return {k: train.get(k) for k in BUDGET_FIELDS}
+def budget_of(settings) -> dict:
+    """The budget fields of a run's settings, a config.json "train" dict or a TrainConfig; None where unset.
+    The one reading of a budget: the trainer, the ablation and the report all ask here."""
+    if isinstance(settings, Mapping):
+        return {k: settings.get(k) for k in BUDGET_FIELDS}
+    return {k: getattr(settings, k) for k in BUDGET_FIELDS}
 
 
 def same_budget(a: dict, b: dict) -> bool:

@@ -19,7 +19,7 @@ from pileablate import runlock
 from pileablate.ablate.plan import PlannedRun
 from pileablate.errors import UserError
 
-from pileablate.runfolder import BUDGET_FIELDS, read_summary, same_budget as _same_budget  # the run folder's rules
+from pileablate.runfolder import BUDGET_FIELDS, budget_of, read_summary, same_budget  # the run folder's rules
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,6 @@ class RunState:
 UNFINISHED = ("train", "resume", "held")
 # What this process does not train now (a held run may be trained here once its holder has let go).
 NOT_TRAINED = ("skip", "failed", "held")
-
-
-def budget_of(cfg) -> dict:
-    return {k: getattr(cfg, k) for k in BUDGET_FIELDS}
 
 
 def held_state(holder) -> RunState:
@@ -92,7 +88,7 @@ def check_existing(ablation, plan: Sequence[PlannedRun], fingerprint: str) -> No
     Otherwise a re-run with, say, another --lr would skip old runs and mix two ablations in one table."""
     from pileablate.report.checks import describe_budget
     from pileablate.jsonfile import read_json
-    from pileablate.runfolder import RESUMABLE_CHANGES
+    from pileablate.runfolder import settings_differences
     from pileablate.train.session import resolve_config
 
     for planned in plan:
@@ -110,11 +106,9 @@ def check_existing(ablation, plan: Sequence[PlannedRun], fingerprint: str) -> No
         cfg = ablation.config_for(planned)
         expected = resolve_config(cfg, planned.mods, 0).to_json()
         stored = old.get("train") or {}
-        for key, value in expected.items():
-            if key not in RESUMABLE_CHANGES and key in stored and stored[key] != value:
-                differences.append(f"{key} {stored[key]} -> {value}")
-        old_budget = {k: stored.get(k) for k in BUDGET_FIELDS}
-        if not differences and not _same_budget(old_budget, budget_of(cfg)):
+        differences += settings_differences(stored, expected)  # the run folder's same-run rule, not a copy
+        old_budget = budget_of(stored)
+        if not differences and not same_budget(old_budget, budget_of(cfg)):
             # Extending a run is not the same experiment as running it with the larger budget from the
             # start: warmup and cosine follow the fraction of the budget used.
             raise UserError(

@@ -23,7 +23,8 @@ from typing import Optional, Sequence
 from pileablate.ablate.ablation import Ablation, AblationFailed, AblationResult
 from pileablate.ablate.axes import Axis, Point, check_axes, points
 from pileablate.ablate.plan import PlannedRun, format_lr
-from pileablate.ablate.runner import UNFINISHED, budget_of, data_identity, grid_budget, run_state
+from pileablate.ablate.runner import UNFINISHED, data_identity, grid_budget, run_state
+from pileablate.runfolder import budget_of
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
 
@@ -99,9 +100,9 @@ class Study:
         tune_lrs = self.ablation.tune_lrs
         if tune_lrs and self.tune_spec:
             from pileablate.ablate.tuning import lr_candidates
-            from pileablate.train.config import preset_defaults
+            from pileablate.train.config import default_lr
 
-            tune_lrs = lr_candidates(self.tune_spec, preset_defaults(base.preset)["lr"])
+            tune_lrs = lr_candidates(self.tune_spec, default_lr(base.preset))
         return dataclasses.replace(self.ablation, base=base, tune_lrs=tune_lrs)
 
     # What `ablate --emit slurm` needs (slurm.write_scripts), over every point.

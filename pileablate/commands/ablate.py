@@ -160,8 +160,8 @@ def _emit_slurm(study, given: AblateOptions, slurm: SlurmOptions, args: list[str
 
 def _tune_rates(spec: Optional[str], base) -> tuple[float, ...]:
     from pileablate.ablate.tuning import lr_candidates
-    from pileablate.train.config import preset_defaults
+    from pileablate.train.config import default_lr
 
     if spec is None:
         return ()
-    return lr_candidates(spec, preset_defaults(base.preset)["lr"])
+    return lr_candidates(spec, default_lr(base.preset))

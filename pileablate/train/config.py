@@ -229,6 +229,12 @@ def preset_defaults(preset: str) -> dict:
     return PRESET_DEFAULTS.get(preset, FALLBACK_DEFAULTS)
 
 
+def default_lr(preset: str) -> float:
+    """The learning rate a run of `preset` trains at without --lr, and what --tune-lr auto centres on:
+    the one place the preset's rate is worked out."""
+    return preset_defaults(preset)["lr"]
+
+
 def default_run_name(mods: tuple[str, ...], seed: int, all_mods: tuple[str, ...] = ()) -> str:
     """'baseline-s0', 'rope+swiglu-s1', 'all-s0' (when mods are exactly the seed study's five)."""
     if not mods:

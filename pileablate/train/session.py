@@ -252,7 +252,7 @@ class Session:
                 "lr": cfg.lr, "min_lr": cfg.min_lr, "schedule": self.schedule_kind, "warmup_steps": cfg.warmup_steps,
                 "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "tokens_per_step": self.tokens_per_step,
                 "seq_len": self.model_cfg.seq_len, "params_total": self.counts["total"],
-                "params_active": self.counts["active"], "budget": runfolder.budget_of(cfg.to_json()),
+                "params_active": self.counts["active"], "budget": runfolder.budget_of(cfg),
                 "data_fingerprint": self.data.fingerprint, "precision": self.precision, "world_size": self.info.world_size}
 
     # -- metrics rows and evaluation -------------------------------------------------------------
@@ -350,7 +350,7 @@ def run_summary(cfg: TrainConfig, counts: dict, run_dir: Path, data: RunData, p:
     finite_val = p.last_val_loss is not None and math.isfinite(p.last_val_loss)
     return {
         **run_identity(cfg), "lr": cfg.lr, "params_total": counts["total"], "params_active": counts["active"],
-        "budget": runfolder.budget_of(cfg.to_json()), "run_dir": str(run_dir),
+        "budget": runfolder.budget_of(cfg), "run_dir": str(run_dir),
         "status": status, "stop_reason": stop_reason, "steps": p.step, "tokens": p.tokens, "elapsed_s": p.elapsed_s,
         "final_train_loss": p.last_train_loss, "final_val_loss": p.last_val_loss, "best_val_loss": p.best_val_loss,
         "val_bits_per_byte": bits_per_byte(p.last_val_loss, data.val_bytes_per_token) if finite_val else None,
@@ -367,7 +367,7 @@ def resolve_config(cfg: TrainConfig, mods: tuple[str, ...], params_active: int) 
     from pileablate.registry import SEED_MODS, mod_options_text, parse_mod_options
 
     defaults = tc.preset_defaults(cfg.preset)
-    lr = cfg.lr if cfg.lr is not None else defaults["lr"]
+    lr = cfg.lr if cfg.lr is not None else tc.default_lr(cfg.preset)
     no_budget = cfg.max_steps is None and cfg.max_tokens is None and cfg.time_limit is None
     return dataclasses.replace(
         cfg,
