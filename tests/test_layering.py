@@ -106,3 +106,19 @@ def test_no_switch_on_a_modifications_name_outside_its_own_module():
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
                     found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.value!r}")
     assert not found, found
+
+
+def test_ablate_flows_one_way_even_inside_functions():
+    """specification (ablation) <- plan (study) <- execution (phases) <- run: no module of ablate/ imports
+    one later in that order, not even inside a function (a lazy import hides a circle, it does not end it)."""
+    order = ["pileablate.ablate.ablation", "pileablate.ablate.study", "pileablate.ablate.phases", "pileablate.ablate.run"]
+    for position, module in enumerate(order):
+        path = PACKAGE / "ablate" / (module.rsplit(".", 1)[1] + ".py")
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+        later = [m for m in order[position + 1:] if m in imported]
+        assert not later, (module, later)

@@ -41,7 +41,8 @@ def ablate(ctx: typer.Context, **options) -> None:
     --device may list devices (cuda:0,cuda:1): --jobs runs one run on each.
     """
     from pileablate.ablate import Ablation, default_grid, grid_from_toml
-    from pileablate.ablate.study import NOT_IN_ARRAYS, Study, run_study
+    from pileablate.ablate.run import run_study
+    from pileablate.ablate.study import NOT_IN_ARRAYS, Study
     from pileablate.commands.train import train_config
     from pileablate.errors import UserError
 
