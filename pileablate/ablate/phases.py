@@ -65,9 +65,9 @@ def _say_waiting(console, holders: dict) -> None:
 
 def check_tuning(study: Study, ready: Sequence[Part]) -> None:
     """Before anything trains: the tuning runs' folders hold the same experiment (runner.check_existing)."""
-    fingerprint = data_identity(study.ablation.base.data)[1]
+    data = data_identity(study.ablation.base.data)
     for part in ready:
-        check_existing(part.ablation, part.ablation.tuning_plan(), fingerprint)
+        check_existing(part.ablation, part.ablation.tuning_plan(), data)
 
 
 class Phases:
@@ -78,7 +78,7 @@ class Phases:
         self.result = AblationResult()
         self.tuning: Pairs = ordered([(part, p) for part in self.ready for p in part.ablation.tuning_plan()])
         self.reported: Pairs = []
-        self.fingerprint = data_identity(study.ablation.base.data)[1]
+        self.data = data_identity(study.ablation.base.data)  # (vocab size, fingerprint)
 
     @property
     def planned(self) -> Pairs:
@@ -143,7 +143,7 @@ class Phases:
             if not extra:
                 return
             for part in self.ready:
-                check_existing(part.ablation, [p for owner, p in extra if owner is part], self.fingerprint)
+                check_existing(part.ablation, [p for owner, p in extra if owner is part], self.data)
             extra = ordered(extra)
             self.tuning = ordered(self.tuning + extra)
             pending = [(part, p) for part, p in extra if run_state(run_dir(part, p)).action != "skip"]
@@ -169,7 +169,7 @@ class Phases:
             plan = [p for p in ablation.report_plan(lrs) if lrs is None or p.label in lrs]
             if counts is not None:
                 plan = [p for p in plan if ablation.seeds.index(p.seed) < counts.get(part.key(p.label), 0)]
-            check_existing(ablation, plan, self.fingerprint)
+            check_existing(ablation, plan, self.data)
             pairs += [(part, p) for p in plan]
         return ordered(pairs)
 

@@ -60,14 +60,10 @@ def run_state(run_dir: Path) -> RunState:
 
 def baseline_params(base, vocab_size: int) -> int:
     """Active parameters of the baseline model of these settings (preset and size overrides)."""
-    import torch
-
     from pileablate.model.build import build_model_config
-    from pileablate.model.gpt import GPT
+    from pileablate.train.plan import count_params
 
-    model_cfg = build_model_config(base.preset, (), vocab_size, **base.model_overrides())
-    with torch.device("meta"):  # counts parameters without allocating them
-        return GPT(model_cfg).num_params()["active"]
+    return count_params(build_model_config(base.preset, (), vocab_size, **base.model_overrides())).active
 
 
 def grid_budget(base, vocab_size: int):
@@ -82,15 +78,16 @@ def grid_budget(base, vocab_size: int):
     return dataclasses.replace(base, max_tokens=tc.DEFAULT_TOKENS_PER_PARAM * active), True
 
 
-def check_existing(ablation, plan: Sequence[PlannedRun], fingerprint: str) -> None:
+def check_existing(ablation, plan: Sequence[PlannedRun], data: tuple[int, str]) -> None:
     """Before training anything: every run folder the plan would reuse must hold the same experiment
-    (data, model, optimiser settings, budget).
+    (data, model, optimiser settings, budget). `data`: the store's (vocab size, fingerprint).
     Otherwise a re-run with, say, another --lr would skip old runs and mix two ablations in one table."""
     from pileablate.report.checks import describe_budget
     from pileablate.jsonfile import read_json
     from pileablate.runfolder import settings_differences
-    from pileablate.train.session import resolve_config
+    from pileablate.train.plan import plan_run
 
+    vocab_size, fingerprint = data
     for planned in plan:
         config_file = Path(ablation.base.runs_dir) / planned.name / "config.json"
         if not config_file.is_file():
@@ -102,9 +99,9 @@ def check_existing(ablation, plan: Sequence[PlannedRun], fingerprint: str) -> No
         differences = []
         if (old.get("data") or {}).get("fingerprint") != fingerprint:
             differences.append(f"data {ablation.base.data} differs (fingerprint)")
-        # Budget-independent defaults resolve the same way the trainer will (params do not matter here).
+        # The run as the trainer will plan it (the same function, so the same defaults).
         cfg = ablation.config_for(planned)
-        expected = resolve_config(cfg, planned.mods, 0).to_json()
+        expected = plan_run(cfg, vocab_size).settings.to_json()
         stored = old.get("train") or {}
         differences += settings_differences(stored, expected)  # the run folder's same-run rule, not a copy
         old_budget = budget_of(stored)

@@ -2,7 +2,7 @@
 
 Each field is the `pileablate train` option of its name and its help the --help (pileablate.options), so
 the manual and the code cannot drift apart. Options left as `None` take a per-preset default (see `PRESET_DEFAULTS`), resolved
-by `session.resolve_config` once the model size is known; the preset itself, when not given, by `machine_preset`.
+by `plan.plan_run` once the model size is known; the preset itself, when not given, by `machine_preset`.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from rich.console import Console
 
 from pileablate import __version__, runfolder, runlock
 from pileablate.errors import UserError
+from pileablate.model.config import ModelConfig
 from pileablate.runfolder import MetricsLog
 from pileablate.train import config as tc
 from pileablate.train.checkpoint import checkpoint_state, restore_checkpoint
@@ -34,6 +35,7 @@ from pileablate.train.data_loader import BatchLayout, BatchPrefetcher, TrainWind
 from pileablate.train.distributed import DistInfo, reduce_max, reduce_sum, share_from_main
 from pileablate.train.hardware import autocast_context, configure_backends, pick_precision
 from pileablate.train.metrics import MIN_PLAUSIBLE_BITS_PER_BYTE, bits_per_byte, peak_flops
+from pileablate.train.plan import ParamCounts, RunPlan
 from pileablate.train.optimizer import NamedSchedule, learning_rates, make_optimizer, make_schedule, set_learning_rate
 from pileablate.train.schedule import budget_progress
 
@@ -159,16 +161,13 @@ class RunData:
 class Session:
     """One run being trained, fully built: its settings, model, data, optimizer, files and counters."""
 
-    cfg: TrainConfig            # resolved (defaults filled): what config.json records
-    requested: TrainConfig      # as given (to tell a default budget from a chosen one)
+    plan: RunPlan               # what the run is, resolved once (settings, model, parameter counts)
     info: DistInfo
     device: torch.device
     console: Console
     precision: str
     model: torch.nn.Module      # the weights (what is checkpointed and evaluated)
     train_model: torch.nn.Module  # what the training step calls: the model, compiled and/or DDP-wrapped
-    model_cfg: object
-    counts: dict
     run_dir: Path
     data: RunData
     schedule: NamedSchedule
@@ -189,6 +188,19 @@ class Session:
     last_row_step: int = 0
     stop_agreed: bool = False
     last_tokens_per_s: Optional[float] = None  # none before the first row
+
+    @property
+    def cfg(self) -> TrainConfig:
+        """The resolved settings (defaults filled): what config.json records."""
+        return self.plan.settings
+
+    @property
+    def model_cfg(self) -> ModelConfig:
+        return self.plan.model
+
+    @property
+    def counts(self) -> ParamCounts:
+        return self.plan.params
 
     @property
     def tokens_per_step(self) -> int:
@@ -251,8 +263,8 @@ class Session:
         return {**run_identity(cfg), "mods": ",".join(cfg.mods) or "baseline",
                 "lr": cfg.lr, "min_lr": cfg.min_lr, "schedule": self.schedule_kind, "warmup_steps": cfg.warmup_steps,
                 "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "tokens_per_step": self.tokens_per_step,
-                "seq_len": self.model_cfg.seq_len, "params_total": self.counts["total"],
-                "params_active": self.counts["active"], "budget": runfolder.budget_of(cfg),
+                "seq_len": self.model_cfg.seq_len, "params_total": self.counts.total,
+                "params_active": self.counts.active, "budget": runfolder.budget_of(cfg),
                 "data_fingerprint": self.data.fingerprint, "precision": self.precision, "world_size": self.info.world_size}
 
     # -- metrics rows and evaluation -------------------------------------------------------------
@@ -344,12 +356,12 @@ def run_identity(cfg: TrainConfig) -> dict:
     return {"name": cfg.name, "mods": list(cfg.mods), "seed": cfg.seed, "preset": cfg.preset, "role": role_of(cfg)}
 
 
-def run_summary(cfg: TrainConfig, counts: dict, run_dir: Path, data: RunData, p: Progress, guards: dict,
+def run_summary(cfg: TrainConfig, counts: ParamCounts, run_dir: Path, data: RunData, p: Progress, guards: dict,
                 status: str, stop_reason: Optional[str], peak_mem: Optional[int] = None) -> dict:
     """summary.json: what the run is and how it stands, whatever became of it."""
     finite_val = p.last_val_loss is not None and math.isfinite(p.last_val_loss)
     return {
-        **run_identity(cfg), "lr": cfg.lr, "params_total": counts["total"], "params_active": counts["active"],
+        **run_identity(cfg), "lr": cfg.lr, "params_total": counts.total, "params_active": counts.active,
         "budget": runfolder.budget_of(cfg), "run_dir": str(run_dir),
         "status": status, "stop_reason": stop_reason, "steps": p.step, "tokens": p.tokens, "elapsed_s": p.elapsed_s,
         "final_train_loss": p.last_train_loss, "final_val_loss": p.last_val_loss, "best_val_loss": p.best_val_loss,
@@ -362,75 +374,51 @@ def run_summary(cfg: TrainConfig, counts: dict, run_dir: Path, data: RunData, p:
 # ---------------------------------------------------------------------------------------------
 # Building the session.
 
-def resolve_config(cfg: TrainConfig, mods: tuple[str, ...], params_active: int) -> TrainConfig:
-    """Fill the per-preset and budget defaults (the values config.json records)."""
-    from pileablate.registry import SEED_MODS, mod_options_text, parse_mod_options
-
-    defaults = tc.preset_defaults(cfg.preset)
-    lr = cfg.lr if cfg.lr is not None else tc.default_lr(cfg.preset)
-    no_budget = cfg.max_steps is None and cfg.max_tokens is None and cfg.time_limit is None
-    return dataclasses.replace(
-        cfg,
-        mods=mods,
-        mod_options=mod_options_text(parse_mod_options(cfg.mod_options, mods)),  # this run's modifications' only
-        name=cfg.name or tc.default_run_name(mods, cfg.seed, SEED_MODS),
-        lr=lr,
-        min_lr=cfg.min_lr if cfg.min_lr is not None else lr / 10,
-        batch_size=cfg.batch_size if cfg.batch_size is not None else defaults["batch_size"],
-        warmup_steps=cfg.warmup_steps if cfg.warmup_steps is not None else tc.DEFAULT_WARMUP_STEPS,
-        max_tokens=tc.DEFAULT_TOKENS_PER_PARAM * params_active if no_budget else cfg.max_tokens,
-    )
-
-
 def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, console: Console) -> Session:
     """The run, fully built and ready for its first (or next) step.
 
     Raises AlreadyFinished (with its summary) when the run of this name has already reached this budget,
     RunFailed when the fresh model fails its guards, UserError for settings that cannot work."""
     from pileablate.data.manifest import read_manifest
-    from pileablate.model.build import build_model_config
     from pileablate.model.gpt import GPT
-    from pileablate.mods_files import load_mods_files
-    from pileablate.registry import resolve_mods
+    from pileablate.train.plan import plan_run
 
     say = console.print if info.is_main else (lambda *a, **k: None)
-    load_mods_files(requested.mods_files)  # a worker process (spawn) registers the user's modifications too
-    mods = resolve_mods(requested.mods)
     manifest = read_manifest(requested.data)
     for split in ("train", "val"):
         if not (requested.data / split).is_dir():
             raise UserError(f"{requested.data} has no {split} split; run 'pileablate prepare' again")
     verify_training_data(requested.data, info, console)  # before any run folder is made
-    model_cfg = build_model_config(requested.preset, mods, manifest["vocab_size"], match_params=requested.match_params,
-                                   mod_options=requested.mod_options, **requested.model_overrides())
-    precision = pick_precision(requested.precision, device)
+    plan = plan_run(requested, manifest["vocab_size"])
+    cfg, model_cfg = plan.settings, plan.model
+    precision = pick_precision(cfg.precision, device)
     configure_backends(device)
-    torch.manual_seed(requested.seed)
+    torch.manual_seed(cfg.seed)
     model = GPT(model_cfg)
-    counts = model.num_params()
-    cfg = resolve_config(requested, mods, counts["active"])
     data = RunData.open(cfg, model_cfg.seq_len, manifest, info)
     schedule = make_schedule(cfg)
     schedule_kind = schedule.kind
     run_dir = cfg.runs_dir / cfg.name
     if info.is_main:  # one process per run folder, before anything in it is read (RunHeld otherwise)
         runlock.claim(run_dir)
+    model.to(device)  # the guards run where the model trains
+    # Built once, before the guards: an optimizer draws no random numbers, and config.json records the
+    # rate of each of its groups.
+    optimizer = make_optimizer(model, cfg, device)
     config = _run_config(cfg, model_cfg, data, schedule_kind, precision, info, device)
-    config["learning_rates"] = learning_rates(make_optimizer(model, cfg, torch.device("cpu")), cfg.lr)
+    config["learning_rates"] = learning_rates(optimizer, cfg.lr)
     resuming = _continue_or_start(run_dir, config, cfg, info, say)
 
-    model.to(device)  # the guards run where the model trains
-    guards = _run_guards(model, cfg, counts, run_dir, data, info, device)
+    guards = _run_guards(model, cfg, plan.params, run_dir, data, info, device)
     torch.manual_seed(cfg.seed)  # training randomness independent of what the guards drew
-    optimizer = make_optimizer(model, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     progress = Progress(**restore_checkpoint(runfolder.load_checkpoint(run_dir), model, optimizer, scaler, precision)) \
         if resuming else Progress()
     metrics = _open_metrics(run_dir, progress.step if resuming else None, info, say)
     checkpoint_steps, checkpoint_seconds = tc.parse_checkpoint_every(cfg.checkpoint_every)
     session = Session(
-        cfg=cfg, requested=requested, info=info, device=device, console=console, precision=precision,
-        model=model, train_model=_training_model(model, cfg, info, device), model_cfg=model_cfg, counts=counts,
+        plan=plan, info=info, device=device, console=console, precision=precision,
+        model=model, train_model=_training_model(model, cfg, info, device),
         run_dir=run_dir, data=data, schedule=schedule,
         schedule_kind=schedule_kind, optimizer=optimizer, scaler=scaler, metrics=metrics, progress=progress,
         resuming=resuming, guards=guards, checkpoint_steps=checkpoint_steps, checkpoint_seconds=checkpoint_seconds,
@@ -486,7 +474,7 @@ def _continue_or_start(run_dir: Path, config: dict, cfg: TrainConfig, info: Dist
     return resuming
 
 
-def _run_guards(model, cfg: TrainConfig, counts: dict, run_dir: Path, data: RunData, info: DistInfo,
+def _run_guards(model, cfg: TrainConfig, counts: ParamCounts, run_dir: Path, data: RunData, info: DistInfo,
                 device: torch.device) -> dict:
     """Causality and initial-loss checks on the freshly initialised model, before any step (and before
     loading weights): a model that sees what it predicts never trains. They run on the training device

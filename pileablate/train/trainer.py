@@ -146,8 +146,7 @@ def end_between_rows(s: Session, tracker: Trackers, interval: LossInterval, lr: 
 
 def print_header(s: Session) -> None:
     cfg, p = s.cfg, s.progress
-    requested = s.requested
-    default_budget = requested.max_tokens is None and requested.max_steps is None and requested.time_limit is None
+    default_budget = s.plan.default_budget
     budget = []
     if cfg.time_limit:
         budget.append(f"{cfg.time_limit:g}s")
@@ -159,8 +158,8 @@ def print_header(s: Session) -> None:
     s.say(
         f"[bold]{'resuming' if s.resuming else 'training'}[/bold] {s.run_dir} · preset {cfg.preset}"
         + (f" ({cfg.preset_reason})" if cfg.preset_reason else "") + " · "
-        f"mods {','.join(cfg.mods) or 'baseline'} · {s.counts['total'] / 1e6:.2f}M params "
-        f"({s.counts['active'] / 1e6:.2f}M active) · {s.device} {s.precision}"
+        f"mods {','.join(cfg.mods) or 'baseline'} · {s.counts.total / 1e6:.2f}M params "
+        f"({s.counts.active / 1e6:.2f}M active) · {s.device} {s.precision}"
         + (f" · {s.info.world_size} processes" if s.info.enabled else "")
     )
     s.say(
