@@ -153,3 +153,11 @@ def test_a_run_is_resolved_in_one_function():
         if "def budget_of(" in text:
             readers["budget"].append(path.name)
     assert readers == {"lr": ["config.py"], "budget": ["runfolder.py"]}
+
+
+def test_the_trainer_is_split_by_role():
+    """Planning, building, the loop's state, the session the loop calls and the record each have a module
+    readable on its own (at most ~250 lines)."""
+    for name in ("plan", "build", "state", "session", "record", "run_data", "trainer"):
+        lines = len((PACKAGE / "train" / f"{name}.py").read_text().splitlines())
+        assert lines <= 250, (name, lines)

@@ -12,7 +12,7 @@ import torch
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
 from pileablate.runfolder import read_metrics
-from pileablate.train.session import RunFailed
+from pileablate.train.state import RunFailed
 from pileablate.train.trainer import train
 
 
@@ -259,7 +259,9 @@ def test_a_finished_run_is_not_built_again(tmp_path, bytes_store):
     from rich.console import Console
 
     from pileablate.train.distributed import dist_info_from_env
-    from pileablate.train.session import AlreadyFinished, Session, open_session
+    from pileablate.train.build import open_session
+    from pileablate.train.session import Session
+    from pileablate.train.state import AlreadyFinished
 
     cfg = nano(tmp_path, bytes_store, max_steps=3)
     info, device, console = dist_info_from_env(), torch.device("cpu"), Console(quiet=True)

@@ -132,7 +132,7 @@ def run_grid(configs: Sequence, plan: Sequence[PlannedRun], console) -> tuple[li
     """Train every planned run (with its TrainConfig) in order. Returns the outcomes and whether the grid
     was interrupted (a Ctrl-C or SIGTERM inside a run: its checkpoint is saved, the remaining runs are
     left for the next invocation)."""
-    from pileablate.train.session import RunFailed
+    from pileablate.train.state import RunFailed
     from pileablate.train.trainer import train
 
     from pileablate.report.fmt import format_seconds

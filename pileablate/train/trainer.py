@@ -2,7 +2,7 @@
 
 The loop is nanoGPT's (AdamW, gradient accumulation, clipping, autocast): `training_loop` below reads
 top to bottom as batch, forward, backward, clip, step, then the row, the evaluation and the checkpoint
-when due. `session.py` builds the run whole and holds the named pieces the loop calls: the budget that
+when due. `build.py` builds the run whole; `session.py` holds the named pieces the loop calls: the budget that
 drives the schedule, the same data for every modification, guards before the first step, honest-loss
 checks, atomic checkpoints with exact resume (`pileablate.runfolder`), and DDP under torchrun.
 """
@@ -25,7 +25,9 @@ from pileablate.train.crash import recording_crashes
 from pileablate.train.display import LiveDisplay
 from pileablate.train.distributed import dist_info_from_env, init_distributed, shutdown_distributed
 from pileablate.train.hardware import autocast_context, pick_device
-from pileablate.train.session import AlreadyFinished, Ending, LossInterval, RunFailed, Session, budget_reached, open_session
+from pileablate.train.build import open_session
+from pileablate.train.session import Session
+from pileablate.train.state import AlreadyFinished, Ending, LossInterval, RunFailed, budget_reached
 
 
 def train(cfg: TrainConfig, console: Optional[Console] = None) -> dict:
