@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
 
+from pileablate.atomic import replacing
 from pileablate.errors import UserError
 from pileablate.jsonfile import read_json, write_json_atomic, write_text_atomic
 from pileablate.writes import writing
@@ -177,23 +177,13 @@ def checkpoint_path(run_dir: Path) -> Path:
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> None:
-    """Write `state` (tensors and plain values) atomically: a temporary file fsynced, then renamed."""
+    """Write `state` (tensors and plain values) atomically (`atomic.replacing`)."""
     import torch
 
-    path = checkpoint_path(run_dir)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # Through a Python file: a full disk is then an OSError (ENOSPC), where torch.save(path) says
-            # only "unexpected pos".
-            with open(tmp, "wb") as handle:
-                torch.save(state, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    # Through a Python file: a full disk is then an OSError (ENOSPC), where torch.save(path) says only
+    # "unexpected pos".
+    with replacing(checkpoint_path(run_dir), binary=True) as handle:
+        torch.save(state, handle)
 
 
 def load_checkpoint(run_dir: Path, map_location="cpu") -> dict:
