@@ -66,8 +66,7 @@ def open_session(requested: TrainConfig, info: DistInfo, device: torch.device, c
     # Built once, before the guards: an optimizer draws no random numbers, and config.json records the
     # rate of each of its groups.
     optimizer = make_optimizer(model, cfg, device)
-    config = run_config(cfg, model_cfg, data, schedule_kind, precision, info, device)
-    config["learning_rates"] = learning_rates(optimizer, cfg.lr)
+    config = run_config(plan, data, schedule_kind, precision, info, device, learning_rates(optimizer, cfg.lr))
     resuming = _continue_or_start(run_dir, config, cfg, info, say)
 
     guards = _run_guards(model, cfg, plan.params, run_dir, data, info, device)

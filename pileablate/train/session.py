@@ -5,6 +5,7 @@ checkpoint and the summary."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from contextlib import nullcontext
@@ -134,7 +135,7 @@ class Session:
     def tracker_config(self) -> dict:
         """The hyperparameters a tracker shows beside the curves: what tells an ablation's runs apart."""
         cfg = self.cfg
-        return {**run_identity(cfg), "mods": ",".join(cfg.mods) or "baseline",
+        return {**dataclasses.asdict(run_identity(cfg)), "mods": ",".join(cfg.mods) or "baseline",
                 "lr": cfg.lr, "min_lr": cfg.min_lr, "schedule": self.schedule_kind, "warmup_steps": cfg.warmup_steps,
                 "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum, "tokens_per_step": self.tokens_per_step,
                 "seq_len": self.model_cfg.seq_len, "params_total": self.counts.total,
