@@ -1,7 +1,8 @@
 """The run folder: the one module that reads and writes a run's files, and the one "same run" rule.
 
-    RUNS/<name>/config.json     what the run is (model, data, training settings) and where it ran
-    RUNS/<name>/summary.json    how it stands: running, stopped, finished or failed, and its losses
+    RUNS/<name>/config.json     what the run is (its plan: model, data, training settings, components) and
+                                where it ran: `ConfigRecord`
+    RUNS/<name>/summary.json    how it stands: running, stopped, finished or failed, and its losses: `SummaryRecord`
     RUNS/<name>/metrics.jsonl   one row per logged step (appended; a torn last line is tolerated)
     RUNS/<name>/ckpt/latest.pt  everything needed to continue exactly (torch.load(weights_only=True))
     RUNS/<name>/error.txt       the traceback of a run that crashed (its summary says "failed", "crashed")
@@ -24,10 +25,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional
 
+from pileablate.atomic import replacing
 from pileablate.errors import UserError
 from pileablate.jsonfile import read_json, write_json_atomic, write_text_atomic
 from pileablate.writes import writing
@@ -149,9 +152,81 @@ def write_study(folder: Path, design: dict) -> None:
     write_json_atomic(Path(folder) / STUDY_FILE, design)
 
 
-def budget_of(train: dict) -> dict:
-    """The budget fields of a config.json "train" dict (or `TrainConfig.to_json()`); None where unset."""
-    return {k: train.get(k) for k in BUDGET_FIELDS}
+# -- what config.json and summary.json hold ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What config.json, summary.json and the trackers all say the run is."""
+
+    name: str
+    mods: list
+    seed: int
+    preset: str
+    role: str  # "tuning" (chooses a learning rate; never reported) or "report"
+
+
+def _flat(record) -> dict:
+    """A record as its file holds it: the identity's fields first, then the record's own."""
+    return {**asdict(record.identity), **{f.name: getattr(record, f.name) for f in fields(record) if f.name != "identity"}}
+
+
+@dataclass(frozen=True)
+class ConfigRecord:
+    """config.json: the run's plan written out (its model, its resolved training settings, the component
+    in each slot, each optimizer's peak rate), the data it reads, and where it ran."""
+
+    identity: RunIdentity
+    model: dict
+    train: dict
+    data: dict                # dir, fingerprint, tokenizer, vocab_size, val_bytes_per_token
+    schedule: str
+    tokens_per_step: int
+    world_size: int
+    hardware: dict            # device, precision, torch, threads, device_name
+    pileablate_version: str
+    created: str
+    learning_rates: dict      # optimizer name -> its peak rate at the run's lr
+    components: dict          # slot -> the component filling it
+
+    def to_json(self) -> dict:
+        return _flat(self)
+
+
+@dataclass(frozen=True)
+class SummaryRecord:
+    """summary.json: what the run is and how it stands (running, stopped, finished or failed)."""
+
+    identity: RunIdentity
+    lr: float
+    params_total: int
+    params_active: int
+    budget: dict
+    run_dir: str
+    status: str
+    stop_reason: Optional[str]
+    steps: int
+    tokens: int
+    elapsed_s: float
+    final_train_loss: Optional[float]
+    final_val_loss: Optional[float]
+    best_val_loss: Optional[float]
+    val_bits_per_byte: Optional[float]
+    epochs: float
+    tokens_per_s: Optional[float]
+    peak_mem_bytes: Optional[int]
+    guards: dict
+    flags: list
+
+    def to_json(self) -> dict:
+        return _flat(self)
+
+
+def budget_of(settings) -> dict:
+    """The budget fields of a run's settings, a config.json "train" dict or a TrainConfig; None where unset.
+    The one reading of a budget: the trainer, the ablation and the report all ask here."""
+    if isinstance(settings, Mapping):
+        return {k: settings.get(k) for k in BUDGET_FIELDS}
+    return {k: getattr(settings, k) for k in BUDGET_FIELDS}
 
 
 def same_budget(a: dict, b: dict) -> bool:
@@ -173,23 +248,13 @@ def checkpoint_path(run_dir: Path) -> Path:
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> None:
-    """Write `state` (tensors and plain values) atomically: a temporary file fsynced, then renamed."""
+    """Write `state` (tensors and plain values) atomically (`atomic.replacing`)."""
     import torch
 
-    path = checkpoint_path(run_dir)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # Through a Python file: a full disk is then an OSError (ENOSPC), where torch.save(path) says
-            # only "unexpected pos".
-            with open(tmp, "wb") as handle:
-                torch.save(state, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+    # Through a Python file: a full disk is then an OSError (ENOSPC), where torch.save(path) says only
+    # "unexpected pos".
+    with replacing(checkpoint_path(run_dir), binary=True) as handle:
+        torch.save(state, handle)
 
 
 def load_checkpoint(run_dir: Path, map_location="cpu") -> dict:

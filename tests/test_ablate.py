@@ -161,7 +161,7 @@ def test_a_failed_run_does_not_stop_the_others(tmp_path, monkeypatch):
     from pileablate.ablate.runner import run_grid
     from pileablate.train import trainer
     from pileablate.train.config import TrainConfig
-    from pileablate.train.session import RunFailed
+    from pileablate.train.state import RunFailed
 
     trained = []
 

@@ -74,7 +74,7 @@ def fake_loss(cfg) -> float:
 @pytest.fixture
 def fake_runs(monkeypatch, bytes_store):
     """Train = write the run's config.json and summary.json; the report is recorded, not built."""
-    from pileablate.ablate import study
+    from pileablate.ablate import run
     from pileablate.ablate.runner import data_identity
     from pileablate.runfolder import BUDGET_FIELDS
     from pileablate.train import trainer
@@ -93,7 +93,7 @@ def fake_runs(monkeypatch, bytes_store):
         return summary
 
     monkeypatch.setattr(trainer, "train", fake_train)
-    monkeypatch.setattr(study, "report_folders", lambda runs_dir, folders, what, trackers=(): reports.append(
+    monkeypatch.setattr(run, "report_folders", lambda runs_dir, folders, what, trackers=(): reports.append(
         sorted(f.name for f in folders)))
     return trained, reports
 

@@ -53,7 +53,7 @@ def test_temporary_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_path
     import subprocess
     import sys
 
-    from pileablate.jsonfile import remove_stale_temps, temp_prefix
+    from pileablate.atomic import remove_stale_temps, temp_prefix
 
     path = tmp_path / "state.json"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

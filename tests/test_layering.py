@@ -106,3 +106,58 @@ def test_no_switch_on_a_modifications_name_outside_its_own_module():
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
                     found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.value!r}")
     assert not found, found
+
+
+def test_ablate_flows_one_way_even_inside_functions():
+    """specification (ablation) <- plan (study) <- execution (phases) <- run: no module of ablate/ imports
+    one later in that order, not even inside a function (a lazy import hides a circle, it does not end it)."""
+    order = ["pileablate.ablate.ablation", "pileablate.ablate.study", "pileablate.ablate.phases", "pileablate.ablate.run"]
+    for position, module in enumerate(order):
+        path = PACKAGE / "ablate" / (module.rsplit(".", 1)[1] + ".py")
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+        later = [m for m in order[position + 1:] if m in imported]
+        assert not later, (module, later)
+
+
+def _calls(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            names.add(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
+    return names
+
+
+def test_a_run_is_resolved_in_one_function():
+    """--mods, the model, the learning rate and the budget of a run are worked out by `train.plan.plan_run`
+    alone: nothing else in the trainer or the ablation resolves them again, and the preset's learning rate
+    and a budget's fields are each read by one function."""
+    resolving = {"resolve_mods", "load_mods_files", "build_model_config", "preset_defaults", "resolve_config"}
+    allowed = {"plan.py": resolving, "config.py": {"preset_defaults"},  # where the preset's defaults live
+               "runner.py": {"build_model_config"}}  # the baseline's size, for the grid's default budget
+    found = []
+    for path in sorted([*(PACKAGE / "train").glob("*.py"), PACKAGE / "ablate" / "runner.py"]):
+        extra = (_calls(path) & resolving) - allowed.get(path.name, set())
+        found += [f"{path.relative_to(PACKAGE)}: {name}" for name in sorted(extra)]
+    assert not found, found
+    readers = {"lr": [], "budget": []}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        if 'preset_defaults(' in text and '["lr"]' in text:
+            readers["lr"].append(path.name)
+        if "def budget_of(" in text:
+            readers["budget"].append(path.name)
+    assert readers == {"lr": ["config.py"], "budget": ["runfolder.py"]}
+
+
+def test_the_trainer_is_split_by_role():
+    """Planning, building, the loop's state, the session the loop calls and the record each have a module
+    readable on its own (at most ~250 lines)."""
+    for name in ("plan", "build", "state", "session", "record", "run_data", "trainer"):
+        lines = len((PACKAGE / "train" / f"{name}.py").read_text().splitlines())
+        assert lines <= 250, (name, lines)

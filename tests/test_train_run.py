@@ -12,7 +12,7 @@ import torch
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
 from pileablate.runfolder import read_metrics
-from pileablate.train.session import RunFailed, resolve_config
+from pileablate.train.state import RunFailed
 from pileablate.train.trainer import train
 
 
@@ -124,13 +124,17 @@ def test_continuing_with_other_settings_or_other_data_is_refused(tmp_path, bytes
 
 
 def test_default_budget_is_twenty_tokens_per_parameter():
-    cfg = resolve_config(TrainConfig(preset="nano"), (), params_active=1000)
-    assert cfg.max_tokens == 20_000 and cfg.lr == 1e-3 and cfg.min_lr == 1e-4 and cfg.batch_size == 8
-    assert cfg.name == "baseline-s0"
-    assert resolve_config(TrainConfig(preset="nano", max_steps=5), (), 1000).max_tokens is None
     from pileablate.registry import SEED_MODS
+    from pileablate.train.plan import plan_run
 
-    assert resolve_config(TrainConfig(seed=2), SEED_MODS, 1000).name == "all-s2"
+    plan = plan_run(TrainConfig(preset="nano"), vocab_size=256)
+    cfg = plan.settings
+    assert plan.default_budget and cfg.max_tokens == 20 * plan.params.active > 0
+    assert cfg.lr == 1e-3 and cfg.min_lr == 1e-4 and cfg.batch_size == 8
+    assert cfg.name == "baseline-s0"
+    assert plan.components["optimizer"] == "adamw" and plan.components["schedule"] == "constant"
+    assert plan_run(TrainConfig(preset="nano", max_steps=5), 256).settings.max_tokens is None
+    assert plan_run(TrainConfig(preset="nano", seed=2, mods=SEED_MODS), 256).settings.name == "all-s2"
 
 
 def test_time_limited_cosine_run_follows_the_clock_to_the_minimum_learning_rate(tmp_path, bytes_store):
@@ -255,7 +259,9 @@ def test_a_finished_run_is_not_built_again(tmp_path, bytes_store):
     from rich.console import Console
 
     from pileablate.train.distributed import dist_info_from_env
-    from pileablate.train.session import AlreadyFinished, Session, open_session
+    from pileablate.train.build import open_session
+    from pileablate.train.session import Session
+    from pileablate.train.state import AlreadyFinished
 
     cfg = nano(tmp_path, bytes_store, max_steps=3)
     info, device, console = dist_info_from_env(), torch.device("cpu"), Console(quiet=True)

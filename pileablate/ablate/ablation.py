@@ -1,4 +1,5 @@
-"""The ablation as a Python API on typed settings: `Ablation` says what to run, `run_ablation` runs it.
+"""The ablation as a Python API on typed settings: `Ablation` says what to run (`pileablate.ablate.run`
+runs it).
 
     from pileablate.ablate import Ablation, default_grid, run_ablation
     from pileablate.train.config import TrainConfig
@@ -8,20 +9,18 @@
 
 With learning rates to tune, the tuning runs come first (every experiment at every rate, on seeds of
 their own, scored on the tuning windows); each experiment's reported runs then train at the rate its
-tuning runs chose. An ablation is a study of one point: `pileablate.ablate.study` runs it (and
-sweeps); `commands/ablate.py` only turns the command line into a `Study`.
+tuning runs chose. An ablation is a study of one point. The package flows one way: this specification
+<- `study` (points, parts, the plan) <- `phases` (executing each phase) <- `run` (run and report);
+`commands/ablate.py` only turns the command line into a `Study`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from pileablate import runlock
 from pileablate.ablate.plan import Experiment, PlannedRun, plan_runs, plan_tuning, tuning_seeds
-from pileablate.ablate.runner import Outcome
 from pileablate.runfolder import BUDGET_FIELDS
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
@@ -112,52 +111,6 @@ def scaled_budget(base: TrainConfig, fraction: float) -> dict:
         if value is not None:
             scaled[key] = max(1, int(round(value * fraction))) if key != "time_limit" else value * fraction
     return scaled
-
-
-@dataclass
-class AblationResult:
-    outcomes: list[Outcome] = field(default_factory=list)
-    chosen_lrs: dict[str, float] = field(default_factory=dict)
-    report: object = None
-
-
-def run_ablation(ablation: Ablation, console=None) -> AblationResult:
-    """Tune (when asked), train the reported runs, and write the report: the study of one point
-    (`pileablate.ablate.study.run_study`)."""
-    from pileablate.ablate.study import Study, run_study
-
-    return run_study(Study(ablation), console)
-
-
-def train_phase(train_plan, configs: Sequence, plan: Sequence[PlannedRun], console, result: AblationResult,
-                wait: bool = True) -> None:
-    """Train one phase's runs (`parallel.plan_trainer`); an interrupt stops the study, checkpoints kept.
-
-    Runs that other processes were training are skipped; with `wait`, the phase then waits for them and
-    hands them to `train_plan` again whenever one is let go: finished by its holder, it is skipped;
-    left unfinished (its holder was killed), it is resumed here at once."""
-    outcomes, interrupted = train_plan(configs, plan, console)
-    runs = {p.title: (cfg, p) for cfg, p in zip(configs, plan)}
-    while wait and not interrupted and (held := [o.run.title for o in outcomes if o.state.action == "held"]):
-        try:
-            runlock.wait_while_held([Path(runs[t][0].runs_dir) / runs[t][1].name for t in held],
-                                    on_wait=lambda holders: _say_waiting(console, holders))
-        except KeyboardInterrupt:  # nothing of ours is running: nothing to save
-            raise AblationInterrupted("interrupted while waiting for runs that other processes are training; "
-                                      "re-run the same command to continue") from None
-        again, interrupted = train_plan([runs[t][0] for t in held], [runs[t][1] for t in held], console)
-        retried = {o.run.title: o for o in again}
-        outcomes = [retried.get(o.run.title, o) for o in outcomes]
-    result.outcomes += outcomes
-    if interrupted:
-        raise AblationInterrupted(f"interrupted at run {len(outcomes)}/{len(plan)} ({outcomes[-1].run.title}); "
-                                  "checkpoints are saved. Re-run the same command to continue where it stopped")
-
-
-def _say_waiting(console, holders: dict) -> None:
-    listed = ", ".join(f"{path.name} ({holder})" for path, holder in holders.items())
-    console.print(f"waiting for {len(holders)} run(s) that other processes are training: {listed} (--no-wait: "
-                  "report them as they stand)", highlight=False)
 
 
 class AblationInterrupted(UserError):

@@ -55,7 +55,7 @@ def point_cost(part, vocab_size: int) -> Cost:
 def cost_table(parts: Sequence, costs: Sequence[Cost], most: bool = False):
     from rich.table import Table
 
-    from pileablate.ablate.runner import budget_of
+    from pileablate.runfolder import budget_of
     from pileablate.report.checks import describe_budget
     from pileablate.report.fmt import DASH, format_count
 
@@ -82,7 +82,8 @@ def cost_table(parts: Sequence, costs: Sequence[Cost], most: bool = False):
 def print_plan(study) -> None:
     """The dry run: for a sweep or `--seeds auto` the cost (per point, and the most it can cost), then
     every run in the order it will train (stdout); with `--seeds auto` the first round's runs."""
-    from pileablate.ablate.runner import budget_of, data_identity
+    from pileablate.ablate.runner import data_identity
+    from pileablate.runfolder import budget_of
     from pileablate.ablate.study import describe, ordered, parts, plan_table, seeds_in_first_round
     from pileablate.console import stderr_console, stdout_console
     from pileablate.report.checks import describe_budget

@@ -101,7 +101,7 @@ def _train_one(cfg, log_path: str) -> tuple[int, Optional[str]]:
     from rich.console import Console
 
     from pileablate.runlock import RunHeld
-    from pileablate.train.session import RunFailed
+    from pileablate.train.state import RunFailed
     from pileablate.train.trainer import train
     from pileablate.writes import is_write_error
 

@@ -9,27 +9,76 @@ continues where it stopped and never retrains a finished run.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
-from pileablate.ablate.ablation import AblationResult, train_phase
+from pileablate import runlock
+from pileablate.ablate.ablation import AblationInterrupted
 from pileablate.ablate.plan import PlannedRun, format_lr
-from pileablate.ablate.runner import UNFINISHED, check_existing, data_identity, run_state
-from pileablate.ablate.study import Part, Study, build_over, ordered, run_dir
+from pileablate.ablate.runner import UNFINISHED, Outcome, check_existing, data_identity, run_state
+from pileablate.ablate.study import Part, Study, ordered, run_dir
 from pileablate.errors import UserError
 
 Pairs = list[tuple[Part, PlannedRun]]
+# `parallel.plan_trainer`'s trainer: (configs, plan, console) -> (outcomes, interrupted).
+TrainPlan = Callable[..., tuple[list[Outcome], bool]]
+
+
+@dataclass
+class AblationResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    chosen_lrs: dict[str, float] = field(default_factory=dict)
+    report: object = None
+
+
+def train_phase(train_plan, configs: Sequence, plan: Sequence[PlannedRun], console, result: AblationResult,
+                wait: bool = True) -> None:
+    """Train one phase's runs (`parallel.plan_trainer`); an interrupt stops the study, checkpoints kept.
+
+    Runs that other processes were training are skipped; with `wait`, the phase then waits for them and
+    hands them to `train_plan` again whenever one is let go: finished by its holder, it is skipped;
+    left unfinished (its holder was killed), it is resumed here at once."""
+    outcomes, interrupted = train_plan(configs, plan, console)
+    runs = {p.title: (cfg, p) for cfg, p in zip(configs, plan)}
+    while wait and not interrupted and (held := [o.run.title for o in outcomes if o.state.action == "held"]):
+        try:
+            runlock.wait_while_held([Path(runs[t][0].runs_dir) / runs[t][1].name for t in held],
+                                    on_wait=lambda holders: _say_waiting(console, holders))
+        except KeyboardInterrupt:  # nothing of ours is running: nothing to save
+            raise AblationInterrupted("interrupted while waiting for runs that other processes are training; "
+                                      "re-run the same command to continue") from None
+        again, interrupted = train_plan([runs[t][0] for t in held], [runs[t][1] for t in held], console)
+        retried = {o.run.title: o for o in again}
+        outcomes = [retried.get(o.run.title, o) for o in outcomes]
+    result.outcomes += outcomes
+    if interrupted:
+        raise AblationInterrupted(f"interrupted at run {len(outcomes)}/{len(plan)} ({outcomes[-1].run.title}); "
+                                  "checkpoints are saved. Re-run the same command to continue where it stopped")
+
+
+def _say_waiting(console, holders: dict) -> None:
+    listed = ", ".join(f"{path.name} ({holder})" for path, holder in holders.items())
+    console.print(f"waiting for {len(holders)} run(s) that other processes are training: {listed} (--no-wait: "
+                  "report them as they stand)", highlight=False)
+
+
+def check_tuning(study: Study, ready: Sequence[Part]) -> None:
+    """Before anything trains: the tuning runs' folders hold the same experiment (runner.check_existing)."""
+    data = data_identity(study.ablation.base.data)
+    for part in ready:
+        check_existing(part.ablation, part.ablation.tuning_plan(), data)
 
 
 class Phases:
     """The runs a study has planned so far, and what training them gave."""
 
-    def __init__(self, study: Study, ready: Sequence[Part], console):
-        self.study, self.ready, self.console = study, list(ready), console
+    def __init__(self, study: Study, ready: Sequence[Part], train_plan: TrainPlan, console):
+        self.study, self.ready, self.train_plan, self.console = study, list(ready), train_plan, console
         self.result = AblationResult()
-        self.train_plan = None   # set by run_study: `parallel.plan_trainer`'s (configs, plan, console) -> ...
         self.tuning: Pairs = ordered([(part, p) for part in self.ready for p in part.ablation.tuning_plan()])
         self.reported: Pairs = []
-        self.fingerprint = data_identity(study.ablation.base.data)[1]
+        self.data = data_identity(study.ablation.base.data)  # (vocab size, fingerprint)
 
     @property
     def planned(self) -> Pairs:
@@ -37,10 +86,6 @@ class Phases:
 
     def folders(self) -> list:
         return [run_dir(part, p) for part, p in self.planned]
-
-    def check_tuning(self) -> None:
-        for part in self.ready:
-            check_existing(part.ablation, part.ablation.tuning_plan(), self.fingerprint)
 
     def run(self, pairs: Pairs) -> None:
         """This task's share of these runs, each with its TrainConfig."""
@@ -98,7 +143,7 @@ class Phases:
             if not extra:
                 return
             for part in self.ready:
-                check_existing(part.ablation, [p for owner, p in extra if owner is part], self.fingerprint)
+                check_existing(part.ablation, [p for owner, p in extra if owner is part], self.data)
             extra = ordered(extra)
             self.tuning = ordered(self.tuning + extra)
             pending = [(part, p) for part, p in extra if run_state(run_dir(part, p)).action != "skip"]
@@ -124,7 +169,7 @@ class Phases:
             plan = [p for p in ablation.report_plan(lrs) if lrs is None or p.label in lrs]
             if counts is not None:
                 plan = [p for p in plan if ablation.seeds.index(p.seed) < counts.get(part.key(p.label), 0)]
-            check_existing(ablation, plan, self.fingerprint)
+            check_existing(ablation, plan, self.data)
             pairs += [(part, p) for p in plan]
         return ordered(pairs)
 
@@ -171,8 +216,18 @@ class Phases:
 
 def verdict_words(study: Study, folders: Sequence) -> dict[str, str]:
     """The verdict word of each configuration over the study's finished runs (the report's verdicts)."""
-    from pathlib import Path
-
     what = "sweep" if study.is_sweep else "ablation"
     report = build_over(Path(study.ablation.base.runs_dir), folders, what)
     return {key: verdict.word for key, verdict in report.verdicts.items()}
+
+
+def build_over(runs_dir: Path, folders: Sequence[Path], what: str):
+    """The report over these run folders (not whatever else lies in the runs folder), not yet written."""
+    from pileablate.report.build import build_report
+    from pileablate.report.runs import load_run
+    from pileablate.runfolder import is_run_dir
+
+    runs = [load_run(folder) for folder in folders if is_run_dir(folder)]
+    if not runs:
+        raise UserError(f"no run of this {what} in {runs_dir} finished; nothing to report")
+    return build_report([runs_dir], runs=runs)

@@ -48,7 +48,7 @@ def write_design(study, record: dict) -> None:
 
 
 def point_record(study, part) -> dict:
-    from pileablate.ablate.runner import budget_of
+    from pileablate.runfolder import budget_of
 
     return {"point": part.point.label, "axes": [a.field for a in study.axes], "values": part.point.values,
             "budget": budget_of(part.ablation.base), "default_budget": part.default_budget}

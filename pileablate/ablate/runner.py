@@ -19,7 +19,7 @@ from pileablate import runlock
 from pileablate.ablate.plan import PlannedRun
 from pileablate.errors import UserError
 
-from pileablate.runfolder import BUDGET_FIELDS, read_summary, same_budget as _same_budget  # the run folder's rules
+from pileablate.runfolder import BUDGET_FIELDS, budget_of, read_summary, same_budget  # the run folder's rules
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,6 @@ class RunState:
 UNFINISHED = ("train", "resume", "held")
 # What this process does not train now (a held run may be trained here once its holder has let go).
 NOT_TRAINED = ("skip", "failed", "held")
-
-
-def budget_of(cfg) -> dict:
-    return {k: getattr(cfg, k) for k in BUDGET_FIELDS}
 
 
 def held_state(holder) -> RunState:
@@ -64,14 +60,10 @@ def run_state(run_dir: Path) -> RunState:
 
 def baseline_params(base, vocab_size: int) -> int:
     """Active parameters of the baseline model of these settings (preset and size overrides)."""
-    import torch
-
     from pileablate.model.build import build_model_config
-    from pileablate.model.gpt import GPT
+    from pileablate.train.plan import count_params
 
-    model_cfg = build_model_config(base.preset, (), vocab_size, **base.model_overrides())
-    with torch.device("meta"):  # counts parameters without allocating them
-        return GPT(model_cfg).num_params()["active"]
+    return count_params(build_model_config(base.preset, (), vocab_size, **base.model_overrides())).active
 
 
 def grid_budget(base, vocab_size: int):
@@ -86,15 +78,16 @@ def grid_budget(base, vocab_size: int):
     return dataclasses.replace(base, max_tokens=tc.DEFAULT_TOKENS_PER_PARAM * active), True
 
 
-def check_existing(ablation, plan: Sequence[PlannedRun], fingerprint: str) -> None:
+def check_existing(ablation, plan: Sequence[PlannedRun], data: tuple[int, str]) -> None:
     """Before training anything: every run folder the plan would reuse must hold the same experiment
-    (data, model, optimiser settings, budget).
+    (data, model, optimiser settings, budget). `data`: the store's (vocab size, fingerprint).
     Otherwise a re-run with, say, another --lr would skip old runs and mix two ablations in one table."""
     from pileablate.report.checks import describe_budget
     from pileablate.jsonfile import read_json
-    from pileablate.runfolder import RESUMABLE_CHANGES
-    from pileablate.train.session import resolve_config
+    from pileablate.runfolder import settings_differences
+    from pileablate.train.plan import plan_run
 
+    vocab_size, fingerprint = data
     for planned in plan:
         config_file = Path(ablation.base.runs_dir) / planned.name / "config.json"
         if not config_file.is_file():
@@ -106,15 +99,13 @@ def check_existing(ablation, plan: Sequence[PlannedRun], fingerprint: str) -> No
         differences = []
         if (old.get("data") or {}).get("fingerprint") != fingerprint:
             differences.append(f"data {ablation.base.data} differs (fingerprint)")
-        # Budget-independent defaults resolve the same way the trainer will (params do not matter here).
+        # The run as the trainer will plan it (the same function, so the same defaults).
         cfg = ablation.config_for(planned)
-        expected = resolve_config(cfg, planned.mods, 0).to_json()
+        expected = plan_run(cfg, vocab_size).settings.to_json()
         stored = old.get("train") or {}
-        for key, value in expected.items():
-            if key not in RESUMABLE_CHANGES and key in stored and stored[key] != value:
-                differences.append(f"{key} {stored[key]} -> {value}")
-        old_budget = {k: stored.get(k) for k in BUDGET_FIELDS}
-        if not differences and not _same_budget(old_budget, budget_of(cfg)):
+        differences += settings_differences(stored, expected)  # the run folder's same-run rule, not a copy
+        old_budget = budget_of(stored)
+        if not differences and not same_budget(old_budget, budget_of(cfg)):
             # Extending a run is not the same experiment as running it with the larger budget from the
             # start: warmup and cosine follow the fraction of the budget used.
             raise UserError(
@@ -141,7 +132,7 @@ def run_grid(configs: Sequence, plan: Sequence[PlannedRun], console) -> tuple[li
     """Train every planned run (with its TrainConfig) in order. Returns the outcomes and whether the grid
     was interrupted (a Ctrl-C or SIGTERM inside a run: its checkpoint is saved, the remaining runs are
     left for the next invocation)."""
-    from pileablate.train.session import RunFailed
+    from pileablate.train.state import RunFailed
     from pileablate.train.trainer import train
 
     from pileablate.report.fmt import format_seconds

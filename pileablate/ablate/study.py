@@ -1,5 +1,6 @@
-"""One study: configurations x seeds at one or more points, its tuning and its execution, run along
-one path (plan, tune, train, list failures, report, publish to the trackers).
+"""One study: configurations x seeds at one or more points, and its plan (the parts, their runs in
+order). `pileablate.ablate.run` runs it along one path (plan, tune, train, list failures, report,
+publish to the trackers); `phases` executes each phase.
 
 A plain ablation is a study with one point whose runs lie in RUNS itself (RUNS/rope-s0); a sweep
 (`--sweep preset=nano,micro`) has a point per value, each in its own folder (RUNS/micro/rope-s0) with
@@ -7,7 +8,8 @@ its point.json. Every point is the grid of `Ablation` on the point's settings, w
 budget when none is given and its own tuned rates; there is one report, in RUNS, over all points.
 
     from pileablate.ablate import Ablation, default_grid
-    from pileablate.ablate.study import Study, run_study
+    from pileablate.ablate.run import run_study
+    from pileablate.ablate.study import Study
 
     run_study(Study(Ablation(TrainConfig(data="data", max_tokens=1_000_000), default_grid("rope"),
                              seeds=[0, 1])))
@@ -20,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pileablate.ablate.ablation import Ablation, AblationFailed, AblationResult
+from pileablate.ablate.ablation import Ablation
 from pileablate.ablate.axes import Axis, Point, check_axes, points
 from pileablate.ablate.plan import PlannedRun, format_lr
-from pileablate.ablate.runner import UNFINISHED, budget_of, data_identity, grid_budget, run_state
+from pileablate.ablate.runner import data_identity, grid_budget, run_state
+from pileablate.runfolder import budget_of
 from pileablate.errors import UserError
 from pileablate.train.config import TrainConfig
 
@@ -99,9 +102,9 @@ class Study:
         tune_lrs = self.ablation.tune_lrs
         if tune_lrs and self.tune_spec:
             from pileablate.ablate.tuning import lr_candidates
-            from pileablate.train.config import preset_defaults
+            from pileablate.train.config import default_lr
 
-            tune_lrs = lr_candidates(self.tune_spec, preset_defaults(base.preset)["lr"])
+            tune_lrs = lr_candidates(self.tune_spec, default_lr(base.preset))
         return dataclasses.replace(self.ablation, base=base, tune_lrs=tune_lrs)
 
     # What `ablate --emit slurm` needs (slurm.write_scripts), over every point.
@@ -201,93 +204,8 @@ def check_configurations(ready: Sequence[Part]) -> None:
             check_configuration(experiment.mods, base.mod_options, context, part.key(experiment.label))
 
 
-def run_study(study: Study, console=None) -> AblationResult:
-    """Tune (when asked), train the reported runs (round by round with --seeds auto), and write, print
-    and publish one report over the study's runs. Raises UserError subclasses for an interrupt (exit
-    130) and for failed runs (exit 1) after everything else has run."""
-    from pileablate.ablate.parallel import plan_trainer
-    from pileablate.ablate.phases import Phases
-    from pileablate.ablate.record import checked_design, claim_folders, write_design
-    from pileablate.console import stderr_console
-    from pileablate.data.verify import check_store
-
-    console = console or stderr_console()
-    ready = parts(study)
-    console.print(describe(study, ready), highlight=False)
-    check_store(study.ablation.base.data, console)  # once here, not in every run (or every worker at once)
-    check_configurations(ready)
-    phases = Phases(study, ready, console)
-    phases.check_tuning()
-    design = checked_design(study)
-    if study.is_sweep:
-        claim_folders(study, ready)
-    write_design(study, design)
-    with plan_trainer(study.ablation.jobs, study.ablation.devices or study.ablation.base.device) as train_plan:
-        phases.train_plan = train_plan
-        trained = phases.tune()
-        if trained:
-            phases.train_reported()
-    if not trained or study.ablation.task is not None:
-        return task_done(study, phases)
-    result = phases.result
-    result.report = report_folders(Path(study.ablation.base.runs_dir), phases.folders(),
-                                   "sweep" if study.is_sweep else "ablation", study.ablation.base.trackers)
-    raise_failures(study, ready, phases)
-    return result
-
-
-def task_done(study: Study, phases) -> AblationResult:
-    """A task of a job array (or the tuning stage) ends without a report: the others may still run."""
-    left = [p for part, p in phases.planned if run_state(run_dir(part, p)).action in UNFINISHED]
-    phases.console.print(f"done: this share of the plan ({len(phases.result.outcomes)} runs); {len(left)} runs of "
-                         f"the stage are not finished yet. When every task has finished: pileablate report "
-                         f"{study.ablation.base.runs_dir}", highlight=False)
-    return phases.result
-
-
 def run_dir(part: Part, planned: PlannedRun) -> Path:
     return Path(part.ablation.base.runs_dir) / planned.name
-
-
-def raise_failures(study: Study, ready: Sequence[Part], phases) -> None:
-    # A tuning run that diverges at a high rate is an answer, not a failure of the study.
-    result = phases.result
-    failed = [o for o in result.outcomes if o.run.role == "report" and (o.state.action == "failed" or o.error)]
-    untuned = [part.key(e.label) for part in ready for e in part.ablation.experiments
-               if part.ablation.tuning and part.key(e.label) not in result.chosen_lrs]
-    reported = len(phases.reported)
-    problems = [f"{len(failed)} of {reported} runs failed ({', '.join(o.run.title for o in failed)})"] if failed else []
-    problems += [f"not reported, no tuning run finished: {', '.join(untuned)}"] if untuned else []
-    if problems:
-        raise AblationFailed("; ".join(problems) + "; the report lists them. Fix the cause, delete those run "
-                             "folders and re-run to redo only them")
-
-
-def report_folders(runs_dir: Path, folders: Sequence[Path], what: str, trackers: Sequence[str] = ()):
-    """One report over these run folders, written into `runs_dir`, printed, and sent to the runs'
-    trackers when they have any."""
-    from pileablate.console import stdout_console
-    from pileablate.report.build import publish_to_trackers, write_report
-    from pileablate.report.console import print_files
-
-    report = build_over(runs_dir, folders, what)
-    files = write_report(report, runs_dir)
-    stdout_console().print(report.table())
-    print_files(report, files)
-    publish_to_trackers(report, files, trackers, runs_dir)
-    return report
-
-
-def build_over(runs_dir: Path, folders: Sequence[Path], what: str):
-    """The report over these run folders (not whatever else lies in the runs folder), not yet written."""
-    from pileablate.report.build import build_report
-    from pileablate.report.runs import load_run
-    from pileablate.runfolder import is_run_dir
-
-    runs = [load_run(folder) for folder in folders if is_run_dir(folder)]
-    if not runs:
-        raise UserError(f"no run of this {what} in {runs_dir} finished; nothing to report")
-    return build_report([runs_dir], runs=runs)
 
 
 def describe(study: Study, ready: Sequence[Part]) -> str:

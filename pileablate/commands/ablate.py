@@ -41,7 +41,8 @@ def ablate(ctx: typer.Context, **options) -> None:
     --device may list devices (cuda:0,cuda:1): --jobs runs one run on each.
     """
     from pileablate.ablate import Ablation, default_grid, grid_from_toml
-    from pileablate.ablate.study import NOT_IN_ARRAYS, Study, run_study
+    from pileablate.ablate.run import run_study
+    from pileablate.ablate.study import NOT_IN_ARRAYS, Study
     from pileablate.commands.train import train_config
     from pileablate.errors import UserError
 
@@ -160,8 +161,8 @@ def _emit_slurm(study, given: AblateOptions, slurm: SlurmOptions, args: list[str
 
 def _tune_rates(spec: Optional[str], base) -> tuple[float, ...]:
     from pileablate.ablate.tuning import lr_candidates
-    from pileablate.train.config import preset_defaults
+    from pileablate.train.config import default_lr
 
     if spec is None:
         return ()
-    return lr_candidates(spec, preset_defaults(base.preset)["lr"])
+    return lr_candidates(spec, default_lr(base.preset))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -32,6 +31,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
+from pileablate.atomic import publish
 from pileablate.errors import UserError
 from pileablate.writes import writing
 
@@ -116,12 +116,7 @@ class PartWriter:
                 self._open()
             self._writer.close()
             self._sink.close()
-            fd = os.open(self._tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(self._tmp, self.path)
+        publish(self._tmp, self.path)  # Arrow wrote the temporary file; it is moved into place as every file is
         self._writer = self._sink = None
         return {"file": self.path.name, "rows": self.rows, "tokens": self.tokens, "sha256": _sha256_file(self.path)}
 

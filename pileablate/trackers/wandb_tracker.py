@@ -23,6 +23,7 @@ import secrets
 from pathlib import Path
 from typing import Optional, Sequence
 
+from pileablate.jsonfile import write_json_atomic
 from pileablate.trackers.rows import flat, row_metrics
 
 DEFAULT_PROJECT = "pileablate"
@@ -43,10 +44,7 @@ class RunState:
         self.last_step: int = int(data.get("last_step", 0))
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"id": self.id, "last_step": self.last_step}))
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, {"id": self.id, "last_step": self.last_step})
 
 
 def _first_line(err: BaseException) -> str:

@@ -2,7 +2,7 @@
 
 Each field is the `pileablate train` option of its name and its help the --help (pileablate.options), so
 the manual and the code cannot drift apart. Options left as `None` take a per-preset default (see `PRESET_DEFAULTS`), resolved
-by `session.resolve_config` once the model size is known; the preset itself, when not given, by `machine_preset`.
+by `plan.plan_run` once the model size is known; the preset itself, when not given, by `machine_preset`.
 """
 
 from __future__ import annotations
@@ -228,6 +228,12 @@ def validate(cfg: TrainConfig) -> None:
 
 def preset_defaults(preset: str) -> dict:
     return PRESET_DEFAULTS.get(preset, FALLBACK_DEFAULTS)
+
+
+def default_lr(preset: str) -> float:
+    """The learning rate a run of `preset` trains at without --lr, and what --tune-lr auto centres on:
+    the one place the preset's rate is worked out."""
+    return preset_defaults(preset)["lr"]
 
 
 def default_run_name(mods: tuple[str, ...], seed: int, all_mods: tuple[str, ...] = ()) -> str:

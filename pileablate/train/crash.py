@@ -16,7 +16,9 @@ from typing import Iterator
 
 from pileablate import runfolder
 from pileablate.errors import UserError
-from pileablate.train.session import RunFailed, Session, run_summary
+from pileablate.train.record import run_summary
+from pileablate.train.session import Session
+from pileablate.train.state import RunFailed
 from pileablate.writes import is_write_error
 
 CRASHED = "crashed"

@@ -2,7 +2,7 @@
 
 The loop is nanoGPT's (AdamW, gradient accumulation, clipping, autocast): `training_loop` below reads
 top to bottom as batch, forward, backward, clip, step, then the row, the evaluation and the checkpoint
-when due. `session.py` builds the run whole and holds the named pieces the loop calls: the budget that
+when due. `build.py` builds the run whole; `session.py` holds the named pieces the loop calls: the budget that
 drives the schedule, the same data for every modification, guards before the first step, honest-loss
 checks, atomic checkpoints with exact resume (`pileablate.runfolder`), and DDP under torchrun.
 """
@@ -25,8 +25,10 @@ from pileablate.train.crash import recording_crashes
 from pileablate.train.display import LiveDisplay
 from pileablate.train.distributed import dist_info_from_env, init_distributed, shutdown_distributed
 from pileablate.train.hardware import autocast_context, pick_device
+from pileablate.train.build import open_session
 from pileablate.train.passes import budget_tokens, describe_passes, repeat_warning
-from pileablate.train.session import AlreadyFinished, Ending, LossInterval, RunFailed, Session, budget_reached, open_session
+from pileablate.train.session import Session
+from pileablate.train.state import AlreadyFinished, Ending, LossInterval, RunFailed, budget_reached
 
 
 def train(cfg: TrainConfig, console: Optional[Console] = None) -> dict:
@@ -147,8 +149,7 @@ def end_between_rows(s: Session, tracker: Trackers, interval: LossInterval, lr: 
 
 def print_header(s: Session) -> None:
     cfg, p = s.cfg, s.progress
-    requested = s.requested
-    default_budget = requested.max_tokens is None and requested.max_steps is None and requested.time_limit is None
+    default_budget = s.plan.default_budget
     budget = []
     if cfg.time_limit:
         budget.append(f"{cfg.time_limit:g}s")
@@ -160,8 +161,8 @@ def print_header(s: Session) -> None:
     s.say(
         f"[bold]{'resuming' if s.resuming else 'training'}[/bold] {s.run_dir} · preset {cfg.preset}"
         + (f" ({cfg.preset_reason})" if cfg.preset_reason else "") + " · "
-        f"mods {','.join(cfg.mods) or 'baseline'} · {s.counts['total'] / 1e6:.2f}M params "
-        f"({s.counts['active'] / 1e6:.2f}M active) · {s.device} {s.precision}"
+        f"mods {','.join(cfg.mods) or 'baseline'} · {s.counts.total / 1e6:.2f}M params "
+        f"({s.counts.active / 1e6:.2f}M active) · {s.device} {s.precision}"
         + (f" · {s.info.world_size} processes" if s.info.enabled else "")
     )
     s.say(
