@@ -43,6 +43,10 @@ class AttentionHooks(nn.Module):
         self.parts = nn.ModuleList(h for h in (*scores, *masks) if isinstance(h, nn.Module))
         self._block_masks: dict = {}
 
+    @property
+    def has_scores(self) -> bool:
+        return bool(self._scores)
+
     def score_mod(self, score, b, h, q_idx, kv_idx):
         for fn in self._scores:
             score = fn(score, b, h, q_idx, kv_idx)
@@ -95,8 +99,8 @@ def _hooked(q, k, v, hooks: AttentionHooks, dropout_p: float) -> torch.Tensor:
     t, s = q.shape[-2], k.shape[-2]
     groups = q.shape[1] // k.shape[1]
     if q.device.type == "cuda" and t == s and dropout_p == 0.0:
-        return _flex_attention()(q, k, v, score_mod=hooks.score_mod, block_mask=hooks.block_mask(t, q.device),
-                                 enable_gqa=groups > 1)
+        return _flex_attention()(q, k, v, score_mod=hooks.score_mod if hooks.has_scores else None,
+                                 block_mask=hooks.block_mask(t, q.device), enable_gqa=groups > 1)
     if groups > 1:
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     b, h = q.shape[0], q.shape[1]
@@ -107,7 +111,8 @@ def _hooked(q, k, v, hooks: AttentionHooks, dropout_p: float) -> torch.Tensor:
     q_idx = torch.arange(s - t, s, device=device).view(1, 1, t, 1)
     kv_idx = torch.arange(s, device=device).view(1, 1, 1, s)
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
-    att = hooks.score_mod(att, b_idx, h_idx, q_idx, kv_idx)
+    if hooks.has_scores:
+        att = hooks.score_mod(att, b_idx, h_idx, q_idx, kv_idx)
     att = att.masked_fill(~hooks.mask_mod(b_idx, h_idx, q_idx, kv_idx), float("-inf"))
     att = F.softmax(att, dim=-1)
     if dropout_p > 0:

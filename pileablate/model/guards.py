@@ -47,6 +47,8 @@ def _exact_fp32(model: torch.nn.Module, mode: str = "eval") -> Iterator[torch.nn
     weights, no autocast, no TF32; everything restored afterwards."""
     was_training = model.training
     low_precision = any(p.dtype != torch.float32 for p in model.parameters())
+    # A copy for training mode: a training forward may update state (running statistics, a user's
+    # buffers), and the model about to train must start from exactly what was initialised.
     probe = copy.deepcopy(model).float() if low_precision or mode == "training" else model
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     precision = torch.get_float32_matmul_precision()
